@@ -1,0 +1,73 @@
+"""The controller's read-only view of the topology JSON the harness hands it."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    ip: str
+    mac: str
+    switch: str
+    port: int
+    index: int  # 0-based position in h1..hN order
+
+
+@dataclass
+class Fabric:
+    """Switches, hosts and who-is-on-which-port, indexed for routing."""
+
+    kind: str
+    params: dict
+    switches: dict[str, dict]  # name -> switch record (dpid, role, pod, index)
+    hosts: list[Host]
+    ports: dict[str, dict[str, int]] = field(default_factory=dict)  # switch -> neighbor -> port
+
+    @classmethod
+    def from_json(cls, data: dict) -> Fabric:
+        """Build from `GraphTopo.to_json()` output."""
+        switches = {s["name"]: s for s in data["switches"]}
+        hosts = sorted(
+            (Host(h["name"], h["ip"], h["mac"], h["switch"], h["port"], int(h["name"][1:]) - 1)
+             for h in data["hosts"]),
+            key=lambda h: h.index,
+        )
+        fabric = cls(data["kind"], data.get("params", {}), switches, hosts)
+        for link in data["links"]:
+            for near, near_port, far in ((link["a"], link["a_port"], link["b"]),
+                                         (link["b"], link["b_port"], link["a"])):
+                if near in switches:
+                    fabric.ports.setdefault(near, {})[far] = near_port
+        return fabric
+
+    @classmethod
+    def load(cls, path: str) -> Fabric:
+        with open(path) as fh:
+            return cls.from_json(json.load(fh))
+
+    def by_dpid(self, dpid: int) -> str | None:
+        """Switch name for a datapath id, or None for a switch we do not know."""
+        for name, record in self.switches.items():
+            if record["dpid"] == dpid:
+                return name
+        return None
+
+    def switch_neighbors(self, name: str) -> dict[str, int]:
+        """Neighboring switches of `name` and the local port towards each."""
+        return {n: p for n, p in self.ports.get(name, {}).items() if n in self.switches}
+
+    def hops_to(self, switch: str) -> dict[str, int]:
+        """Switch-hop distance from every switch to `switch` (BFS)."""
+        dist = {switch: 0}
+        queue = deque([switch])
+        while queue:
+            here = queue.popleft()
+            for there in self.switch_neighbors(here):
+                if there not in dist:
+                    dist[there] = dist[here] + 1
+                    queue.append(there)
+        return dist

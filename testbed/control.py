@@ -1,0 +1,93 @@
+"""Start the os-ken controller as its own process and wait for its ready signal.
+
+The harness writes the topology JSON, starts ``python -m controllers`` listening on
+127.0.0.1 and a free port, waits until the port accepts connections (so switches
+connect at once), and later waits for the "all switches programmed" file.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from testbed.errors import TestbedError
+from testbed.ledger import Ledger, identity, kill_group
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ControllerProcess:
+    """The controller of one run; `start`, `wait_ready`, `stop`."""
+
+    def __init__(self, topology: dict, routing: str, priority: str, run_dir: Path,
+                 ledger: Ledger):
+        self.topology_path = run_dir / "raw" / "topology.json"
+        self.ready_path = run_dir / "raw" / "controller.ready"
+        self.log_path = run_dir / "logs" / "controller.log"
+        self.topology_path.write_text(json.dumps(topology, indent=1))
+        self.routing, self.priority = routing, priority
+        self.ledger = ledger
+        self.port = 0
+        self.popen: subprocess.Popen | None = None
+        self.ident: list[int] = []
+
+    def start(self, timeout_s: float = 30) -> int:
+        """Start the process; return its OpenFlow port once it is listening."""
+        self.port = free_port()
+        argv = [
+            sys.executable, "-m", "controllers",
+            "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(self.port),
+            "--mlnet-topology", str(self.topology_path), "--mlnet-routing", self.routing,
+            "--mlnet-priority", self.priority, "--mlnet-ready-file", str(self.ready_path),
+        ]
+        with open(self.log_path, "w") as log:
+            self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+        self.ledger.add_process(self.popen.pid)
+        self.ident = identity(self.popen.pid)
+        self._wait(lambda: _listening(self.port), timeout_s, "start listening")
+        return self.port
+
+    def wait_ready(self, timeout_s: float = 60) -> dict:
+        """Block until every switch is programmed; return the controller's report."""
+        self._wait(self.ready_path.exists, timeout_s, "program every switch")
+        report = json.loads(self.ready_path.read_text())
+        if report.get("errors"):
+            raise TestbedError(
+                f"switches rejected {report['errors']} controller messages; see {self.log_path}"
+            )
+        return report
+
+    def stop(self) -> None:
+        """Terminate the controller (its whole process group). Idempotent."""
+        if self.popen is not None:
+            if self.popen.poll() is None:
+                kill_group(*self.ident)
+            self.popen.wait()
+
+    def _wait(self, condition, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if self.popen.poll() is not None:
+                raise TestbedError(
+                    f"controller exited ({self.popen.returncode}) before it could {what}; "
+                    f"see {self.log_path}"
+                )
+            if time.monotonic() > deadline:
+                raise TestbedError(f"controller did not {what} within {timeout_s:.0f} s")
+            time.sleep(0.05)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

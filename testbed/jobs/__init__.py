@@ -1,0 +1,1 @@
+"""Placing jobs on hosts and running their processes."""

@@ -1,0 +1,178 @@
+"""Start, watch and stop the training processes of every job.
+
+One process per host role, launched inside its Mininet host with ``mnexec`` in a
+session of its own (so its whole process group can be killed), its output going
+to ``logs/<job>-<role><rank>-<host>.log``. A job starts `start_s` seconds after the
+network is ready; it ends ``ok`` when every process exits 0, ``failed`` as soon as
+one exits otherwise (the rest are stopped).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import STDOUT, Popen
+
+from testbed.jobs.placement import Placement
+from testbed.ledger import Ledger, kill_group, identity
+from testbed.network.emulated import EmulatedNetwork
+from testbed.spec.schema import Experiment, JobSpec
+from testbed.training.role import RoleConfig
+
+PS_PORT = 7070  # every server has a host of its own, so one port number suffices
+
+# One thread per process: the machine's cores are shared by every host and OVS.
+PROCESS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass
+class RoleProcess:
+    """A launched (or to-be-launched) process of a job."""
+
+    config: RoleConfig
+    config_path: Path
+    log_path: Path
+    popen: Popen | None = None
+    ident: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.role}{self.config.rank}@{self.config.host}"
+
+
+@dataclass
+class JobRun:
+    """State of one job during the run."""
+
+    spec: JobSpec
+    placement: Placement
+    processes: list[RoleProcess]
+    status: str = "pending"  # pending | running | ok | failed | interrupted
+    launched_at: float | None = None
+    error: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("ok", "failed", "interrupted")
+
+
+class JobRunner:
+    """All jobs of an experiment on a started network."""
+
+    def __init__(self, exp: Experiment, net: EmulatedNetwork, placements: dict[str, Placement],
+                 run_dir: Path, ledger: Ledger):
+        self.net = net
+        self.ledger = ledger
+        self.jobs = [
+            JobRun(job, placements[job.name], self._plan(exp, job, placements[job.name], run_dir))
+            for job in exp.jobs
+        ]
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan(self, exp: Experiment, job: JobSpec, placement: Placement,
+              run_dir: Path) -> list[RoleProcess]:
+        raw = run_dir / "raw" / job.name
+        raw.mkdir(parents=True, exist_ok=True)
+        ips = {name: info.ip for name, info in self.net.topo.host_info.items()}
+        servers = [[ips[h], PS_PORT] for h in placement.servers]
+        roles = [("server", rank, h) for rank, h in enumerate(placement.servers)]
+        roles += [("worker", rank, h) for rank, h in enumerate(placement.workers)]
+        planned = []
+        for role, rank, host in roles:
+            stem = f"{role}{rank}"
+            config = RoleConfig(
+                job=job.model_dump(mode="json"), role=role, rank=rank, host=host, ip=ips[host],
+                seed=exp.seed, records=str(raw / f"{stem}.jsonl"), servers=servers,
+                port=PS_PORT if role == "server" else 0,
+            )
+            config.save(raw / f"{stem}.json")
+            planned.append(RoleProcess(config, raw / f"{stem}.json",
+                                       run_dir / "logs" / f"{job.name}-{stem}-{host}.log"))
+        return planned
+
+    # ------------------------------------------------------------------ running
+
+    def start_due(self, elapsed_s: float) -> list[JobRun]:
+        """Launch every pending job whose `start_s` has come; return those launched."""
+        due = [j for j in self.jobs if j.status == "pending" and elapsed_s >= j.spec.start_s]
+        for job in due:
+            self._launch(job)
+        return due
+
+    def _launch(self, job: JobRun) -> None:
+        env = {**os.environ, **PROCESS_ENV}
+        job.launched_at = time.time()
+        job.status = "running"
+        for proc in job.processes:  # servers first: workers retry until they listen
+            host = self.net.host(proc.config.host)
+            with open(proc.log_path, "w") as log:
+                proc.popen = host.popen(
+                    [sys.executable, "-m", "testbed.training", str(proc.config_path)],
+                    stdout=log, stderr=STDOUT, env=env,
+                )
+            self.ledger.add_process(proc.popen.pid)
+            proc.ident = identity(proc.popen.pid)
+
+    def poll(self) -> list[JobRun]:
+        """Update job states from their processes' exit codes; return jobs that ended now."""
+        ended = []
+        for job in self.jobs:
+            if job.status != "running":
+                continue
+            codes = [p.popen.poll() for p in job.processes if p.popen]
+            failed = [p for p, c in zip(job.processes, codes) if c not in (None, 0)]
+            if failed:
+                first = failed[0]
+                job.error = f"{first.label} exited {first.popen.returncode}: {_tail(first.log_path)}"
+                job.status = "failed"
+                self._stop(job)
+            elif all(c == 0 for c in codes):
+                job.status = "ok"
+            if job.done:
+                ended.append(job)
+        return ended
+
+    @property
+    def all_done(self) -> bool:
+        return all(job.done for job in self.jobs)
+
+    def stop_all(self) -> None:
+        """Stop every process still running; unfinished jobs become ``interrupted``."""
+        for job in self.jobs:
+            if not job.done:
+                job.status = "interrupted"
+            self._stop(job)
+
+    def _stop(self, job: JobRun) -> None:
+        for proc in job.processes:
+            if proc.popen is not None:
+                if proc.popen.poll() is None:
+                    kill_group(*proc.ident)
+                proc.popen.wait()
+
+    # ------------------------------------------------------------------ reporting
+
+    def summaries(self) -> list[dict]:
+        """Per-job facts for jobs.csv (timings come from the records)."""
+        return [
+            {
+                "job": job.spec.name, "transport": job.spec.transport.kind, "sync": job.spec.sync,
+                "model": job.spec.model.name, "dataset": job.spec.dataset,
+                "workers": job.spec.workers, "servers": job.spec.servers, "status": job.status,
+                "launched_at": job.launched_at, "start_s": job.spec.start_s,
+                "hosts": " ".join(job.placement.hosts), "error": job.error,
+            }
+            for job in self.jobs
+        ]
+
+
+def _tail(path: Path, lines: int = 1) -> str:
+    try:
+        text = path.read_text().strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) if text else "(empty log)"

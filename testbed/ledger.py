@@ -1,0 +1,148 @@
+"""What a run created, written down before it is created, so nothing outlives it.
+
+Each run keeps a ledger in ``/run/mlnet-testbed/<run_id>.json``: OVS bridges, root
+namespace interfaces, Mininet host shells, process groups it started, nft tables.
+`release` removes exactly those (idempotently); `testbed clean` calls it for every
+ledger whose owning harness process is gone. Nothing else is ever touched: that is
+what separates this from Mininet's destructive ``mn -c``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from testbed import shell
+
+log = logging.getLogger("testbed.ledger")
+
+STATE_DIR = Path(os.environ.get("MLNET_STATE_DIR", "/run/mlnet-testbed"))
+BRIDGE_MARK = "mlnet-testbed-run"  # OVS external_ids key naming the run that owns a bridge
+
+
+@dataclass
+class Ledger:
+    """Resources of one run; every `add_*` persists the ledger at once."""
+
+    run_id: str
+    run_dir: str
+    owner: list[int] = field(default_factory=list)  # [pid, start time] of the harness
+    bridges: list[str] = field(default_factory=list)
+    interfaces: list[str] = field(default_factory=list)
+    processes: list[list[int]] = field(default_factory=list)  # [pid, start time], pid = pgid
+    nft_tables: list[list[str]] = field(default_factory=list)  # [family, name]
+
+    @classmethod
+    def open(cls, run_id: str, run_dir: str) -> Ledger:
+        """A new ledger owned by this process."""
+        ledger = cls(run_id, run_dir, owner=identity(os.getpid()))
+        ledger.save()
+        return ledger
+
+    @property
+    def path(self) -> Path:
+        return STATE_DIR / f"{self.run_id}.json"
+
+    def save(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, self.path)
+
+    def add_network(self, bridges: list[str], interfaces: list[str]) -> None:
+        """Record the bridges and switch-port interfaces a network is about to create."""
+        self.bridges += bridges
+        self.interfaces += interfaces
+        self.save()
+
+    def add_process(self, pid: int) -> None:
+        """Record a process started in its own session (so pid == pgid)."""
+        self.processes.append(identity(pid))
+        self.save()
+
+    def add_nft_table(self, family: str, name: str) -> None:
+        self.nft_tables.append([family, name])
+        self.save()
+
+    def release(self) -> list[str]:
+        """Remove everything recorded that still exists; return what was removed."""
+        removed = [f"process group {pid}" for pid, start in self.processes if kill_group(pid, start)]
+        for family, name in self.nft_tables:
+            if shell.run(["nft", "delete", "table", family, name], check=False).returncode == 0:
+                removed.append(f"nft table {family} {name}")
+        present = set(_ovs(["list-br"]).split())
+        for bridge in self.bridges:
+            if bridge in present and _ovs(["br-get-external-id", bridge, BRIDGE_MARK]) in (
+                self.run_id, ""
+            ):
+                _ovs(["--if-exists", "del-br", bridge])
+                removed.append(f"bridge {bridge}")
+        for intf in self.interfaces:
+            if Path("/sys/class/net", intf).exists():
+                shell.run(["ip", "link", "del", intf], check=False)
+                removed.append(f"interface {intf}")
+        self.path.unlink(missing_ok=True)
+        return removed
+
+
+def identity(pid: int) -> list[int]:
+    """[pid, start time in clock ticks]: tells a process from a later one reusing its pid."""
+    return [pid, _start_time(pid)]
+
+
+def alive(ident: list[int]) -> bool:
+    """Whether the process `ident` names is still running."""
+    pid, start = ident
+    return _start_time(pid) == start != -1
+
+
+def leftovers() -> list[Ledger]:
+    """Ledgers of runs whose harness is no longer alive."""
+    found = []
+    for path in sorted(STATE_DIR.glob("*.json")):
+        try:
+            ledger = Ledger(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            log.warning("unreadable ledger %s; remove it by hand", path)
+            continue
+        if not ledger.owner or not alive(ledger.owner):
+            found.append(ledger)
+    return found
+
+
+def kill_group(pid: int, start: int) -> bool:
+    """SIGTERM the group led by `pid` (if it is still that process), then SIGKILL."""
+    if not alive([pid, start]):
+        return False
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not alive([pid, start]):
+                return True
+            time.sleep(0.05)
+    return True
+
+
+def _start_time(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    fields = stat.rsplit(")", 1)[1].split()  # fields after the parenthesised command name
+    if fields[0] == "Z":  # a zombie has exited; only its parent's wait() is missing
+        return -1
+    return int(fields[19])  # field 22 of proc(5): start time
+
+
+def _ovs(args: list[str]) -> str:
+    proc = shell.run(["ovs-vsctl", "--timeout=10", *args], check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""

@@ -1,0 +1,1 @@
+"""Topo -> running Mininet network: build, shape links, check reachability, tear down."""

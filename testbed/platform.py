@@ -1,0 +1,121 @@
+"""What this machine offers: privileges, Open vSwitch, kernel features, versions.
+
+Probes have no lasting side effects: kernel features are tried inside a throwaway
+network namespace (``unshare -n``) that disappears with the probing process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform as _platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+NFT_PROBE = """table netdev mlnet_probe {
+  chain egress_probe { type filter hook egress device lo priority 0; }
+}
+"""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A snapshot of the machine's capabilities (see `probe`)."""
+
+    root: bool
+    ovs_running: bool
+    ovs_kernel_module: bool
+    netem: bool | None  # None: unknown (needs root to try)
+    nftables_egress: bool | None
+    tcp_congestion_controls: tuple[str, ...]
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def datapath(self, requested: str) -> str:
+        """The OVS datapath a run will use for `network.datapath: requested`."""
+        if requested == "auto":
+            return "kernel" if self.ovs_kernel_module else "user"
+        return requested
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@functools.lru_cache(maxsize=1)
+def probe() -> Platform:
+    """Probe the machine once per process."""
+    root = os.geteuid() == 0
+    return Platform(
+        root=root,
+        ovs_running=_ok(["ovs-vsctl", "--timeout=3", "show"]),
+        ovs_kernel_module=_ovs_module(root),
+        netem=_ok(["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+                   "delay", "1ms"]) if root else None,
+        nftables_egress=_ok(["unshare", "-n", "nft", "-f", "-"], NFT_PROBE) if root else None,
+        tcp_congestion_controls=tcp_congestion_controls(),
+        versions=versions(),
+    )
+
+
+def tcp_congestion_controls() -> tuple[str, ...]:
+    """Algorithms the kernel offers now, plus those it could load as modules."""
+    names = set(_read("/proc/sys/net/ipv4/tcp_available_congestion_control").split())
+    moddir = Path("/lib/modules") / _platform.release() / "kernel/net/ipv4"
+    if moddir.is_dir():
+        for mod in moddir.glob("tcp_*.ko*"):
+            names.add(mod.name.split(".")[0][len("tcp_"):])
+    return tuple(sorted(names))
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything a run's results depend on."""
+    ovs = _first_line(["ovs-vsctl", "--version"]).split()
+    out = {
+        "python": _platform.python_version(),
+        "kernel": _platform.release(),
+        "ovs": ovs[-1] if ovs else "missing",
+    }
+    for dist in ("torch", "os-ken", "numpy", "pydantic", "scikit-learn", "pandas"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "missing"
+    try:
+        from mininet.net import VERSION
+
+        out["mininet"] = VERSION
+    except ImportError:
+        out["mininet"] = "missing"
+    return out
+
+
+def _ovs_module(root: bool) -> bool:
+    if Path("/sys/module/openvswitch").exists():
+        return True
+    if root:  # Ubuntu's ovs-ctl loads it at start; try the same, quietly
+        _ok(["modprobe", "-q", "openvswitch"])
+    return Path("/sys/module/openvswitch").exists()
+
+
+def _ok(argv: list[str], stdin: str | None = None) -> bool:
+    try:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.splitlines()[0] if out else ""
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""

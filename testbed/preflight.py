@@ -1,0 +1,55 @@
+"""Checks that must pass before a run creates anything (privileges, daemons, free
+names, platform features the spec asks for)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from testbed import shell
+from testbed.errors import SpecError, TestbedError
+from testbed.platform import Platform
+from testbed.spec.schema import Experiment
+from topologies import GraphTopo
+
+TOOLS = ("mnexec", "ovs-vsctl", "tc", "ip", "ethtool", "sysctl", "fping")
+
+
+def check(exp: Experiment, source: str, topo: GraphTopo, platform: Platform) -> None:
+    """Raise the first problem found, as a one-line error."""
+    if not platform.root:
+        raise TestbedError("testbed run needs root (it creates namespaces and OVS bridges); "
+                           "run it with sudo")
+    missing = [tool for tool in TOOLS if not shell.have(tool)]
+    if missing:
+        raise TestbedError(f"missing tools: {', '.join(missing)}; run `sudo make bootstrap`")
+    if not platform.ovs_running:
+        raise TestbedError("Open vSwitch is not running; `sudo make bootstrap` starts it")
+    check_features(exp, source, platform)
+    check_free_names(topo)
+
+
+def check_features(exp: Experiment, source: str, platform: Platform) -> None:
+    """Spec keys that ask for something this machine lacks."""
+    if exp.network.datapath == "kernel" and not platform.ovs_kernel_module:
+        raise SpecError(source, "network.datapath", "kernel",
+                        "expected auto or user: the openvswitch kernel module is not available")
+    for i, job in enumerate(exp.jobs):
+        cc = job.transport.congestion_control
+        if cc not in platform.tcp_congestion_controls:
+            raise SpecError(
+                source, f"jobs.{i}.transport.congestion_control", cc,
+                f"expected one this kernel offers: {', '.join(platform.tcp_congestion_controls)}",
+            )
+
+
+def check_free_names(topo: GraphTopo) -> None:
+    """Refuse to reuse bridge or interface names that exist: they are not ours to touch."""
+    bridges = set(shell.run(["ovs-vsctl", "--timeout=10", "list-br"]).stdout.split())
+    clash = sorted(bridges & set(topo.switch_info))
+    clash += [i for i in topo.interface_names() if Path("/sys/class/net", i).exists()]
+    if clash:
+        raise TestbedError(
+            f"{len(clash)} bridge/interface names this run needs already exist "
+            f"({', '.join(clash[:4])}...): another run is active, or a crashed run left them "
+            "(`testbed clean` removes leftovers of ours)"
+        )

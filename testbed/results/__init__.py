@@ -1,0 +1,1 @@
+"""Run directory, tidy CSVs, metadata and the end-of-run summary."""

@@ -1,0 +1,86 @@
+"""Cross-field rules: checks that need the whole experiment (and its topology).
+
+Each rule raises a `SpecError` naming the key path, so `testbed check` can point at
+the exact line to fix.
+"""
+
+from __future__ import annotations
+
+from testbed.errors import SpecError
+from testbed.spec.schema import Experiment, JobSpec
+
+# Models that need image-shaped input.
+IMAGE_MODELS = {"cnn"}
+IMAGE_DATASETS = {"digits"}
+
+
+def check_rules(exp: Experiment, source: str) -> None:
+    """Raise `SpecError` for the first rule `exp` breaks."""
+    from topologies import build_topology  # deferred: pulls in Mininet's Topo
+
+    hosts = build_topology(exp.topology).host_names()
+    _check_job_names(exp, source)
+    for i, job in enumerate(exp.jobs):
+        _check_job(job, f"jobs.{i}", source, hosts)
+    _check_capacity(exp, source, hosts)
+
+
+def _check_job_names(exp: Experiment, source: str) -> None:
+    seen: set[str] = set()
+    for i, job in enumerate(exp.jobs):
+        if job.name in seen:
+            raise SpecError(source, f"jobs.{i}.name", job.name, "expected a name unique among jobs")
+        seen.add(job.name)
+
+
+def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
+    if job.sync == "ps" and job.servers < 1:
+        raise SpecError(source, f"{path}.servers", job.servers, "expected >= 1 for sync: ps")
+    if job.model.name in IMAGE_MODELS and job.dataset not in IMAGE_DATASETS:
+        raise SpecError(
+            source, f"{path}.dataset", job.dataset,
+            f"expected an image dataset for model {job.model.name}: {sorted(IMAGE_DATASETS)}",
+        )
+    if job.roles > len(hosts):
+        raise SpecError(
+            source, f"{path}.workers", job.workers,
+            f"expected workers + servers <= {len(hosts)} hosts in the topology",
+        )
+    if isinstance(job.placement, tuple):
+        _check_explicit_placement(job, path, source, hosts)
+
+
+def _check_explicit_placement(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
+    known = set(hosts)
+    for j, host in enumerate(job.placement):
+        if host not in known:
+            raise SpecError(
+                source, f"{path}.placement.{j}", host,
+                f"expected a host of the topology (h1..h{len(hosts)})",
+            )
+        if host in job.placement[:j]:
+            raise SpecError(source, f"{path}.placement.{j}", host, "expected each host once")
+    if len(job.placement) != job.roles:
+        raise SpecError(
+            source, f"{path}.placement", list(job.placement),
+            f"expected {job.roles} hosts (servers first, then workers)",
+        )
+
+
+def _check_capacity(exp: Experiment, source: str, hosts: list[str]) -> None:
+    explicit: dict[str, int] = {}
+    for i, job in enumerate(exp.jobs):
+        if isinstance(job.placement, tuple):
+            for j, host in enumerate(job.placement):
+                if host in explicit:
+                    raise SpecError(
+                        source, f"jobs.{i}.placement.{j}", host,
+                        f"expected a host not already used by jobs.{explicit[host]}",
+                    )
+                explicit[host] = i
+    total = sum(job.roles for job in exp.jobs)
+    if total > len(hosts):
+        raise SpecError(
+            source, "jobs", f"{total} host roles",
+            f"expected at most {len(hosts)} (one process per host; enlarge the topology)",
+        )

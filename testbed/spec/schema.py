@@ -1,0 +1,211 @@
+"""Typed, frozen schema of an experiment spec (design.md §3).
+
+Every key a spec may hold is declared here with its type, range and default; unknown
+keys are errors. Units live in key names. Cross-field rules that need the whole spec
+(host counts, placement names) live in `testbed.spec.rules`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+
+# Scalars are strict (no "4" -> 4 coercion); containers stay lax so YAML lists can
+# become tuples, which keeps the frozen objects hashable and immutable.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Str = Annotated[str, Strict()]
+Bool = Annotated[bool, Strict()]
+Name = Annotated[str, Strict(), Field(pattern=r"^[a-z0-9_-]+$", min_length=1, max_length=40)]
+
+
+class Frozen(BaseModel):
+    """Base for every spec section: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- links
+
+
+class LinkParams(Frozen):
+    """Emulation parameters of one link (applied in each direction)."""
+
+    bw_mbps: Float = Field(100.0, gt=0, le=10_000)
+    delay_ms: Float = Field(0.0, ge=0, le=10_000)
+    jitter_ms: Float = Field(0.0, ge=0, le=10_000)
+    loss_pct: Float = Field(0.0, ge=0, lt=100)
+    queue_pkts: Int = Field(100, ge=1, le=100_000)
+
+
+class LinkOverride(Frozen):
+    """A partial `LinkParams`: only the keys given replace the defaults."""
+
+    bw_mbps: Float | None = Field(None, gt=0, le=10_000)
+    delay_ms: Float | None = Field(None, ge=0, le=10_000)
+    jitter_ms: Float | None = Field(None, ge=0, le=10_000)
+    loss_pct: Float | None = Field(None, ge=0, lt=100)
+    queue_pkts: Int | None = Field(None, ge=1, le=100_000)
+
+    def apply(self, base: LinkParams) -> LinkParams:
+        """Return `base` with the keys set here replaced."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+# ------------------------------------------------------------------------ topology
+
+
+class _TopologyBase(Frozen):
+    link: LinkParams = LinkParams()
+
+    def params_for(self, tier: str) -> LinkParams:
+        """Link parameters of `tier` after applying its override to the defaults."""
+        override = self.tiers.get(tier)  # type: ignore[attr-defined]
+        return override.apply(self.link) if override else self.link
+
+
+class FatTreeSpec(_TopologyBase):
+    """Al-Fares k-ary fat-tree: k pods, (k/2)^2 cores, k^3/4 hosts."""
+
+    kind: Literal["fat-tree"] = "fat-tree"
+    k: Int = Field(4, ge=2, le=16)
+    tiers: dict[Literal["host", "edge", "core"], LinkOverride] = {}
+
+    @field_validator("k")
+    @classmethod
+    def _even(cls, k: int) -> int:
+        if k % 2:
+            raise ValueError("expected an even integer between 2 and 16")
+        return k
+
+
+class LeafSpineSpec(_TopologyBase):
+    """Two-tier Clos: every leaf connects to every spine."""
+
+    kind: Literal["leaf-spine"]
+    spines: Int = Field(2, ge=1, le=16)
+    leaves: Int = Field(4, ge=1, le=32)
+    hosts_per_leaf: Int = Field(4, ge=1, le=32)
+    tiers: dict[Literal["host", "fabric"], LinkOverride] = {}
+
+
+class DumbbellSpec(_TopologyBase):
+    """Two switches joined by one bottleneck link, hosts on either side."""
+
+    kind: Literal["dumbbell"]
+    hosts_per_side: Int = Field(2, ge=1, le=64)
+    tiers: dict[Literal["host", "bottleneck"], LinkOverride] = {}
+
+
+TopologySpec = Annotated[
+    Union[FatTreeSpec, LeafSpineSpec, DumbbellSpec], Field(discriminator="kind")
+]
+
+
+# ------------------------------------------------------------------ network, ctrl
+
+
+class NetworkSpec(Frozen):
+    """How the emulated network is realised on this machine."""
+
+    datapath: Literal["auto", "user", "kernel"] = "auto"
+    loss_backend: Literal["auto", "netem", "nftables"] = "auto"
+
+
+class ControllerSpec(Frozen):
+    """Routing and prioritization policy of the OpenFlow controller."""
+
+    routing: Literal["two-level", "ecmp"] = "two-level"
+    priority: Literal["none"] = "none"
+    priority_classes: Int = Field(4, ge=1, le=8)
+
+
+class ResultsSpec(Frozen):
+    """What the run records besides the training CSVs."""
+
+    sample_s: Float = Field(1.0, gt=0, le=60)
+
+
+# ----------------------------------------------------------------------- training
+
+
+class MlpSpec(Frozen):
+    """Fully connected network; `hidden` lists the hidden layer widths."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: tuple[Annotated[int, Strict(), Field(ge=1, le=65_536)], ...] = (64,)
+
+
+class CnnSpec(Frozen):
+    """Small convolutional network: conv layers with `channels`, then a linear head."""
+
+    name: Literal["cnn"]
+    channels: tuple[Annotated[int, Strict(), Field(ge=1, le=1024)], ...] = (16, 32)
+
+
+ModelSpec = Annotated[Union[MlpSpec, CnnSpec], Field(discriminator="name")]
+
+
+class TcpSpec(Frozen):
+    """Reliable baseline transport over the kernel's TCP."""
+
+    kind: Literal["tcp"] = "tcp"
+    # Set explicitly in every host namespace: this kernel defaults to bbr, which
+    # hides random loss; cubic is Linux's usual default.
+    congestion_control: Annotated[str, Strict(), Field(pattern=r"^[a-z0-9_]+$")] = "cubic"
+
+
+TransportSpec = Annotated[Union[TcpSpec], Field(discriminator="kind")]
+
+
+def _named(value: object, key: str) -> object:
+    """Let `model: mlp` stand for `model: {name: mlp}` (and likewise for transports)."""
+    return {key: value} if isinstance(value, str) else value
+
+
+class JobSpec(Frozen):
+    """One distributed training job."""
+
+    name: Name
+    model: ModelSpec = MlpSpec()
+    dataset: Literal["digits"] = "digits"
+    workers: Int = Field(4, ge=1, le=1024)
+    servers: Int = Field(1, ge=0, le=64)
+    placement: Literal["spread", "pack"] | tuple[Name, ...] = "spread"
+    sync: Literal["ps"] = "ps"
+    transport: TransportSpec = TcpSpec()
+    iterations: Int = Field(100, ge=1, le=1_000_000)
+    batch_size: Int = Field(32, ge=1, le=65_536)
+    lr: Float = Field(0.1, gt=0, le=100)
+    momentum: Float = Field(0.0, ge=0, lt=1)
+    eval_every: Int = Field(10, ge=1)
+    start_s: Float = Field(0.0, ge=0, le=86_400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: object) -> object:
+        if isinstance(data, dict):
+            data = dict(data)
+            if "model" in data:
+                data["model"] = _named(data["model"], "name")
+            if "transport" in data:
+                data["transport"] = _named(data["transport"], "kind")
+        return data
+
+    @property
+    def roles(self) -> int:
+        """Hosts this job occupies (one process per host role)."""
+        return self.workers + self.servers
+
+
+class Experiment(Frozen):
+    """A whole experiment: one network, one controller, one or more jobs."""
+
+    name: Name
+    seed: Int = Field(1, ge=0, le=2**31 - 1)
+    topology: TopologySpec = FatTreeSpec()
+    network: NetworkSpec = NetworkSpec()
+    controller: ControllerSpec = ControllerSpec()
+    results: ResultsSpec = ResultsSpec()
+    jobs: tuple[JobSpec, ...] = Field(min_length=1)

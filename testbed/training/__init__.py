@@ -1,0 +1,1 @@
+"""Training processes: datasets, models, the worker/server loops and sync schemes."""

@@ -1,0 +1,131 @@
+"""Shared vocabulary of every topology: a Mininet `Topo` that also records, as plain
+data, what the rest of the testbed needs to know about each node and link.
+
+A topology is pure data (Mininet's split): building one touches nothing on the
+system. The network layer turns it into bridges and namespaces; the controller
+receives `to_json()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from mininet.topo import Topo
+
+from testbed.spec.schema import LinkParams
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """One emulated host. `rack` is its edge/leaf switch; `pod` groups racks."""
+
+    name: str
+    ip: str
+    mac: str
+    switch: str
+    port: int  # switch port the host hangs off
+    rack: int
+    pod: int
+
+
+@dataclass(frozen=True)
+class SwitchInfo:
+    """One OpenFlow switch. `pod`/`index` locate it inside its tier."""
+
+    name: str
+    dpid: int
+    role: str  # edge | agg | core | leaf | spine
+    pod: int
+    index: int
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """One bidirectional link, with the switch/host port numbers at both ends."""
+
+    a: str
+    a_port: int
+    b: str
+    b_port: int
+    tier: str
+    params: LinkParams
+
+
+# Switch dpids carry the role in their top byte so they are unique across kinds.
+ROLE_CODE = {"edge": 1, "agg": 2, "core": 3, "leaf": 4, "spine": 5, "dumbbell": 6}
+
+
+def make_dpid(role: str, group: int, index: int) -> int:
+    """Deterministic datapath id: role code, group (pod), index within the group."""
+    return (ROLE_CODE[role] << 16) | (group << 8) | index
+
+
+def mac_for(ip: str) -> str:
+    """Locally administered MAC derived from the host IP (10.a.b.c -> 02:00:0a:aa:bb:cc)."""
+    octets = [int(part) for part in ip.split(".")]
+    return "02:00:" + ":".join(f"{octet:02x}" for octet in octets)
+
+
+class GraphTopo(Topo):
+    """A Mininet Topo plus typed node/link records. Subclasses implement `build`."""
+
+    kind = "graph"
+    prefix_len = 8  # every host address lives in 10.0.0.0/8 and is on-link
+
+    def __init__(self, spec, *args, **kwargs):
+        self.spec = spec
+        self.host_info: dict[str, HostInfo] = {}
+        self.switch_info: dict[str, SwitchInfo] = {}
+        self.link_info: list[LinkInfo] = []
+        super().__init__(*args, **kwargs)
+
+    def add_host(self, info: HostInfo) -> None:
+        """Register a host (Mininet gets only what its Host class accepts)."""
+        self.host_info[info.name] = info
+        self.addHost(info.name, ip=f"{info.ip}/{self.prefix_len}", mac=info.mac)
+
+    def add_switch(self, info: SwitchInfo) -> None:
+        """Register a switch with its deterministic dpid."""
+        self.switch_info[info.name] = info
+        self.addSwitch(info.name, dpid=f"{info.dpid:016x}")
+
+    def add_link(self, a: str, a_port: int, b: str, b_port: int, tier: str) -> None:
+        """Connect two nodes on fixed ports; the tier picks the link parameters."""
+        info = LinkInfo(a, a_port, b, b_port, tier, self.spec.params_for(tier))
+        self.link_info.append(info)
+        self.addLink(a, b, port1=a_port, port2=b_port)
+
+    # ---------------------------------------------------------------- queries
+
+    def host_names(self) -> list[str]:
+        """Hosts in h1..hN order (pod/rack order)."""
+        return sorted(self.host_info, key=lambda name: int(name[1:]))
+
+    def racks(self) -> dict[int, list[str]]:
+        """Hosts grouped by rack (edge or leaf switch), in host order."""
+        groups: dict[int, list[str]] = {}
+        for name in self.host_names():
+            groups.setdefault(self.host_info[name].rack, []).append(name)
+        return groups
+
+    def interface_names(self) -> list[str]:
+        """Root-namespace interface names the network will create (switch ports)."""
+        names = []
+        for link in self.link_info:
+            for node, port in ((link.a, link.a_port), (link.b, link.b_port)):
+                if node in self.switch_info:
+                    names.append(f"{node}-eth{port}")
+        return names
+
+    def to_json(self) -> dict:
+        """Everything the controller needs, as JSON-ready data."""
+        return {
+            "kind": self.kind,
+            "params": self.spec.model_dump(exclude={"link", "tiers"}),
+            "switches": [asdict(s) for s in self.switch_info.values()],
+            "hosts": [asdict(h) for h in self.host_info.values()],
+            "links": [
+                {k: v for k, v in asdict(link).items() if k != "params"}
+                for link in self.link_info
+            ],
+        }
