@@ -7,6 +7,7 @@ arguments), 130 interrupted. Errors are one line on stderr, no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import yaml
@@ -72,8 +73,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the experiment; print the summary and, last, the run directory."""
-    import os
-
     exp = load_experiment(args.spec, args.overrides)
     if os.geteuid() != 0:
         raise TestbedError("testbed run needs root (it creates namespaces and OVS bridges); "
@@ -116,8 +115,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     """Release every ledger whose run is no longer alive."""
-    import os
-
     from testbed.ledger import leftovers
 
     if os.geteuid() != 0:

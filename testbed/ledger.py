@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from testbed import shell
+from testbed.errors import TestbedError
 
 log = logging.getLogger("testbed.ledger")
 
@@ -76,18 +77,37 @@ class Ledger:
             if shell.run(["nft", "delete", "table", family, name], check=False).returncode == 0:
                 removed.append(f"nft table {family} {name}")
         present = set(_ovs(["list-br"]).split())
-        for bridge in self.bridges:
-            if bridge in present and _ovs(["br-get-external-id", bridge, BRIDGE_MARK]) in (
-                self.run_id, ""
-            ):
-                _ovs(["--if-exists", "del-br", bridge])
-                removed.append(f"bridge {bridge}")
-        for intf in self.interfaces:
-            if Path("/sys/class/net", intf).exists():
-                shell.run(["ip", "link", "del", intf], check=False)
-                removed.append(f"interface {intf}")
+        ours = [b for b in self.bridges if b in present
+                and _ovs(["br-get-external-id", b, BRIDGE_MARK]) in (self.run_id, "")]
+        removed += [f"bridge {b}" for b in delete_bridges(ours)]
+        removed += [f"interface {i}" for i in delete_interfaces(self.interfaces)]
         self.path.unlink(missing_ok=True)
         return removed
+
+
+def delete_bridges(bridges: list[str]) -> list[str]:
+    """Delete OVS bridges in one ovs-vsctl transaction; return those asked for."""
+    if bridges:
+        args = ["--timeout=60"]
+        for bridge in bridges:
+            args += ["--", "--if-exists", "del-br", bridge]
+        _ovs(args)
+    return list(bridges)
+
+
+def delete_interfaces(names: list[str]) -> list[str]:
+    """Delete those root-namespace interfaces that exist (one ``ip -batch``).
+
+    Deleting one end of a veth pair deletes its peer too, so later lines of the
+    batch may fail harmlessly; what counts is that none is left afterwards.
+    """
+    present = [n for n in names if Path("/sys/class/net", n).exists()]
+    if present:
+        shell.run_batch("ip", [["link", "del", n] for n in present], check=False)
+        left = [n for n in present if Path("/sys/class/net", n).exists()]
+        if left:
+            raise TestbedError(f"could not delete interfaces: {', '.join(left[:5])}")
+    return present
 
 
 def identity(pid: int) -> list[int]:

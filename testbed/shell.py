@@ -41,11 +41,13 @@ def run(argv: Sequence[str], ns_pid: int | None = None, check: bool = True,
     return proc
 
 
-def run_batch(tool: str, commands: Sequence[Sequence[str]], ns_pid: int | None = None) -> None:
-    """Run many `tool` sub-commands in one ``tool -batch -`` process.
+def run_batch(tool: str, commands: Sequence[Sequence[str]], ns_pid: int | None = None,
+              check: bool = True) -> None:
+    """Run many `tool` sub-commands in one ``tool -force -batch -`` process.
 
     Each command is an argument list without the tool name, e.g.
     ``["qdisc", "add", "dev", "e1-eth1", ...]``; arguments must not contain blanks.
+    With `check`, any failing line fails the whole call (after all lines ran).
     """
     if not commands:
         return
@@ -56,8 +58,8 @@ def run_batch(tool: str, commands: Sequence[Sequence[str]], ns_pid: int | None =
             raise ValueError(f"{tool} batch argument with whitespace: {args}")
         lines.append(" ".join(args))
         log.debug("$ %s %s", tool, lines[-1])
-    run([tool, "-force", "-batch", "-"] if tool == "tc" else [tool, "-batch", "-"],
-        ns_pid=ns_pid, input_text="\n".join(lines) + "\n")
+    run([tool, "-force", "-batch", "-"], ns_pid=ns_pid, input_text="\n".join(lines) + "\n",
+        check=check)
 
 
 def have(tool: str) -> bool:

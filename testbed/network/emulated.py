@@ -23,7 +23,7 @@ from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
 
 from testbed import shell
-from testbed.ledger import BRIDGE_MARK, Ledger
+from testbed.ledger import BRIDGE_MARK, Ledger, delete_bridges, delete_interfaces
 from testbed.network import tc
 from topologies import GraphTopo
 
@@ -48,8 +48,10 @@ class EmulatedNetwork:
         self.ledger.add_network(sorted(self.topo.switch_info), self.topo.interface_names())
         self.net = Mininet(
             topo=self.topo,
+            # batch: one ovs-vsctl transaction for all bridges (80 serial ones take
+            # ~15 s on a k=8 fat-tree with the userspace datapath).
             switch=partial(OVSSwitch, datapath=self.datapath, protocols="OpenFlow13",
-                           failMode="secure"),
+                           failMode="secure", batch=True),
             controller=partial(RemoteController, ip="127.0.0.1", port=self.controller_port),
             host=Host,
             link=Link,
@@ -67,10 +69,19 @@ class EmulatedNetwork:
         self._shape_switch_ports()
 
     def stop(self) -> None:
-        """Stop Mininet (hosts, links, bridges). Idempotent."""
+        """Remove hosts, bridges and links. Idempotent.
+
+        Not Mininet's `stop`: it deletes links one shell command at a time (~20 s on
+        a k=8 fat-tree). Killing the host shells takes their namespaces and the veth
+        ends inside them; one ovs-vsctl and one ``ip -batch`` remove the rest.
+        """
         net, self.net = self.net, None
-        if net is not None:
-            net.stop()
+        if net is None:
+            return
+        for node in net.hosts + net.switches:
+            node.terminate()
+        delete_bridges(sorted(self.topo.switch_info))
+        delete_interfaces(self.topo.interface_names())
 
     # ------------------------------------------------------------------ queries
 

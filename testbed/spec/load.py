@@ -101,13 +101,22 @@ def _spec_error(
     exc: ValidationError, raw: Mapping[str, Any], source: str, overridden: list[str]
 ) -> SpecError:
     """Turn pydantic's error list into one line about the most specific problem."""
-    errors = exc.errors()
-    cleaned = [(_user_path(err["loc"], raw), err) for err in errors]
+    cleaned = [(_user_path(err["loc"], raw), err) for err in exc.errors()]
+    # An error on a container is often only the echo of one inside it (a tuple of
+    # jobs "too short" because its only job failed): keep the innermost ones.
+    cleaned = [
+        (path, err) for path, err in cleaned
+        if not any(len(other) > len(path) and other[: len(path)] == path for other, _ in cleaned)
+    ]
     # The longest key path is the most specific: for unions pydantic reports one
     # error per member and the deepest one is the one the user meant.
     path, err = max(cleaned, key=lambda item: len(item[0]))
-    dotted = ".".join(str(p) for p in path)
     value = NO_VALUE if err["type"] == "missing" else err.get("input", NO_VALUE)
+    if err["type"] == "union_tag_invalid":
+        value = err["ctx"]["tag"]
+        if isinstance(_node(raw, path), dict):  # point at the tag key itself
+            path = [*path, err["ctx"]["discriminator"].strip("'")]
+    dotted = ".".join(str(p) for p in path)
     expected = _expected(err, raw, path)
     others = len({".".join(map(str, p)) for p, _ in cleaned}) - 1
     if others > 0:
@@ -116,6 +125,12 @@ def _spec_error(
     if hit:
         source = f"{source} (--set {hit[0]})"
     return SpecError(source, dotted, value, expected)
+
+
+def _node(raw: Any, path: list[Any]) -> Any:
+    for part in path:
+        raw = raw[part]
+    return raw
 
 
 def _user_path(loc: tuple[Any, ...], raw: Any) -> list[Any]:
@@ -152,7 +167,7 @@ def _expected(err: Mapping[str, Any], raw: Mapping[str, Any], path: list[Any]) -
     if kind == "missing":
         return "missing required key"
     if kind == "union_tag_invalid":
-        return f"unknown {ctx.get('discriminator', 'kind')}; expected one of {ctx['expected_tags']}"
+        return f"expected one of {ctx['expected_tags']}"
     if kind == "union_tag_not_found":
         return f"missing key {ctx.get('discriminator', 'kind')}"
     if kind in _BOUNDS:

@@ -19,10 +19,23 @@ def check_rules(exp: Experiment, source: str) -> None:
     from topologies import build_topology  # deferred: pulls in Mininet's Topo
 
     hosts = build_topology(exp.topology).host_names()
+    _check_link_emulation(exp, source)
     _check_job_names(exp, source)
     for i, job in enumerate(exp.jobs):
         _check_job(job, f"jobs.{i}", source, hosts)
     _check_capacity(exp, source, hosts)
+
+
+def _check_link_emulation(exp: Experiment, source: str) -> None:
+    # Loss, delay and jitter are not emulated yet: refuse rather than run without them.
+    topo = exp.topology
+    sections = {"topology.link": topo.link, **{f"topology.tiers.{t}": o for t, o in topo.tiers.items()}}
+    for path, params in sections.items():
+        for key in ("delay_ms", "jitter_ms", "loss_pct"):
+            value = getattr(params, key)
+            if value:
+                raise SpecError(source, f"{path}.{key}", value,
+                                "expected 0: link loss/delay emulation is not implemented yet")
 
 
 def _check_job_names(exp: Experiment, source: str) -> None:

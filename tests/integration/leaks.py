@@ -1,0 +1,46 @@
+"""What a run could leave behind on the machine, for before/after comparisons."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from testbed.ledger import STATE_DIR
+
+OUR_PROCESS = re.compile(rb"testbed\.training|-m\x00controllers|mininet:h\d+")
+
+
+def snapshot() -> dict[str, set]:
+    """Bridges, root-namespace interfaces, our processes, ledgers, nft tables."""
+    bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
+                             text=True).stdout.split()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {
+        "bridges": set(bridges),
+        "interfaces": set(os.listdir("/sys/class/net")),
+        "processes": _our_processes(),
+        "ledgers": {p.name for p in STATE_DIR.glob("*.json")},
+        "nft_tables": set(tables.splitlines()),
+    }
+
+
+def _our_processes() -> set[str]:
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if OUR_PROCESS.search(cmdline) and int(proc.name) != os.getpid():
+            text = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.add(f"{proc.name}: {text[:80]}")
+    return found
+
+
+def new_leftovers(before: dict[str, set], after: dict[str, set]) -> dict[str, set]:
+    """Everything present after that was not there before."""
+    return {key: after[key] - before[key] for key in after if after[key] - before[key]}

@@ -1,0 +1,84 @@
+"""End to end: the quickstart-sized run on a k=4 fat-tree with 4 workers, 1 server."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from testbed.results.tables import ITERATION_COLUMNS, JOB_COLUMNS
+from tests.integration.conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+ACCURACY_FLOOR = 0.8  # digits MLP reaches ~0.92 after 200 synchronous steps with seed 1
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    from tests.integration.leaks import new_leftovers, snapshot
+
+    before = snapshot()
+    out = tmp_path_factory.mktemp("quickstart") / "run"
+    proc = run_cli(["run", "configs/quickstart.yaml", "--out", str(out)])
+    leaked = new_leftovers(before, snapshot())
+    return proc, out, leaked
+
+
+def test_run_succeeds_and_prints_run_dir_last(quickstart):
+    proc, out, _ = quickstart
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(out)
+    assert "final accuracy" in proc.stdout  # the summary table
+
+
+def test_metadata_records_the_run(quickstart):
+    _, out, _ = quickstart
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["status"] == "ok"
+    assert 0 < meta["network_ready_s"] <= meta["reachable_s"] < meta["duration_s"]
+    assert meta["platform"]["datapath"] in ("user", "kernel")
+    assert meta["placement"]["mlp"]["servers"] and len(meta["placement"]["mlp"]["workers"]) == 4
+    assert meta["versions"]["torch"] != "missing"
+    for name in ("spec.yaml", "iterations.csv", "jobs.csv", "messages.csv", "logs/controller.log"):
+        assert (out / name).exists(), name
+    assert len(list((out / "logs").glob("mlp-*.log"))) == 5
+
+
+def test_iterations_csv_one_row_per_worker_per_iteration(quickstart):
+    _, out, _ = quickstart
+    its = pd.read_csv(out / "iterations.csv")
+    assert list(its.columns) == ITERATION_COLUMNS
+    assert len(its) == 4 * 200
+    assert its.groupby(["rank", "iteration"]).size().eq(1).all()
+    assert (its["bytes_sent"] > 0).all() and (its["comm_s"] > 0).all()
+
+
+def test_accuracy_rises_above_threshold(quickstart):
+    _, out, _ = quickstart
+    its = pd.read_csv(out / "iterations.csv")
+    acc = its.dropna(subset=["test_accuracy"]).sort_values("iteration")["test_accuracy"]
+    assert acc.iloc[-1] > ACCURACY_FLOOR
+    assert acc.iloc[-1] > acc.iloc[0]  # it learned during the run, not before it
+    jobs = pd.read_csv(out / "jobs.csv")
+    assert list(jobs.columns)[: len(JOB_COLUMNS)] == JOB_COLUMNS
+    assert jobs.loc[0, "status"] == "ok" and jobs.loc[0, "final_accuracy"] > ACCURACY_FLOOR
+
+
+def test_traffic_really_crossed_the_emulated_network(quickstart):
+    """Messages carry the whole model both ways; the PS and workers sit in different pods."""
+    _, out, _ = quickstart
+    msgs = pd.read_csv(out / "messages.csv")
+    assert set(msgs["kind"]) == {"push", "pull"}
+    assert len(msgs) == 2 * 4 * 200
+    assert (msgs["delivered_fraction"] == 1.0).all()
+    meta = json.loads((out / "metadata.json").read_text())
+    hosts = meta["placement"]["mlp"]["servers"] + meta["placement"]["mlp"]["workers"]
+    pods = {meta["hosts"][h].split(".")[1] for h in hosts}
+    assert len(pods) == 4
+
+
+def test_nothing_of_the_run_remains(quickstart):
+    _, _, leaked = quickstart
+    assert leaked == {}
