@@ -15,6 +15,8 @@ TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 PACKAGES="mininet openvswitch-switch iproute2 nftables ethtool iperf3 fping procps python3-venv python3-pip"
 
 say() { echo "bootstrap: $*"; }
+# pip warns about every unreachable extra index this VM configures; keep real errors only.
+quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "bootstrap: needs root to install packages and start Open vSwitch (use sudo make ...)" >&2
@@ -47,7 +49,7 @@ fi
 want="$(cat setup.cfg pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
 stamp=.venv/.bootstrap-stamp
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x .venv/bin/testbed ]; then
-  pip=".venv/bin/python -m pip"
+  pip="quiet_pip .venv/bin/python -m pip"
   if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     say "installing torch $TORCH_VERSION (CPU build)"
     # A CPU wheel in pip's configured find-links (as on these VMs) needs no network;

@@ -1,0 +1,58 @@
+"""Models and datasets: shapes fit, a few SGD steps on one process reduce the loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from testbed.spec.schema import CnnSpec, MlpSpec
+from testbed.training import datasets, models
+from testbed.training.loop import accuracy
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.load("digits", seed=1)
+
+
+def test_digits_split_is_seeded_and_disjoint(digits):
+    again = datasets.load("digits", seed=1)
+    other = datasets.load("digits", seed=2)
+    assert np.array_equal(digits.y_test, again.y_test)
+    assert not np.array_equal(digits.y_test, other.y_test)
+    assert len(digits.x_train) + len(digits.x_test) == 1797
+    assert digits.x_train.shape[1:] == (1, 8, 8) and 0 <= digits.x_train.min() <= digits.x_train.max() <= 1
+
+
+def test_shards_partition_the_training_set(digits):
+    shards = [set(digits.shard(r, 3).tolist()) for r in range(3)]
+    assert set.union(*shards) == set(range(len(digits.x_train)))
+    assert sum(len(s) for s in shards) == len(digits.x_train)
+
+
+def test_sampler_cycles_through_shard_deterministically():
+    a = datasets.BatchSampler(np.arange(10), 4, seed=3)
+    b = datasets.BatchSampler(np.arange(10), 4, seed=3)
+    first = [a.next().tolist() for _ in range(5)]
+    assert first == [b.next().tolist() for _ in range(5)]
+    assert sorted(first[0] + first[1]) == sorted(set(first[0] + first[1]))  # no repeats within an epoch
+
+
+@pytest.mark.parametrize("spec", [MlpSpec(hidden=(32, 16)), CnnSpec(name="cnn", channels=(4, 8))])
+def test_model_learns_a_few_steps(digits, spec):
+    model = models.build(spec, digits, seed=1)
+    same = models.build(spec, digits, seed=1)
+    for p, q in zip(model.parameters(), same.parameters()):
+        assert torch.equal(p, q)  # every process of a job starts from the same weights
+    x, y = torch.from_numpy(digits.x_train[:256]), torch.from_numpy(digits.y_train[:256])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+    assert 0.0 <= accuracy(model, digits) <= 1.0
