@@ -46,13 +46,13 @@ def test_model_learns_a_few_steps(digits, spec):
     for p, q in zip(model.parameters(), same.parameters()):
         assert torch.equal(p, q)  # every process of a job starts from the same weights
     x, y = torch.from_numpy(digits.x_train[:256]), torch.from_numpy(digits.y_train[:256])
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
     losses = []
-    for _ in range(30):
+    for _ in range(60):
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] < 0.5 * losses[0]  # ~0.1-0.3 x in practice; 0.5 leaves margin
     assert 0.0 <= accuracy(model, digits) <= 1.0
