@@ -21,7 +21,7 @@ from controllers.compat import (
     parser,
     set_ev_cls,
 )
-from controllers.ofmsg import clear_switch
+from controllers.ofmsg import clear_switch, discard_lost
 from controllers.priority import make_priority
 from controllers.routing import make_routing
 from controllers.topology import Fabric
@@ -59,7 +59,8 @@ class TestbedController(app_manager.OSKenApp):
         if name is None:
             self.logger.warning("ignoring unknown switch dpid=%016x", dp.id)
             return
-        msgs = clear_switch() + [m for policy in self.policies for m in policy.messages(name)]
+        msgs = [*clear_switch(), discard_lost(),
+                *(m for policy in self.policies for m in policy.messages(name))]
         for msg in msgs:
             msg.datapath = dp  # policies build messages without a datapath
             dp.send_msg(msg)

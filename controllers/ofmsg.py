@@ -15,6 +15,9 @@ ROUTE_TABLE = 1
 SUFFIX_TABLE = 2
 
 ETH_IPV4 = 0x0800
+# The link emulation marks a packet "lost on the previous link" with ECN CE (see
+# testbed.network.loss); every switch discards such packets before anything else.
+LOST_ECN = 3
 
 
 def flow(table: int, priority: int, match, actions=(), goto: int | None = None, cookie: int = 0):
@@ -55,6 +58,11 @@ def select_group(group_id: int, ports: list[int]):
         for port in ports
     ]
     return parser.OFPGroupMod(None, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, group_id, buckets)
+
+
+def discard_lost():
+    """Top-priority entry dropping packets marked lost by the link emulation."""
+    return flow(CLASSIFY_TABLE, 0xFFFF, parser.OFPMatch(eth_type=ETH_IPV4, ip_ecn=LOST_ECN))
 
 
 def clear_switch():

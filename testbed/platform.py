@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+NETEM_PROBE = ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
 NFT_PROBE = """table netdev mlnet_probe {
   chain egress_probe { type filter hook egress device lo priority 0; }
 }
@@ -28,6 +29,7 @@ class Platform:
     ovs_running: bool
     ovs_kernel_module: bool
     netem: bool | None  # None: unknown (needs root to try)
+    netem_seed: bool | None  # the installed tc/kernel accept netem's `seed`
     nftables_egress: bool | None
     tcp_congestion_controls: tuple[str, ...]
     versions: dict[str, str] = field(default_factory=dict)
@@ -37,6 +39,14 @@ class Platform:
         if requested == "auto":
             return "kernel" if self.ovs_kernel_module else "user"
         return requested
+
+    def loss_backend(self, requested: str) -> tuple[str, str]:
+        """(backend, why) for `network.loss_backend: requested`."""
+        if requested != "auto":
+            return requested, "requested by the spec"
+        if self.netem:
+            return "netem", "auto: sch_netem qdiscs can be created here"
+        return "nftables", "auto: sch_netem is not available here"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -50,8 +60,8 @@ def probe() -> Platform:
         root=root,
         ovs_running=_ok(["ovs-vsctl", "--timeout=3", "show"]),
         ovs_kernel_module=_ovs_module(root),
-        netem=_ok(["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem",
-                   "delay", "1ms"]) if root else None,
+        netem=_ok(NETEM_PROBE) if root else None,
+        netem_seed=_ok([*NETEM_PROBE, "loss", "1%", "seed", "1"]) if root else None,
         nftables_egress=_ok(["unshare", "-n", "nft", "-f", "-"], NFT_PROBE) if root else None,
         tcp_congestion_controls=tcp_congestion_controls(),
         versions=versions(),

@@ -6,8 +6,11 @@ Order of a run:
   2. run directory, resolved spec, metadata, ledger
   3. controller process, then the Mininet network (switches connect at once)
   4. wait for "all switches programmed", check all-pairs reachability
-  5. launch jobs at their start offsets, follow their progress
-  6. stop processes, network; release the ledger; write CSVs and final metadata
+  5. sample links into links.csv; launch jobs at their start offsets, follow them
+  6. stop processes, sampler, network; release the ledger; write CSVs and metadata
+
+`Testbed` (steps 3-4 and their teardown) is usable on its own: the link-fidelity
+tests and benchmarks use it to get a ready network without training jobs.
 """
 
 from __future__ import annotations
@@ -28,22 +31,23 @@ from testbed.errors import TestbedError
 from testbed.jobs.launch import JobRunner
 from testbed.jobs.placement import place
 from testbed.ledger import Ledger
-from testbed.network.emulated import EmulatedNetwork
+from testbed.network.emulated import EmulatedNetwork, LinkEmulation
+from testbed.network.monitor import LinkMonitor
 from testbed.network.reach import unreachable_pairs
-from testbed.platform import probe
+from testbed.platform import Platform, probe
 from testbed.progress import RunProgress
 from testbed.results.metadata import Metadata, now_utc
 from testbed.results.rundir import create_run_dir
 from testbed.results.tables import write_tables
 from testbed.spec.schema import Experiment
-from topologies import build_topology
+from topologies import GraphTopo, build_topology
 
 log = logging.getLogger("testbed")
 POLL_S = 0.5
 
 
 class Interrupted(Exception):
-    """SIGTERM (or SIGINT) asked the run to stop."""
+    """SIGTERM asked the run to stop."""
 
 
 @dataclass
@@ -54,52 +58,151 @@ class RunResult:
     jobs: pd.DataFrame
 
 
-def run_experiment(exp: Experiment, source: str, out: str | None = None,
-                   progress: RunProgress | None = None) -> RunResult:
-    """Run `exp` (validated from `source`) and return where its results are."""
+class Testbed:
+    """A ready network for one run: controller + Mininet + link sampling, torn down on exit.
+
+    ``with Testbed(...) as tb:`` returns once every switch is programmed and every
+    host pair is reachable; leaving the block removes everything the ledger lists.
+    """
+
+    def __init__(self, exp: Experiment, topo: GraphTopo, platform: Platform, run_dir: Path,
+                 progress: RunProgress | None = None):
+        self.exp, self.topo, self.platform, self.run_dir = exp, topo, platform, run_dir
+        self.progress = progress or RunProgress()
+        self.t0 = time.time()
+        self.ledger = Ledger.open(f"{exp.name}-{run_dir.name}-{time.time_ns() % 10**6}",
+                                  str(run_dir))
+        self.datapath = platform.datapath(exp.network.datapath)
+        self.loss_backend, self.loss_reason = platform.loss_backend(exp.network.loss_backend)
+        emulation = LinkEmulation(
+            loss_backend=self.loss_backend,
+            seed=exp.seed if platform.netem_seed else None,
+        )
+        self.controller = ControllerProcess(topo.to_json(), exp.controller.routing,
+                                            exp.controller.priority, run_dir, self.ledger)
+        self.network = EmulatedNetwork(topo, self.datapath, 0, self.ledger, emulation)
+        self.monitor: LinkMonitor | None = None
+        self.timings: dict[str, float] = {}
+        self.closed = False
+
+    def __enter__(self) -> Testbed:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> Testbed:
+        """Bring the network up; on any failure tear down what exists and re-raise."""
+        try:
+            self.network.controller_port = self.controller.start()
+            self.progress.phase(f"controller listening on 127.0.0.1:{self.network.controller_port}")
+            self.network.start()
+            report = self.controller.wait_ready()
+            self.timings["network_ready_s"] = round(time.time() - self.t0, 3)
+            self.progress.phase(
+                f"network ready: {len(self.topo.host_info)} hosts, {report['switches']} switches "
+                f"programmed ({self.datapath} datapath, loss via {self.loss_backend})")
+            self._check_reachability()
+            self.timings["reachable_s"] = round(time.time() - self.t0, 3)
+            self.network.enable_loss()
+            self.monitor = LinkMonitor(self.network, self.run_dir / "links.csv",
+                                       self.exp.results.sample_s, self.t0)
+            self.monitor.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> list[dict]:
+        """Stop sampling, controller and network; release the ledger. Returns the link
+        report (empty if sampling never started). Only the first call does anything."""
+        if self.closed:
+            return []
+        self.closed = True
+        links = []
+        steps = [("link monitor", self._stop_monitor), ("controller", self.controller.stop),
+                 ("network", self.network.stop)]
+        for what, step in steps:
+            try:
+                result = step()
+                links = result if what == "link monitor" and result else links
+            except Exception:  # keep tearing down; the ledger removes what is left
+                log.error("teardown of %s failed\n%s", what, traceback.format_exc())
+        leftover = self.ledger.release()
+        if leftover:
+            log.warning("ledger removed leftovers: %s", ", ".join(leftover))
+        return links
+
+    def _stop_monitor(self) -> list[dict]:
+        monitor, self.monitor = self.monitor, None
+        if monitor is None:
+            return []
+        monitor.stop()
+        return monitor.report()
+
+    def _check_reachability(self) -> None:
+        failures = unreachable_pairs(self.network)
+        if failures:
+            sample = ", ".join(f"{a}->{b}" for a, b in failures[:5])
+            raise TestbedError(f"{len(failures)} host pairs unreachable after programming: {sample}")
+        n = len(self.topo.host_info)
+        self.progress.phase(f"all {n * (n - 1)} host pairs reachable")
+
+
+def prepare(exp: Experiment, source: str, out: str | None = None,
+            progress: RunProgress | None = None) -> Testbed:
+    """Preflight, then a fresh run directory (resolved spec, harness log) and an
+    unstarted `Testbed` for it. Nothing is created on the system before preflight."""
     topo = build_topology(exp.topology)
     platform = probe()
     preflight.check(exp, source, topo, platform)
     run_dir = create_run_dir(exp.name, out)
     _log_to(run_dir / "logs" / "harness.log")
     (run_dir / "spec.yaml").write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+    return Testbed(exp, topo, platform, run_dir, progress)
+
+
+def run_experiment(exp: Experiment, source: str, out: str | None = None,
+                   progress: RunProgress | None = None) -> RunResult:
+    """Run `exp` (validated from `source`) and return where its results are."""
+    progress = progress or RunProgress()
+    testbed = prepare(exp, source, out, progress)
+    platform, topo, run_dir = testbed.platform, testbed.topo, testbed.run_dir
     placements = place(exp, topo)
-    ledger = Ledger.open(f"{exp.name}-{run_dir.name}-{time.time_ns() % 10**6}", str(run_dir))
-    datapath = platform.datapath(exp.network.datapath)
     meta = Metadata(
-        run_dir, name=exp.name, run_id=ledger.run_id, spec_file=source,
+        run_dir, name=exp.name, run_id=testbed.ledger.run_id, spec_file=source,
         versions=platform.versions,
-        platform={"datapath": datapath, "ovs_kernel_module": platform.ovs_kernel_module,
-                  "netem": platform.netem, "nftables_egress": platform.nftables_egress,
-                  "tcp_congestion_control": sorted({j.transport.congestion_control
-                                                    for j in exp.jobs})},
+        platform={
+            "datapath": testbed.datapath, "ovs_kernel_module": platform.ovs_kernel_module,
+            "netem": platform.netem, "nftables_egress": platform.nftables_egress,
+            "loss_backend": testbed.loss_backend, "loss_backend_reason": testbed.loss_reason,
+            "loss_seeded": _seeding(testbed.loss_backend, platform),
+            "tcp_congestion_control": sorted({j.transport.congestion_control for j in exp.jobs}),
+        },
         placement={name: {"servers": list(p.servers), "workers": list(p.workers)}
                    for name, p in placements.items()},
         hosts={name: info.ip for name, info in topo.host_info.items()},
     )
-    progress = progress or RunProgress()
-    controller = ControllerProcess(topo.to_json(), exp.controller.routing,
-                                   exp.controller.priority, run_dir, ledger)
-    network = EmulatedNetwork(topo, datapath, 0, ledger)
     jobs: JobRunner | None = None
-    status, error, t0 = "failed", "", time.time()
+    links: list[dict] = []
+    status, error = "failed", ""
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         with progress:
-            network.controller_port = controller.start()
-            progress.phase(f"controller listening on 127.0.0.1:{network.controller_port}")
-            network.start()
-            report = controller.wait_ready()
-            meta.update(network_ready_s=round(time.time() - t0, 3))
-            progress.phase(f"network ready: {len(topo.host_info)} hosts, "
-                           f"{report['switches']} switches programmed ({datapath} datapath)")
-            _check_reachability(network, progress)
-            meta.update(reachable_s=round(time.time() - t0, 3))
-            jobs = JobRunner(exp, network, placements, run_dir, ledger)
-            _follow(jobs, progress, run_dir)
-            failed = [j for j in jobs.jobs if j.status != "ok"]
-            status = "failed" if failed else "ok"
-            error = "; ".join(f"{j.spec.name}: {j.error}" for j in failed)
+            try:
+                testbed.start()
+                meta.update(**testbed.timings)
+                jobs = JobRunner(exp, testbed.network, placements, run_dir, testbed.ledger)
+                _follow(jobs, progress)
+                failed = [j for j in jobs.jobs if j.status != "ok"]
+                status = "failed" if failed else "ok"
+                error = "; ".join(f"{j.spec.name}: {j.error}" for j in failed)
+            finally:
+                # A second Ctrl-C must not cut the teardown short.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                if jobs:
+                    jobs.stop_all()
+                links = testbed.close()
     except (KeyboardInterrupt, Interrupted):
         status, error = "interrupted", "interrupted by signal"
     except TestbedError as exc:
@@ -108,31 +211,25 @@ def run_experiment(exp: Experiment, source: str, out: str | None = None,
         log.error("unexpected error\n%s", traceback.format_exc())
         error = f"unexpected {type(exc).__name__}: {exc} (traceback in logs/harness.log)"
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip teardown
-        try:
-            _teardown(jobs, controller, network, ledger)
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, previous)
-    frames = write_tables(run_dir, jobs.summaries() if jobs else [], t0)
-    meta.update(status=status, error=error, ended_utc=now_utc(),
-                duration_s=round(time.time() - t0, 3))
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, previous)
+    frames = write_tables(run_dir, jobs.summaries() if jobs else [], testbed.t0)
+    meta.update(status=status, error=error, ended_utc=now_utc(), links=links,
+                duration_s=round(time.time() - testbed.t0, 3))
     log.info("run %s: %s %s", run_dir, status, error)
     return RunResult(run_dir, status, error, frames["jobs"])
 
 
-def _check_reachability(network: EmulatedNetwork, progress: RunProgress) -> None:
-    failures = unreachable_pairs(network)
-    if failures:
-        sample = ", ".join(f"{a}->{b}" for a, b in failures[:5])
-        raise TestbedError(f"{len(failures)} host pairs unreachable after programming: {sample}")
-    n = len(network.topo.host_info)
-    progress.phase(f"all {n * (n - 1)} host pairs reachable")
+def _seeding(backend: str, platform: Platform) -> str:
+    if backend == "netem":
+        return "netem seed per link direction" if platform.netem_seed else \
+            "not seeded: this tc/kernel has no netem seed option"
+    return "not seeded: nftables numgen uses the kernel's PRNG"
 
 
-def _follow(jobs: JobRunner, progress: RunProgress, run_dir: Path) -> None:
+def _follow(jobs: JobRunner, progress: RunProgress) -> None:
     for job in jobs.jobs:
-        records = run_dir / "raw" / job.spec.name / "worker0.jsonl"
+        records = Path(job.processes[-1].config.records).with_name("worker0.jsonl")
         progress.add_job(job.spec.name, job.spec.iterations, records)
     start = time.monotonic()
     while True:
@@ -140,29 +237,13 @@ def _follow(jobs: JobRunner, progress: RunProgress, run_dir: Path) -> None:
             progress.phase(f"job {job.spec.name} started on {' '.join(job.placement.hosts)}")
         for job in jobs.poll():
             colour = "green" if job.status == "ok" else "red"
-            progress.phase(f"job {job.spec.name} [{colour}]{job.status}[/{colour}] {job.error}")
+            detail = f": {job.error}" if job.error else ""
+            progress.phase(f"job {job.spec.name} [{colour}]{job.status}[/{colour}]{detail}")
         for job in jobs.jobs:
             progress.update_job(job.spec.name, job.status)
         if jobs.all_done:
             return
         time.sleep(POLL_S)
-
-
-def _teardown(jobs, controller, network, ledger) -> None:
-    """Stop everything in reverse order of creation; the ledger catches the rest."""
-    steps = [
-        ("jobs", lambda: jobs and jobs.stop_all()),
-        ("controller", controller.stop),
-        ("network", network.stop),
-    ]
-    for what, step in steps:
-        try:
-            step()
-        except Exception:  # keep tearing down; the ledger removes what is left
-            log.error("teardown of %s failed\n%s", what, traceback.format_exc())
-    leftover = ledger.release()
-    if leftover:
-        log.warning("ledger removed leftovers: %s", ", ".join(leftover))
 
 
 def _raise_interrupted(signum, frame):

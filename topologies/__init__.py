@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from topologies.base import GraphTopo, HostInfo, LinkInfo, SwitchInfo
+from topologies.base import Direction, GraphTopo, HostInfo, LinkInfo, SwitchInfo
 from topologies.dumbbell import Dumbbell
 from topologies.fattree import FatTree
 from topologies.leafspine import LeafSpine
@@ -19,4 +19,4 @@ def build_topology(spec) -> GraphTopo:
     return TOPOLOGIES[spec.kind](spec)
 
 
-__all__ = ["GraphTopo", "HostInfo", "LinkInfo", "SwitchInfo", "TOPOLOGIES", "build_topology"]
+__all__ = ["Direction", "GraphTopo", "HostInfo", "LinkInfo", "SwitchInfo", "TOPOLOGIES", "build_topology"]

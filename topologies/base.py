@@ -41,14 +41,49 @@ class SwitchInfo:
 
 @dataclass(frozen=True)
 class LinkInfo:
-    """One bidirectional link, with the switch/host port numbers at both ends."""
+    """One bidirectional link, with the port numbers at both ends and the emulation
+    parameters of each direction (`ab`: a's egress towards b)."""
 
     a: str
     a_port: int
     b: str
     b_port: int
     tier: str
+    ab: LinkParams
+    ba: LinkParams
+
+    @property
+    def name(self) -> str:
+        return f"{self.a}--{self.b}"
+
+    def directions(self) -> tuple[Direction, Direction]:
+        return (Direction(self, self.a, self.a_port, self.b, self.b_port, self.ab),
+                Direction(self, self.b, self.b_port, self.a, self.a_port, self.ba))
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One direction of a link: what leaves `src` on `src_port` towards `dst`."""
+
+    link: LinkInfo
+    src: str
+    src_port: int
+    dst: str
+    dst_port: int
     params: LinkParams
+
+    @property
+    def name(self) -> str:
+        return f"{self.src}->{self.dst}"
+
+    @property
+    def interface(self) -> str:
+        """The egress interface (Mininet names it node-ethN)."""
+        return f"{self.src}-eth{self.src_port}"
+
+    @property
+    def peer_interface(self) -> str:
+        return f"{self.dst}-eth{self.dst_port}"
 
 
 # Switch dpids carry the role in their top byte so they are unique across kinds.
@@ -91,7 +126,8 @@ class GraphTopo(Topo):
 
     def add_link(self, a: str, a_port: int, b: str, b_port: int, tier: str) -> None:
         """Connect two nodes on fixed ports; the tier picks the link parameters."""
-        info = LinkInfo(a, a_port, b, b_port, tier, self.spec.params_for(tier))
+        info = LinkInfo(a, a_port, b, b_port, tier, self.spec.params_for(tier, a, b),
+                        self.spec.params_for(tier, b, a))
         self.link_info.append(info)
         self.addLink(a, b, port1=a_port, port2=b_port)
 
@@ -108,6 +144,10 @@ class GraphTopo(Topo):
             groups.setdefault(self.host_info[name].rack, []).append(name)
         return groups
 
+    def directions(self) -> list[Direction]:
+        """Both directions of every link, in link order."""
+        return [d for link in self.link_info for d in link.directions()]
+
     def interface_names(self) -> list[str]:
         """Root-namespace interface names the network will create (switch ports)."""
         names = []
@@ -121,11 +161,11 @@ class GraphTopo(Topo):
         """Everything the controller needs, as JSON-ready data."""
         return {
             "kind": self.kind,
-            "params": self.spec.model_dump(exclude={"link", "tiers"}),
+            "params": self.spec.model_dump(exclude={"link", "tiers", "directed"}),
             "switches": [asdict(s) for s in self.switch_info.values()],
             "hosts": [asdict(h) for h in self.host_info.values()],
             "links": [
-                {k: v for k, v in asdict(link).items() if k != "params"}
+                {k: v for k, v in asdict(link).items() if k not in ("ab", "ba")}
                 for link in self.link_info
             ],
         }

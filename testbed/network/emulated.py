@@ -1,4 +1,4 @@
-"""Topo -> a running Mininet network with OVS switches, shaped links and tidy hosts.
+"""Topo -> a running Mininet network with OVS switches, emulated links and tidy hosts.
 
 Mininet builds hosts, veth links and OVS bridges; this module adds what the
 testbed needs on top, all recorded in the run's ledger first:
@@ -9,12 +9,18 @@ testbed needs on top, all recorded in the run's ledger first:
 - static neighbour entries on every host (no ARP broadcasts in the fabric);
 - checksum/segmentation offloads off on host interfaces (userspace OVS does not
   fill checksums, and GSO super-packets would make queue lengths meaningless);
-- the project's own tc tree on both ends of every link (`testbed.network.tc`).
+- on the egress interface of every link direction, the project's tc tree
+  (`testbed.network.tc`): rate, queue, and netem when delay/jitter (or netem loss)
+  are asked for;
+- random loss last, by `enable_loss` (nftables rules of `testbed.network.loss`, or
+  netem leaves), so the reachability check sees the fabric itself, not the loss.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from functools import partial
 
 from mininet.link import Link
@@ -24,26 +30,42 @@ from mininet.node import Host, OVSSwitch, RemoteController
 
 from testbed import shell
 from testbed.ledger import BRIDGE_MARK, Ledger, delete_bridges, delete_interfaces
-from testbed.network import tc
+from testbed.network import loss, tc
 from topologies import GraphTopo
 
 log = logging.getLogger("testbed.network")
 
 
+@dataclass(frozen=True)
+class LinkEmulation:
+    """How link parameters are realised: loss backend, netem seeding, priority bands."""
+
+    loss_backend: str = "nftables"  # netem | nftables
+    seed: int | None = None  # base netem seed; None where tc cannot seed netem
+    bands: int = 1
+
+    def netem_seed(self, index: int) -> int | None:
+        """Seed of the netem on the `index`-th link direction (distinct per direction)."""
+        return None if self.seed is None else self.seed * 10_000 + index
+
+
 class EmulatedNetwork:
     """A Mininet network for one run. Use `start`, then `stop` (safe to call twice)."""
 
-    def __init__(self, topo: GraphTopo, datapath: str, controller_port: int, ledger: Ledger):
+    def __init__(self, topo: GraphTopo, datapath: str, controller_port: int, ledger: Ledger,
+                 emulation: LinkEmulation = LinkEmulation()):
         self.topo = topo
         self.datapath = datapath
         self.controller_port = controller_port
         self.ledger = ledger
+        self.emulation = emulation
+        self.nft_table = "mlnet_" + re.sub(r"[^a-z0-9_]", "_", ledger.run_id.lower())
         self.net: Mininet | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Build and start the network, then configure hosts and shape every link."""
+        """Build and start the network, then configure hosts and emulate every link."""
         _route_mininet_logs()
         self.ledger.add_network(sorted(self.topo.switch_info), self.topo.interface_names())
         self.net = Mininet(
@@ -62,14 +84,15 @@ class EmulatedNetwork:
         self.net.build()
         for host in self.net.hosts:
             self.ledger.add_process(host.pid)
+        self._quiet_switch_ports()
         self.net.start()
         self._mark_bridges()
         for host in self.net.hosts:
             self._configure_host(host)
-        self._shape_switch_ports()
+        self._emulate_links()
 
     def stop(self) -> None:
-        """Remove hosts, bridges and links. Idempotent.
+        """Remove hosts, bridges, links and loss rules. Idempotent.
 
         Not Mininet's `stop`: it deletes links one shell command at a time (~20 s on
         a k=8 fat-tree). Killing the host shells takes their namespaces and the veth
@@ -82,6 +105,7 @@ class EmulatedNetwork:
             node.terminate()
         delete_bridges(sorted(self.topo.switch_info))
         delete_interfaces(self.topo.interface_names())
+        shell.run(["nft", "delete", "table", loss.FAMILY, self.nft_table], check=False)
 
     # ------------------------------------------------------------------ queries
 
@@ -95,6 +119,10 @@ class EmulatedNetwork:
         assert self.net is not None, "network not started"
         return list(self.net.hosts)
 
+    def ns_pid(self, node: str) -> int | None:
+        """Namespace to run commands for `node` in: a host's, or None (root) for switches."""
+        return self.host(node).pid if node in self.topo.host_info else None
+
     # ------------------------------------------------------------------ helpers
 
     def _mark_bridges(self) -> None:
@@ -103,6 +131,12 @@ class EmulatedNetwork:
         for bridge in sorted(self.topo.switch_info):
             args += ["--", "br-set-external-id", bridge, BRIDGE_MARK, self.ledger.run_id]
         shell.run(args)
+
+    def _quiet_switch_ports(self) -> None:
+        """No IPv6 on switch ports: their router solicitations and MLD reports would
+        otherwise leave on the links and show up in the link counters."""
+        shell.run(["sysctl", "-q", "-w", *(f"net.ipv6.conf.{intf}.disable_ipv6=1"
+                                            for intf in self.topo.interface_names())])
 
     def _configure_host(self, host: Host) -> None:
         intf = f"{host.name}-eth0"
@@ -116,19 +150,31 @@ class EmulatedNetwork:
             for name, info in self.topo.host_info.items() if name != host.name
         ]
         shell.run_batch("ip", neighbours, ns_pid=pid)
-        link = self._host_link(host.name)
-        shell.run_batch("tc", tc.shaping_tree(intf, link.params), ns_pid=pid)
 
-    def _host_link(self, name: str):
-        return next(link for link in self.topo.link_info if name in (link.a, link.b))
+    def enable_loss(self) -> None:
+        """Start dropping packets at the configured rates (after reachability checks)."""
+        if self.emulation.loss_backend == "nftables":
+            for owner, ns in loss.plan(self.topo).items():
+                if owner is None:  # tables in host namespaces vanish with the hosts
+                    self.ledger.add_nft_table(loss.FAMILY, self.nft_table)
+                loss.install(ns, self.nft_table, self.ns_pid(owner) if owner else None)
+            return
+        self._tc_per_namespace(
+            lambda i, d: tc.leaves(d.interface, d.params, True, self.emulation.netem_seed(i),
+                                   self.emulation.bands) if d.params.loss_pct else [])
 
-    def _shape_switch_ports(self) -> None:
-        commands = []
-        for link in self.topo.link_info:
-            for node, port in ((link.a, link.a_port), (link.b, link.b_port)):
-                if node in self.topo.switch_info:
-                    commands += tc.shaping_tree(f"{node}-eth{port}", link.params)
-        shell.run_batch("tc", commands)
+    def _emulate_links(self) -> None:
+        """The tc tree on every egress interface, loss not yet switched on."""
+        self._tc_per_namespace(
+            lambda i, d: tc.link_tree(d.interface, d.params, bands=self.emulation.bands))
+
+    def _tc_per_namespace(self, commands) -> None:
+        """Run commands(index, direction) for every direction, one tc batch per namespace."""
+        batches: dict[int | None, list[list[str]]] = {}
+        for index, d in enumerate(self.topo.directions()):
+            batches.setdefault(self.ns_pid(d.src), []).extend(commands(index, d))
+        for pid, cmds in batches.items():
+            shell.run_batch("tc", cmds, ns_pid=pid)
 
 
 def _route_mininet_logs() -> None:

@@ -1,11 +1,15 @@
 """Traffic-control trees the project owns on every interface it shapes.
 
-Shape (design.md §4), per interface, built from validated numbers only::
+Shape (design.md §4), per egress interface, built from validated numbers only::
 
-    root  1:    htb, unclassified traffic -> 1:10
-    class 1:1   rate = ceil = link rate            (the link)
-    class 1:10  rate = ceil = link rate, prio 0    (one leaf; priority bands add 1:11..)
-    qdisc 10:   pfifo limit queue_pkts             (the leaf's queue)
+    root  1:      htb; unclassified traffic -> the default leaf
+    class 1:1     rate = ceil = link rate                 (the link)
+    class 1:10+i  one leaf per priority band i            (1 band unless prioritizing)
+    qdisc 10+i:   pfifo limit queue_pkts, or netem (delay, jitter, loss, limit)
+
+With one band the leaf gets the whole link rate. With several, every leaf has a
+tiny guaranteed rate and may borrow up to the link rate, and HTB serves lower
+`prio` first: a strict-ish priority that still cannot starve a class forever.
 
 Builders return argument lists for ``tc`` (without the program name) so the caller
 can run them one by one or in a batch.
@@ -22,6 +26,20 @@ FIRST_LEAF = 10  # leaf class minor ids start here: 1:10, 1:11, ...
 # HTB's quantum decides how borrowing classes share; one MTU-sized frame keeps the
 # round-robin fine-grained and silences the "quantum is big" warning at high rates.
 QUANTUM_BYTES = 1514
+# Token-bucket depth. HTB's default (rate/HZ + MTU, ~8 kB at 50 Mb/s) is shorter than
+# the dequeue latency of a busy 2-core VM: tokens overflow and TCP got 0.90-0.92 of a
+# 50 Mb/s link. With 1-5 ms of rate it got 0.95 at 10, 50 and 100 Mb/s (0.956 is the
+# header-limited ideal); 2 ms keeps bursts to ~16 full frames at 100 Mb/s.
+BURST_S = 0.002
+BURST_MIN_BYTES = 4 * 1514
+# Guaranteed rate of each band when there are several: small enough that priority,
+# not the guarantee, decides who gets the link.
+BAND_FLOOR_KBIT = 8
+
+
+def burst(mbps: float) -> str:
+    """HTB token-bucket depth: `BURST_S` worth of the link rate, at least a few frames."""
+    return f"{max(BURST_MIN_BYTES, round(mbps * 1e6 / 8 * BURST_S))}b"
 
 
 def rate(mbps: float) -> str:
@@ -29,31 +47,65 @@ def rate(mbps: float) -> str:
     return f"{max(1, round(mbps * 1000))}kbit"
 
 
-def leaf_classid(index: int) -> str:
-    """Class id of leaf `index` (0 = the default/best-effort leaf)."""
-    return f"1:{FIRST_LEAF + index}"
+def leaf_classid(band: int) -> str:
+    """Class id of leaf `band` (0 = highest priority)."""
+    return f"1:{FIRST_LEAF + band}"
 
 
-def leaf_handle(index: int) -> str:
-    """Handle of the qdisc under leaf `index`."""
-    return f"{FIRST_LEAF + index}:"
+def leaf_handle(band: int) -> str:
+    """Handle of the qdisc under leaf `band`."""
+    return f"{FIRST_LEAF + band}:"
 
 
-def shaping_tree(dev: str, params: LinkParams) -> list[list[str]]:
-    """Commands that replace `dev`'s root qdisc with the single-leaf HTB tree."""
+def needs_netem(params: LinkParams, netem_loss: bool) -> bool:
+    """Whether this direction's leaf must be netem rather than a plain pfifo."""
+    return bool(params.delay_ms or params.jitter_ms or (netem_loss and params.loss_pct))
+
+
+def leaf_qdisc(params: LinkParams, netem_loss: bool, seed: int | None) -> list[str]:
+    """The leaf queue: pfifo of `queue_pkts`, or netem when delay/jitter/loss need it."""
+    if not needs_netem(params, netem_loss):
+        return ["pfifo", "limit", str(params.queue_pkts)]
+    args = ["netem", "limit", str(params.queue_pkts)]
+    if params.delay_ms or params.jitter_ms:
+        args += ["delay", f"{params.delay_ms:g}ms"]
+        if params.jitter_ms:
+            args.append(f"{params.jitter_ms:g}ms")
+    if netem_loss and params.loss_pct:
+        args += ["loss", "random", f"{params.loss_pct:g}%"]
+        if seed is not None:
+            args += ["seed", str(seed)]
+    return args
+
+
+def link_tree(dev: str, params: LinkParams, netem_loss: bool = False, seed: int | None = None,
+              bands: int = 1) -> list[list[str]]:
+    """Commands replacing `dev`'s root qdisc with the project's tree for one direction.
+
+    `netem_loss`: emulate `loss_pct` with netem (else loss is another backend's job).
+    `seed`: netem's PRNG seed, where the installed tc supports it.
+    `bands`: number of priority leaves; unclassified traffic goes to the last one.
+    """
     link = rate(params.bw_mbps)
-    return [
+    cmds = [
         ["qdisc", "replace", "dev", dev, "root", "handle", ROOT, "htb",
-         "default", str(FIRST_LEAF)],
+         "default", str(FIRST_LEAF + bands - 1)],
         ["class", "add", "dev", dev, "parent", ROOT, "classid", LINK_CLASS, "htb",
-         "rate", link, "ceil", link, "quantum", str(QUANTUM_BYTES)],
-        ["class", "add", "dev", dev, "parent", LINK_CLASS, "classid", leaf_classid(0), "htb",
-         "rate", link, "ceil", link, "prio", "0", "quantum", str(QUANTUM_BYTES)],
-        ["qdisc", "add", "dev", dev, "parent", leaf_classid(0), "handle", leaf_handle(0),
-         "pfifo", "limit", str(params.queue_pkts)],
+         "rate", link, "ceil", link, "burst", burst(params.bw_mbps),
+         "cburst", burst(params.bw_mbps), "quantum", str(QUANTUM_BYTES)],
     ]
+    guaranteed = link if bands == 1 else f"{BAND_FLOOR_KBIT}kbit"
+    for band in range(bands):
+        cmds.append(["class", "add", "dev", dev, "parent", LINK_CLASS, "classid",
+                     leaf_classid(band), "htb", "rate", guaranteed, "ceil", link,
+                     "burst", burst(params.bw_mbps), "cburst", burst(params.bw_mbps),
+                     "prio", str(band), "quantum", str(QUANTUM_BYTES)])
+    return cmds + leaves(dev, params, netem_loss, seed, bands)
 
 
-def delete_root(dev: str) -> list[str]:
-    """Command removing whatever root qdisc `dev` has (back to the kernel default)."""
-    return ["qdisc", "del", "dev", dev, "root"]
+def leaves(dev: str, params: LinkParams, netem_loss: bool, seed: int | None,
+           bands: int = 1) -> list[list[str]]:
+    """(Re)place the queue under every leaf class, e.g. to switch netem loss on later."""
+    return [["qdisc", "replace", "dev", dev, "parent", leaf_classid(band), "handle",
+             leaf_handle(band), *leaf_qdisc(params, netem_loss, seed)] for band in range(bands)]
+

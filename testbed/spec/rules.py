@@ -18,24 +18,21 @@ def check_rules(exp: Experiment, source: str) -> None:
     """Raise `SpecError` for the first rule `exp` breaks."""
     from topologies import build_topology  # deferred: pulls in Mininet's Topo
 
-    hosts = build_topology(exp.topology).host_names()
-    _check_link_emulation(exp, source)
+    topo = build_topology(exp.topology)
+    hosts = topo.host_names()
+    _check_directed(exp, source, topo)
     _check_job_names(exp, source)
     for i, job in enumerate(exp.jobs):
         _check_job(job, f"jobs.{i}", source, hosts)
     _check_capacity(exp, source, hosts)
 
 
-def _check_link_emulation(exp: Experiment, source: str) -> None:
-    # Loss, delay and jitter are not emulated yet: refuse rather than run without them.
-    topo = exp.topology
-    sections = {"topology.link": topo.link, **{f"topology.tiers.{t}": o for t, o in topo.tiers.items()}}
-    for path, params in sections.items():
-        for key in ("delay_ms", "jitter_ms", "loss_pct"):
-            value = getattr(params, key)
-            if value:
-                raise SpecError(source, f"{path}.{key}", value,
-                                "expected 0: link loss/delay emulation is not implemented yet")
+def _check_directed(exp: Experiment, source: str, topo) -> None:
+    links = {(l.a, l.b) for l in topo.link_info} | {(l.b, l.a) for l in topo.link_info}
+    for i, d in enumerate(exp.topology.directed):
+        if (d.src, d.dst) not in links:
+            raise SpecError(source, f"topology.directed.{i}", f"{d.src}->{d.dst}",
+                            "expected src and dst joined by a link of the topology")
 
 
 def _check_job_names(exp: Experiment, source: str) -> None:

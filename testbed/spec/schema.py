@@ -49,8 +49,16 @@ class LinkOverride(Frozen):
     queue_pkts: Int | None = Field(None, ge=1, le=100_000)
 
     def apply(self, base: LinkParams) -> LinkParams:
-        """Return `base` with the keys set here replaced."""
-        return base.model_copy(update=self.model_dump(exclude_none=True))
+        """Return `base` with the link keys set here replaced."""
+        fields = set(LinkParams.model_fields)
+        return base.model_copy(update=self.model_dump(exclude_none=True, include=fields))
+
+
+class DirectedOverride(LinkOverride):
+    """Parameters of one direction of one link (src's egress towards dst)."""
+
+    src: Name
+    dst: Name
 
 
 # ------------------------------------------------------------------------ topology
@@ -58,11 +66,24 @@ class LinkOverride(Frozen):
 
 class _TopologyBase(Frozen):
     link: LinkParams = LinkParams()
+    # Asymmetric cases: override one direction of one link, after tier overrides.
+    directed: tuple[DirectedOverride, ...] = ()
 
-    def params_for(self, tier: str) -> LinkParams:
-        """Link parameters of `tier` after applying its override to the defaults."""
+    def params_for(self, tier: str, src: str = "", dst: str = "") -> LinkParams:
+        """Parameters of the `src`->`dst` direction of a link in `tier`."""
         override = self.tiers.get(tier)  # type: ignore[attr-defined]
-        return override.apply(self.link) if override else self.link
+        params = override.apply(self.link) if override else self.link
+        for d in self.directed:
+            if (d.src, d.dst) == (src, dst):
+                params = d.apply(params)
+        return params
+
+    def link_sections(self) -> dict[str, LinkOverride | LinkParams]:
+        """Every place link parameters are set, by key path (for error messages)."""
+        sections: dict[str, LinkOverride | LinkParams] = {"topology.link": self.link}
+        sections.update({f"topology.tiers.{t}": o for t, o in self.tiers.items()})  # type: ignore[attr-defined]
+        sections.update({f"topology.directed.{i}": d for i, d in enumerate(self.directed)})
+        return sections
 
 
 class FatTreeSpec(_TopologyBase):

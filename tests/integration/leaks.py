@@ -13,16 +13,18 @@ OUR_PROCESS = re.compile(rb"testbed\.training|-m\x00controllers|mininet:h\d+")
 
 
 def snapshot() -> dict[str, set]:
-    """Bridges, root-namespace interfaces, our processes, ledgers, nft tables."""
+    """Bridges, root-namespace interfaces and qdiscs, our processes, ledgers, nft tables."""
     bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
                              text=True).stdout.split()
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
     return {
         "bridges": set(bridges),
         "interfaces": set(os.listdir("/sys/class/net")),
         "processes": _our_processes(),
         "ledgers": {p.name for p in STATE_DIR.glob("*.json")},
         "nft_tables": set(tables.splitlines()),
+        "qdiscs": set(qdiscs.splitlines()),
     }
 
 

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from testbed.network.monitor import COLUMNS as LINK_COLUMNS
 from testbed.results.tables import ITERATION_COLUMNS, JOB_COLUMNS
 from tests.integration.conftest import run_cli
 
@@ -77,6 +78,24 @@ def test_traffic_really_crossed_the_emulated_network(quickstart):
     hosts = meta["placement"]["mlp"]["servers"] + meta["placement"]["mlp"]["workers"]
     pods = {meta["hosts"][h].split(".")[1] for h in hosts}
     assert len(pods) == 4
+
+
+def test_links_are_sampled_and_summarised(quickstart):
+    _, out, _ = quickstart
+    links = pd.read_csv(out / "links.csv")
+    assert list(links.columns) == LINK_COLUMNS
+    assert links["time_s"].nunique() >= 5  # sampled every second of a ~20 s run
+    assert links["direction"].nunique() == 96  # 48 links x 2 directions
+    last = links[links["time_s"] == links["time_s"].max()].set_index("direction")
+    # the parameter server's host link carried every pull: 4 workers x 200 x ~19 kB
+    server_link = last.loc["h1->e0_0"]
+    assert server_link["tx_bytes"] > 4 * 200 * 19_000
+    assert (last["loss_drops"] == 0).all()
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["platform"]["loss_backend"] in ("netem", "nftables")
+    busy = {entry["direction"]: entry for entry in meta["links"]}
+    assert busy["h1->e0_0"]["peak_mbps"] <= 100 * 1.05  # never above the shaped rate
+    assert not any(entry["outside_ci99"] for entry in meta["links"])
 
 
 def test_nothing_of_the_run_remains(quickstart):

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from controllers.ofmsg import discard_lost
 from controllers.priority import make_priority
 from controllers.routing import TwoLevelRouting, make_routing
 from controllers.topology import Fabric
@@ -26,6 +27,8 @@ def programmed(spec, routing):
     fabric = Fabric.from_json(data)
     fake = FakeFabric(data)
     fake.program([make_priority(fabric, "none"), make_routing(fabric, routing)])
+    for switch in fake.switches.values():
+        switch.apply(discard_lost())
     return data, fake
 
 
@@ -86,3 +89,9 @@ def test_unknown_destination_is_dropped_not_flooded():
     # Two-level tables send unknown pod prefixes up by suffix, never out of host ports.
     assert all(port > 2 for port, _ in outs)
     assert start.forward({"eth_type": 0x0806, "in_port": 1}) == []  # ARP: no entry, dropped
+
+
+def test_packets_marked_lost_are_discarded_by_the_next_switch():
+    data, fake = programmed(FatTreeSpec(k=4), "two-level")
+    assert {end for end, _ in fake.deliveries("h1", "h16", ip_ecn=3)} == {"drop"}
+    assert {end for end, _ in fake.deliveries("h1", "h16", ip_ecn=2)} == {"h16"}  # ECT passes

@@ -130,6 +130,11 @@ BAD = [
     ({"jobs.0.momentum": 1.0}, "jobs.0.momentum", "1.0", "< 1"),
     ({"jobs.0.iterations": True}, "jobs.0.iterations", "True", "integer"),
     ({"jobs.0.extra": 1}, "jobs.0.extra", "1", "batch_size"),
+    ({"topology.directed": [{"src": "h1", "dst": "h2", "loss_pct": 1}]}, "topology.directed.0",
+     "'h1->h2'", "joined by a link"),
+    ({"topology.directed": [{"src": "h1", "loss_pct": 1}]}, "topology.directed.0.dst", None,
+     "missing required key"),
+    ({"network.loss_backend": "tc"}, "network.loss_backend", "'tc'", "'auto', 'netem' or 'nftables'"),
     ({"jobs.0.transport": {"kind": "tcp", "congestion_control": "Cubic!"}},
      "jobs.0.transport.congestion_control", "'Cubic!'", "matching"),
 ]

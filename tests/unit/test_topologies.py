@@ -61,10 +61,18 @@ def test_names_dpids_macs_unique_and_deterministic():
 def test_tier_parameters_reach_links():
     spec = FatTreeSpec(k=4, tiers={"core": LinkOverride(bw_mbps=10, loss_pct=1)})
     topo = build_topology(spec)
-    for link in topo.link_info:
-        expected = 10 if link.tier == "core" else 100
-        assert link.params.bw_mbps == expected
-        assert link.params.loss_pct == (1 if link.tier == "core" else 0)
+    for d in topo.directions():
+        assert d.params.bw_mbps == (10 if d.link.tier == "core" else 100)
+        assert d.params.loss_pct == (1 if d.link.tier == "core" else 0)
+
+
+def test_directed_override_changes_one_direction_only():
+    spec = DumbbellSpec(kind="dumbbell", tiers={"bottleneck": LinkOverride(loss_pct=1)},
+                        directed=[{"src": "left", "dst": "right", "loss_pct": 5, "bw_mbps": 20}])
+    params = {d.name: d.params for d in build_topology(spec).directions()}
+    assert params["left->right"].loss_pct == 5 and params["left->right"].bw_mbps == 20
+    assert params["right->left"].loss_pct == 1 and params["right->left"].bw_mbps == 100
+    assert params["h1->left"].loss_pct == 0
 
 
 def test_leaf_spine_full_bipartite():

@@ -1,0 +1,89 @@
+"""Measurements through a running `EmulatedNetwork`, shared by the link-fidelity
+tests and `benchmarks/link_fidelity.py`: UDP loss probes, TCP transfers, and the
+kernel's TCP counters of a host."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from subprocess import PIPE
+
+from testbed.errors import TestbedError
+from testbed.network.emulated import EmulatedNetwork
+
+PROBE_PORT = 9000
+IPERF_PORT = 5201
+
+
+@dataclass(frozen=True)
+class UdpLoss:
+    sent: int
+    received: int
+
+    @property
+    def loss(self) -> float:
+        return 1 - self.received / self.sent
+
+
+@dataclass(frozen=True)
+class TcpTransfer:
+    mbps: float  # receiver goodput
+    retransmits: int  # sender's TCP retransmitted segments (TCP_INFO)
+
+
+def udp_loss(net: EmulatedNetwork, src: str, dst: str, count: int = 20_000,
+             rate_pps: float = 4000, size: int = 64) -> UdpLoss:
+    """Send `count` numbered datagrams src->dst; count what arrives."""
+    ip = net.topo.host_info[dst].ip
+    module = [sys.executable, "-m", "testbed.network.probe"]
+    receiver = net.host(dst).popen(
+        [*module, "recv", "--bind", ip, "--port", str(PROBE_PORT), "--count", str(count)],
+        stdout=PIPE, stderr=PIPE, text=True)
+    time.sleep(1.0)  # the receiver must be bound before the first datagram
+    sender = net.host(src).popen(
+        [*module, "send", "--dst", ip, "--port", str(PROBE_PORT), "--count", str(count),
+         "--rate-pps", str(rate_pps), "--size", str(size)],
+        stdout=PIPE, stderr=PIPE, text=True)
+    sent = _json_of(sender, "probe sender", count / rate_pps + 60)
+    got = _json_of(receiver, "probe receiver", 60)
+    return UdpLoss(sent["sent"], got["received"])
+
+
+def tcp_transfer(net: EmulatedNetwork, src: str, dst: str, seconds: float = 5,
+                 congestion_control: str = "cubic") -> TcpTransfer:
+    """One iperf3 TCP transfer src->dst; goodput at the receiver, retransmits at the sender."""
+    ip = net.topo.host_info[dst].ip
+    server = net.host(dst).popen(["iperf3", "-s", "-1", "-B", ip, "-p", str(IPERF_PORT)],
+                                 stdout=PIPE, stderr=PIPE, text=True)
+    time.sleep(0.5)
+    client = net.host(src).popen(
+        ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J",
+         "-C", congestion_control], stdout=PIPE, stderr=PIPE, text=True)
+    report = _json_of(client, "iperf3 client", seconds + 60)
+    server.communicate(timeout=30)
+    end = report["end"]
+    return TcpTransfer(end["sum_received"]["bits_per_second"] / 1e6,
+                       int(end["sum_sent"].get("retransmits", 0)))
+
+
+def tcp_counters(net: EmulatedNetwork, host: str) -> dict[str, int]:
+    """The host namespace's TCP MIB counters (/proc/net/snmp Tcp + netstat TcpExt)."""
+    counters: dict[str, int] = {}
+    for table in ("/proc/net/snmp", "/proc/net/netstat"):
+        proc = net.host(host).popen(["cat", table], stdout=PIPE, stderr=PIPE, text=True)
+        lines = proc.communicate(timeout=10)[0].splitlines()
+        for names, values in zip(lines[::2], lines[1::2]):
+            prefix, *keys = names.split()
+            if prefix in ("Tcp:", "TcpExt:"):
+                counters.update({f"{prefix[:-1]}.{k}": int(v)
+                                 for k, v in zip(keys, values.split()[1:])})
+    return counters
+
+
+def _json_of(proc, what: str, timeout: float) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise TestbedError(f"{what} failed: {(err or out).strip()[-300:]}")
+    return json.loads(out)

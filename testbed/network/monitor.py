@@ -1,0 +1,218 @@
+"""links.csv: what every link direction carried and dropped, sampled while a run goes.
+
+Every direction (src's egress towards dst) is read from counters that exist
+anyway, so sampling adds no probes to the network:
+
+- bytes/packets: the switch-side end of each veth in the root namespace (the host
+  end of a veth sends exactly what the switch end receives);
+- qdisc drops (queue overflow): the HTB root of the egress interface's tc tree;
+- emulated-loss drops and offered packets: the nft counters of the direction (packets
+  marked lost at the sender's egress, discarded at the receiver), or for netem the
+  netem leaves' drops beyond what overflowed.
+
+`report()` condenses the samples into one entry per direction for metadata.json:
+configured vs measured loss (with the binomial 99% interval) and configured vs
+achieved throughput.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scipy.stats import binom
+
+from testbed import shell
+from testbed.network import loss
+from testbed.network.emulated import EmulatedNetwork
+from topologies import Direction
+
+log = logging.getLogger("testbed.monitor")
+
+COLUMNS = [
+    "time_s", "link", "direction", "src", "dst", "interface", "tx_bytes", "tx_packets",
+    "rx_bytes", "rx_packets", "qdisc_drops", "loss_drops", "offered_packets",
+]
+STATS = ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets")
+
+
+@dataclass
+class _Peak:
+    """Running peak of one direction's sampled sending rate."""
+
+    last_bytes: int = 0
+    last_time: float = 0.0
+    peak_mbps: float = 0.0
+    last: dict = field(default_factory=dict)
+
+
+class LinkMonitor:
+    """Samples every link direction each `interval_s` into `path` (a CSV), in a thread."""
+
+    def __init__(self, net: EmulatedNetwork, path: Path, interval_s: float, t0: float):
+        self.net = net
+        self.path = path
+        self.interval_s = interval_s
+        self.t0 = t0
+        self.directions = net.topo.directions()
+        self.loss_plan = loss.plan(net.topo)
+        self.peaks = {d.name: _Peak() for d in self.directions}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fh = open(path, "w", newline="")
+        self._csv = csv.DictWriter(self._fh, fieldnames=COLUMNS)
+        self._csv.writeheader()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="link-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling after one last sample (so the totals are complete). Idempotent."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self.sample()
+        if not self._fh.closed:
+            self._fh.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.sample()
+            except Exception:  # a missed sample must not end sampling for the run
+                log.exception("link sample failed")
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self) -> list[dict]:
+        """Read every counter once and append one row per direction."""
+        now = time.time()
+        qdiscs = self._qdisc_stats()
+        nft = self._loss_counters()
+        rows = []
+        for d in self.directions:
+            row = self._row(d, now, qdiscs.get(d.interface, {}), nft.get(d.name))
+            self._track_peak(d, row, now)
+            rows.append(row)
+        if not self._fh.closed:
+            self._csv.writerows(rows)
+            self._fh.flush()
+        return rows
+
+    def _row(self, d: Direction, now: float, qdisc: dict, counters) -> dict:
+        switches = self.net.topo.switch_info
+        if d.src in switches:
+            sent = _sysfs(d.interface)
+            tx_b, tx_p = sent["tx_bytes"], sent["tx_packets"]
+            if d.dst in switches:
+                got = _sysfs(d.peer_interface)
+                rx_b, rx_p = got["rx_bytes"], got["rx_packets"]
+            else:  # a host's end of the veth receives exactly what was sent
+                rx_b, rx_p = tx_b, tx_p
+        else:  # host egress: what the switch end of its veth received
+            got = _sysfs(d.peer_interface)
+            tx_b = rx_b = got["rx_bytes"]
+            tx_p = rx_p = got["rx_packets"]
+        qdisc_drops = qdisc.get("htb_drops", 0)
+        loss_drops = counters.dropped if counters else max(0, qdisc.get("leaf_drops", 0) - qdisc_drops)
+        offered = counters.offered if counters else tx_p + qdisc_drops + loss_drops
+        return {
+            "time_s": round(now - self.t0, 3), "link": d.link.name, "direction": d.name,
+            "src": d.src, "dst": d.dst, "interface": d.interface, "tx_bytes": tx_b,
+            "tx_packets": tx_p, "rx_bytes": rx_b, "rx_packets": rx_p, "qdisc_drops": qdisc_drops,
+            "loss_drops": loss_drops, "offered_packets": offered,
+        }
+
+    def _track_peak(self, d: Direction, row: dict, now: float) -> None:
+        peak = self.peaks[d.name]
+        if peak.last_time:
+            dt = now - peak.last_time
+            if dt > 0:
+                mbps = (row["tx_bytes"] - peak.last_bytes) * 8 / dt / 1e6
+                peak.peak_mbps = max(peak.peak_mbps, mbps)
+        peak.last_bytes, peak.last_time, peak.last = row["tx_bytes"], now, row
+
+    def _loss_counters(self) -> dict[str, loss.LossCounters]:
+        """nft counters of every namespace that marks packets lost."""
+        counters: dict[str, loss.LossCounters] = {}
+        if self.net.emulation.loss_backend == "nftables":
+            for owner, ns in self.loss_plan.items():
+                if ns.mark:
+                    pid = self.net.ns_pid(owner) if owner else None
+                    counters.update(loss.read_counters(self.net.nft_table, pid))
+        return counters
+
+    def _qdisc_stats(self) -> dict[str, dict]:
+        """Interface -> {htb_drops, leaf_drops}: one tc call for the root namespace, one
+        per host (host interfaces live in their own namespaces)."""
+        listings = [_tc_stats(None)]
+        for name in self.net.topo.host_names():
+            listings.append(_tc_stats(self.net.host(name).pid, f"{name}-eth0"))
+        stats: dict[str, dict] = {}
+        for listing in listings:
+            for q in listing:
+                entry = stats.setdefault(q["dev"], {"htb_drops": 0, "leaf_drops": 0})
+                if q["kind"] == "htb" and q.get("root"):
+                    entry["htb_drops"] = q.get("drops", 0)
+                elif q["kind"] in ("netem", "pfifo") and q.get("parent", "").startswith("1:"):
+                    entry["leaf_drops"] += q.get("drops", 0)
+        return stats
+
+    # ------------------------------------------------------------------ summary
+
+    def report(self) -> list[dict]:
+        """Per direction that carried traffic or has loss configured: loss and rate checks."""
+        out = []
+        for d in self.directions:
+            last = self.peaks[d.name].last
+            if not last or (not last["offered_packets"] and not d.params.loss_pct):
+                continue
+            out.append(summarize(d, last, self.peaks[d.name].peak_mbps))
+        return out
+
+
+def summarize(d: Direction, last: dict, peak_mbps: float) -> dict:
+    """Configured vs measured loss (binomial 99% interval) and throughput of `d`."""
+    n, dropped = last["offered_packets"], last["loss_drops"]
+    p = d.params.loss_pct / 100
+    lo, hi = binom.interval(0.99, n, p) if n else (0, 0)
+    return {
+        "direction": d.name, "configured_loss_pct": d.params.loss_pct,
+        "offered_packets": n, "loss_drops": dropped,
+        "measured_loss_pct": round(100 * dropped / n, 4) if n else None,
+        "ci99_pct": [round(100 * lo / n, 4), round(100 * hi / n, 4)] if n else None,
+        "outside_ci99": bool(n) and not lo <= dropped <= hi,
+        "qdisc_drops": last["qdisc_drops"],
+        "configured_mbps": d.params.bw_mbps, "peak_mbps": round(peak_mbps, 3),
+    }
+
+
+def _sysfs(interface: str) -> dict[str, int]:
+    base = Path("/sys/class/net", interface, "statistics")
+    out = {}
+    for stat in STATS:
+        try:
+            out[stat] = int((base / stat).read_text())
+        except (OSError, ValueError):  # interface already gone at teardown
+            out[stat] = 0
+    return out
+
+
+def _tc_stats(pid: int | None, dev: str | None = None) -> list[dict]:
+    """Qdisc statistics of namespace `pid` (root if None), optionally of one device."""
+    proc = shell.run(["tc", "-s", "-j", "qdisc", "show", *(["dev", dev] if dev else [])],
+                     ns_pid=pid, check=False)
+    try:
+        listing = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
+    except json.JSONDecodeError:
+        return []
+    for qdisc in listing:
+        qdisc.setdefault("dev", dev)  # tc omits it when asked about one device
+    return listing
