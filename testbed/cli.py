@@ -106,6 +106,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     table.add_row("sch_netem", _tri(p.netem, "usable (delay, jitter, loss)",
                                     "not available (loss via nftables; no delay/jitter)"))
     table.add_row("nftables netdev egress", _tri(p.nftables_egress, "usable", "not available"))
+    backend, why = p.loss_backend("auto")
+    table.add_row("loss backend (auto)", f"{backend} ({why.removeprefix('auto: ')})")
+    table.add_row("netem seeding", _tri(p.netem_seed, "supported", "not supported"))
     table.add_row("TCP congestion controls", ", ".join(p.tcp_congestion_controls) or "?")
     for name, version in sorted(p.versions.items()):
         table.add_row(name, version)

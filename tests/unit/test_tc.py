@@ -60,3 +60,10 @@ def test_rate_is_integer_kbit(mbps, text):
 def test_batch_refuses_arguments_with_blanks():
     with pytest.raises(ValueError):
         run_batch("tc", [["qdisc", "add", "dev", "x; rm -rf /"]])
+
+
+def test_token_bucket_holds_a_few_milliseconds_of_rate():
+    cmds = tc.link_tree("x", LinkParams(bw_mbps=100))
+    link_class = cmds[1]
+    assert link_class[link_class.index("burst") + 1] == "25000b"  # 2 ms at 100 Mb/s
+    assert tc.burst(1) == f"{tc.BURST_MIN_BYTES}b"  # never below a few full frames
