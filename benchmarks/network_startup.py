@@ -30,6 +30,8 @@ def measure(k: int, workdir: Path) -> dict:
     }, "benchmark")
     result = run_experiment(spec, "benchmark", out=str(workdir / f"k{k}"),
                             progress=RunProgress(Console(stderr=True, quiet=True)))
+    if result.status == "interrupted":
+        raise KeyboardInterrupt  # the run tore itself down; stop the benchmark
     meta = json.loads((result.run_dir / "metadata.json").read_text())
     hosts = k ** 3 // 4
     return {"k": k, "hosts": hosts, "switches": 5 * k * k // 4, "status": meta["status"],

@@ -15,6 +15,7 @@ tests and benchmarks use it to get a ready network without training jobs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -84,6 +85,7 @@ class Testbed:
         self.monitor: LinkMonitor | None = None
         self.timings: dict[str, float] = {}
         self.closed = False
+        self._sigterm = None
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -92,7 +94,12 @@ class Testbed:
         self.close()
 
     def start(self) -> Testbed:
-        """Bring the network up; on any failure tear down what exists and re-raise."""
+        """Bring the network up; on any failure tear down what exists and re-raise.
+
+        From here until `close`, SIGTERM raises `Interrupted` (like Ctrl-C raises
+        KeyboardInterrupt), so both end in the same teardown.
+        """
+        self._sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             self.network.controller_port = self.controller.start()
             self.progress.phase(f"controller listening on 127.0.0.1:{self.network.controller_port}")
@@ -119,6 +126,14 @@ class Testbed:
         if self.closed:
             return []
         self.closed = True
+        try:
+            with _no_sigint():  # a second Ctrl-C must not cut the teardown short
+                return self._teardown()
+        finally:
+            if self._sigterm is not None:
+                signal.signal(signal.SIGTERM, self._sigterm)
+
+    def _teardown(self) -> list[dict]:
         links = []
         steps = [("link monitor", self._stop_monitor), ("controller", self.controller.stop),
                  ("network", self.network.stop)]
@@ -186,7 +201,6 @@ def run_experiment(exp: Experiment, source: str, out: str | None = None,
     jobs: JobRunner | None = None
     links: list[dict] = []
     status, error = "failed", ""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         with progress:
             try:
@@ -198,10 +212,9 @@ def run_experiment(exp: Experiment, source: str, out: str | None = None,
                 status = "failed" if failed else "ok"
                 error = "; ".join(f"{j.spec.name}: {j.error}" for j in failed)
             finally:
-                # A second Ctrl-C must not cut the teardown short.
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 if jobs:
-                    jobs.stop_all()
+                    with _no_sigint():
+                        jobs.stop_all()
                 links = testbed.close()
     except (KeyboardInterrupt, Interrupted):
         status, error = "interrupted", "interrupted by signal"
@@ -210,9 +223,6 @@ def run_experiment(exp: Experiment, source: str, out: str | None = None,
     except Exception as exc:  # a bug: keep the traceback in the log, results on disk
         log.error("unexpected error\n%s", traceback.format_exc())
         error = f"unexpected {type(exc).__name__}: {exc} (traceback in logs/harness.log)"
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, previous)
     frames = write_tables(run_dir, jobs.summaries() if jobs else [], testbed.t0)
     meta.update(status=status, error=error, ended_utc=now_utc(), links=links,
                 duration_s=round(time.time() - testbed.t0, 3))
@@ -244,6 +254,15 @@ def _follow(jobs: JobRunner, progress: RunProgress) -> None:
         if jobs.all_done:
             return
         time.sleep(POLL_S)
+
+
+@contextlib.contextmanager
+def _no_sigint():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _raise_interrupted(signum, frame):

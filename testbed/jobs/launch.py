@@ -22,7 +22,7 @@ from testbed.network.emulated import EmulatedNetwork
 from testbed.spec.schema import Experiment, JobSpec
 from testbed.training.role import RoleConfig
 
-PS_PORT = 7070  # every server has a host of its own, so one port number suffices
+PS_PORT = 7070  # every process has a host of its own, so one port number suffices
 
 # One thread per process: the machine's cores are shared by every host and OVS.
 PROCESS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -79,6 +79,9 @@ class JobRunner:
         raw.mkdir(parents=True, exist_ok=True)
         ips = {name: info.ip for name, info in self.net.topo.host_info.items()}
         servers = [[ips[h], PS_PORT] for h in placement.servers]
+        workers = [[ips[h], PS_PORT] for h in placement.workers]
+        link_mbps = min(d.params.bw_mbps for d in self.net.topo.directions()
+                        if {d.src, d.dst} & set(placement.hosts))
         roles = [("server", rank, h) for rank, h in enumerate(placement.servers)]
         roles += [("worker", rank, h) for rank, h in enumerate(placement.workers)]
         planned = []
@@ -87,7 +90,7 @@ class JobRunner:
             config = RoleConfig(
                 job=job.model_dump(mode="json"), role=role, rank=rank, host=host, ip=ips[host],
                 seed=exp.seed, records=str(raw / f"{stem}.jsonl"), servers=servers,
-                port=PS_PORT if role == "server" else 0,
+                workers=workers, port=PS_PORT, link_mbps=link_mbps,
             )
             config.save(raw / f"{stem}.json")
             planned.append(RoleProcess(config, raw / f"{stem}.json",
@@ -109,10 +112,12 @@ class JobRunner:
         job.status = "running"
         for proc in job.processes:  # servers first: workers retry until they listen
             host = self.net.host(proc.config.host)
+            # gloo resolves the hostname outside the namespace unless told the interface.
+            env["GLOO_SOCKET_IFNAME"] = f"{proc.config.host}-eth0"
             with open(proc.log_path, "w") as log:
                 proc.popen = host.popen(
                     [sys.executable, "-m", "testbed.training", str(proc.config_path)],
-                    stdout=log, stderr=STDOUT, env=env,
+                    stdout=log, stderr=STDOUT, env=dict(env),
                 )
             self.ledger.add_process(proc.popen.pid)
             proc.ident = identity(proc.popen.pid)

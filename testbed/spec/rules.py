@@ -7,11 +7,7 @@ the exact line to fix.
 from __future__ import annotations
 
 from testbed.errors import SpecError
-from testbed.spec.schema import Experiment, JobSpec
-
-# Models that need image-shaped input.
-IMAGE_MODELS = {"cnn"}
-IMAGE_DATASETS = {"digits"}
+from testbed.spec.schema import MODEL_DATASETS, Experiment, JobSpec
 
 
 def check_rules(exp: Experiment, source: str) -> None:
@@ -46,11 +42,19 @@ def _check_job_names(exp: Experiment, source: str) -> None:
 def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
     if job.sync == "ps" and job.servers < 1:
         raise SpecError(source, f"{path}.servers", job.servers, "expected >= 1 for sync: ps")
-    if job.model.name in IMAGE_MODELS and job.dataset not in IMAGE_DATASETS:
-        raise SpecError(
-            source, f"{path}.dataset", job.dataset,
-            f"expected an image dataset for model {job.model.name}: {sorted(IMAGE_DATASETS)}",
-        )
+    if job.sync == "allreduce" and job.servers:
+        raise SpecError(source, f"{path}.servers", job.servers, "expected 0 for sync: allreduce")
+    if job.sync == "allreduce" and job.workers < 2:
+        raise SpecError(source, f"{path}.workers", job.workers, "expected >= 2 for sync: allreduce")
+    if job.transport.kind == "gloo" and job.sync != "allreduce":
+        raise SpecError(source, f"{path}.sync", job.sync, "expected allreduce for transport gloo")
+    if job.transport.kind == "gloo" and job.transport.fill != "zero":
+        raise SpecError(source, f"{path}.transport.fill", job.transport.fill,
+                        "expected zero: gloo's allreduce cannot reuse stale entries")
+    allowed = MODEL_DATASETS[job.model.name]
+    if job.dataset not in allowed:
+        raise SpecError(source, f"{path}.dataset", job.dataset,
+                        f"expected {' or '.join(allowed)} for model {job.model.name}")
     if job.roles > len(hosts):
         raise SpecError(
             source, f"{path}.workers", job.workers,

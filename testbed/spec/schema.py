@@ -165,19 +165,64 @@ class CnnSpec(Frozen):
     channels: tuple[Annotated[int, Strict(), Field(ge=1, le=1024)], ...] = (16, 32)
 
 
-ModelSpec = Annotated[Union[MlpSpec, CnnSpec], Field(discriminator="name")]
+class MfSpec(Frozen):
+    """Matrix factorization: user and item embeddings of width `rank`, plus biases."""
+
+    name: Literal["mf"]
+    rank: Int = Field(16, ge=1, le=4096)
 
 
-class TcpSpec(Frozen):
+class LstmSpec(Frozen):
+    """Token embedding, one LSTM layer of `hidden` units, linear classifier."""
+
+    name: Literal["lstm"]
+    embed: Int = Field(16, ge=1, le=4096)
+    hidden: Int = Field(64, ge=1, le=8192)
+
+
+ModelSpec = Annotated[Union[MlpSpec, CnnSpec, MfSpec, LstmSpec], Field(discriminator="name")]
+
+# Which dataset each model trains on (the APNet workload types: MLP, CNN, MF, RNN).
+MODEL_DATASETS = {"mlp": ("digits",), "cnn": ("digits",), "mf": ("ratings",),
+                  "lstm": ("sequences",)}
+
+
+class _TransportBase(Frozen):
+    # APNet §2.2: drop this fraction of gradient entries at the application before
+    # sending, to profile how much loss a model tolerates.
+    drop_fraction: Float = Field(0.0, ge=0, lt=1)
+    # What a receiver does with entries that did not arrive (or were dropped):
+    # zero = leave them out of the average (per-entry counts); stale = reuse the
+    # receiver's previous value.
+    fill: Literal["zero", "stale"] = "zero"
+
+
+class TcpSpec(_TransportBase):
     """Reliable baseline transport over the kernel's TCP."""
 
     kind: Literal["tcp"] = "tcp"
-    # Set explicitly in every host namespace: this kernel defaults to bbr, which
-    # hides random loss; cubic is Linux's usual default.
+    # Set explicitly on every socket: this kernel defaults to bbr, which hides
+    # random loss; cubic is Linux's usual default.
     congestion_control: Annotated[str, Strict(), Field(pattern=r"^[a-z0-9_]+$")] = "cubic"
 
 
-TransportSpec = Annotated[Union[TcpSpec], Field(discriminator="kind")]
+class BltSpec(_TransportBase):
+    """Bounded-loss-tolerant transport (APNet'19): UDP data, TCP control."""
+
+    kind: Literal["blt"]
+    loss_bound: Float = Field(0.1, ge=0, lt=1)
+    rate_mbps: Float | None = Field(None, gt=0, le=10_000)  # default: the host link's rate
+    congestion_control: Literal["cubic"] = "cubic"  # of the control connection
+
+
+class GlooSpec(_TransportBase):
+    """torch.distributed allreduce over gloo (its own TCP connections)."""
+
+    kind: Literal["gloo"]
+    congestion_control: Literal["cubic"] = "cubic"  # not settable through gloo
+
+
+TransportSpec = Annotated[Union[TcpSpec, BltSpec, GlooSpec], Field(discriminator="kind")]
 
 
 def _named(value: object, key: str) -> object:
@@ -190,11 +235,11 @@ class JobSpec(Frozen):
 
     name: Name
     model: ModelSpec = MlpSpec()
-    dataset: Literal["digits"] = "digits"
+    dataset: Literal["digits", "ratings", "sequences"] = "digits"  # default: the model's
     workers: Int = Field(4, ge=1, le=1024)
-    servers: Int = Field(1, ge=0, le=64)
+    servers: Int = Field(1, ge=0, le=64)  # default: 1 for ps, 0 for allreduce
     placement: Literal["spread", "pack"] | tuple[Name, ...] = "spread"
-    sync: Literal["ps"] = "ps"
+    sync: Literal["ps", "allreduce"] = "ps"
     transport: TransportSpec = TcpSpec()
     iterations: Int = Field(100, ge=1, le=1_000_000)
     batch_size: Int = Field(32, ge=1, le=65_536)
@@ -208,10 +253,14 @@ class JobSpec(Frozen):
     def _shorthands(cls, data: object) -> object:
         if isinstance(data, dict):
             data = dict(data)
-            if "model" in data:
-                data["model"] = _named(data["model"], "name")
+            data["model"] = _named(data.get("model", "mlp"), "name")
             if "transport" in data:
                 data["transport"] = _named(data["transport"], "kind")
+            model = data["model"].get("name") if isinstance(data["model"], dict) else None
+            if "dataset" not in data and model in MODEL_DATASETS:
+                data["dataset"] = MODEL_DATASETS[model][0]
+            if "servers" not in data and data.get("sync") == "allreduce":
+                data["servers"] = 0
         return data
 
     @property

@@ -7,14 +7,19 @@ disjoint shards of the training set.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Arrays of one dataset; `shape` is the per-example input shape (C, H, W) or (D,)."""
+    """Arrays of one dataset.
+
+    `shape` is the per-example input shape: (C, H, W) for images, (L,) for token
+    sequences, (2,) for (user, item) pairs. `classes` is 0 for regression targets.
+    `sizes` holds vocabulary/table sizes a model needs (e.g. users, items, tokens).
+    """
 
     name: str
     x_train: np.ndarray
@@ -23,6 +28,11 @@ class Dataset:
     y_test: np.ndarray
     shape: tuple[int, ...]
     classes: int
+    sizes: dict = field(default_factory=dict)
+
+    @property
+    def regression(self) -> bool:
+        return self.classes == 0
 
     def shard(self, rank: int, workers: int) -> np.ndarray:
         """Indices of worker `rank`'s disjoint share of the training set."""
@@ -36,13 +46,53 @@ def load_digits(seed: int) -> Dataset:
     data = sk_digits()
     x = (data.images / 16.0).astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8) in [0, 1]
     y = data.target.astype(np.int64)
+    return Dataset("digits", *_split(x, y, seed), (1, 8, 8), 10)
+
+
+def _split(x: np.ndarray, y: np.ndarray, seed: int, train: float = 0.8):
     order = np.random.default_rng(seed).permutation(len(x))
-    cut = int(0.8 * len(x))
-    train, test = order[:cut], order[cut:]
-    return Dataset("digits", x[train], y[train], x[test], y[test], (1, 8, 8), 10)
+    cut = int(train * len(x))
+    return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
 
 
-DATASETS: dict[str, Callable[[int], Dataset]] = {"digits": load_digits}
+def load_ratings(seed: int, users: int = 600, items: int = 300, rank: int = 8,
+                 observed: float = 0.2) -> Dataset:
+    """Synthetic MovieLens-like ratings 1..5 from a rank-`rank` user x item matrix.
+
+    The generating factors are fixed (seed 0) so every seed sees the same problem;
+    `seed` only picks the train/test split.
+    """
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(users, rank)) / np.sqrt(rank)
+    v = rng.normal(size=(items, rank))
+    scores = 3 + 1.2 * (u @ v.T) + 0.3 * rng.normal(size=(users, items))
+    ratings = np.clip(np.rint(scores), 1, 5).astype(np.float32)
+    mask = rng.random((users, items)) < observed
+    pairs = np.argwhere(mask).astype(np.int64)
+    x_train, y_train, x_test, y_test = _split(pairs, ratings[mask], seed)
+    return Dataset("ratings", x_train, y_train, x_test, y_test, (2,), 0,
+                   {"users": users, "items": items})
+
+
+def load_sequences(seed: int, count: int = 4000, length: int = 6, tokens: int = 8) -> Dataset:
+    """Synthetic sequence task: classify a token sequence by its first token.
+
+    The answer sits at the start, so a recurrent model must carry it through the
+    whole sequence (a memory task). Fixed generator (seed 0); `seed` picks the split.
+    """
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, tokens, size=(count, length)).astype(np.int64)
+    y = x[:, 0].copy()
+    x_train, y_train, x_test, y_test = _split(x, y, seed)
+    return Dataset("sequences", x_train, y_train, x_test, y_test, (length,), tokens,
+                   {"tokens": tokens})
+
+
+DATASETS: dict[str, Callable[[int], Dataset]] = {
+    "digits": load_digits,
+    "ratings": load_ratings,
+    "sequences": load_sequences,
+}
 
 
 def load(name: str, seed: int) -> Dataset:

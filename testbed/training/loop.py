@@ -16,9 +16,10 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from testbed.training import datasets, models
+from testbed.training.messages import Message
 from testbed.training.ps import PSServer, PSWorker, shard_bounds
 from testbed.training.role import RecordWriter, RoleConfig
-from testbed.transports import MessageStats, make_transport
+from testbed.transports import make_transport
 
 
 def run(cfg: RoleConfig) -> None:
@@ -38,33 +39,63 @@ def _setup(cfg: RoleConfig) -> tuple[datasets.Dataset, nn.Module]:
     return data, models.build(spec.model, data, cfg.seed)
 
 
+def fair_share(cfg: RoleConfig) -> float:
+    """blt's per-channel rate: the link (or `rate_mbps`) split over the widest fan-in/out."""
+    spec = cfg.spec
+    base = getattr(spec.transport, "rate_mbps", None) or cfg.link_mbps
+    if spec.sync == "ps":
+        return base / max(spec.workers, spec.servers)
+    return base
+
+
 def run_server(cfg: RoleConfig, records: RecordWriter) -> None:
     """Serve one shard of the parameters for `iterations` synchronous steps."""
     spec = cfg.spec
     _, model = _setup(cfg)
     flat = parameters_to_vector(model.parameters()).detach().numpy()
     lo, hi = shard_bounds(len(flat), spec.servers)[cfg.rank]
-    server = PSServer(make_transport(spec.transport), cfg.ip, cfg.port, spec.workers,
-                      flat[lo:hi], spec.lr, spec.momentum)
+    server = PSServer(make_transport(spec.transport, cfg.link_mbps), cfg.ip, cfg.port,
+                      spec.workers, flat[lo:hi], spec.lr, spec.momentum, spec.transport.fill,
+                      share_mbps=fair_share(cfg), rank=cfg.rank)
     try:
         server.accept()
         for it in range(spec.iterations):
-            for src, st in enumerate(server.step(it)):
-                _message(records, spec, it, f"worker{src}", f"server{cfg.rank}", "push", st)
+            for msg in server.step(it):
+                _message(records, spec, it, msg)
     finally:
         server.close()
+
+
+def make_sync(cfg: RoleConfig):
+    """The worker's side of the job's sync scheme over its transport."""
+    spec = cfg.spec
+    t = spec.transport
+    seed = cfg.seed * 1000 + cfg.rank
+    if t.kind == "gloo":
+        from testbed.training.gloo import GlooAllreduce  # imports torch.distributed
+
+        return GlooAllreduce(cfg.workers[0], cfg.rank, spec.workers, spec.lr, spec.momentum,
+                             t.drop_fraction, seed)
+    transport = make_transport(t, cfg.link_mbps)
+    if spec.sync == "allreduce":
+        from testbed.training.ring import RingAllreduce
+
+        return RingAllreduce(transport, cfg.workers, cfg.rank, spec.lr, spec.momentum, t.fill,
+                             t.drop_fraction, seed, share_mbps=fair_share(cfg))
+    return PSWorker(transport, cfg.servers, cfg.rank, t.drop_fraction, seed,
+                    shares=[fair_share(cfg)] * len(cfg.servers))
 
 
 def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
     """Train: compute a gradient on the local shard, exchange, repeat."""
     spec = cfg.spec
     data, model = _setup(cfg)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = models.loss_function(data)
     sampler = datasets.BatchSampler(data.shard(cfg.rank, spec.workers), spec.batch_size,
                                     cfg.seed * 1000 + cfg.rank)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     params = parameters_to_vector(model.parameters()).detach().numpy().copy()
-    sync = PSWorker(make_transport(spec.transport), cfg.servers, cfg.rank)
+    sync = make_sync(cfg)
     records.write("ready", job=spec.name, rank=cfg.rank)  # connected; training starts now
     try:
         for it in range(spec.iterations):
@@ -75,13 +106,13 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
             loss.backward()
             grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy()
             t1 = time.perf_counter()
-            pulls = sync.step(it, grad, params)
+            received = sync.exchange(it, grad, params)
             vector_to_parameters(torch.from_numpy(params), model.parameters())
             t2 = time.perf_counter()
             last = it == spec.iterations - 1
             evaluate = cfg.rank == 0 and ((it + 1) % spec.eval_every == 0 or last)
-            for i, st in enumerate(pulls):
-                _message(records, spec, it, f"server{i}", f"worker{cfg.rank}", "pull", st)
+            for msg in received:
+                _message(records, spec, it, msg)
             records.write(
                 "iteration", job=spec.name, rank=cfg.rank, iteration=it,
                 iter_s=t2 - t0, compute_s=t1 - t0, comm_s=t2 - t1,
@@ -93,18 +124,22 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
 
 
 def accuracy(model: nn.Module, data: datasets.Dataset) -> float:
-    """Fraction of the test set classified correctly."""
+    """Test accuracy: the right class, or for ratings the right rounded rating."""
     model.eval()
     with torch.no_grad():
-        predicted = model(torch.from_numpy(data.x_test)).argmax(dim=1).numpy()
+        out = model(torch.from_numpy(data.x_test))
     model.train()
+    if data.regression:
+        predicted = out.round().clamp(1, 5).numpy()
+    else:
+        predicted = out.argmax(dim=1).numpy()
     return float(np.mean(predicted == data.y_test))
 
 
-def _message(records: RecordWriter, spec, iteration: int, src: str, dst: str, kind: str,
-             st: MessageStats) -> None:
+def _message(records: RecordWriter, spec, iteration: int, msg: Message) -> None:
+    st = msg.stats
     records.write(
-        "message", job=spec.name, iteration=iteration, src=src, dst=dst, kind=kind,
+        "message", job=spec.name, iteration=iteration, src=msg.src, dst=msg.dst, kind=msg.kind,
         bytes=st.nbytes, fct_s=st.fct_s, delivered_fraction=st.delivered_fraction,
         retransmitted_bytes=st.retransmitted_bytes, transport=spec.transport.kind,
     )

@@ -2,8 +2,14 @@
 
 The flat parameter vector is cut into contiguous shards, one per server. Each
 iteration every worker pushes its gradient shard to each server; each server waits
-for all workers, averages (per entry, over the workers whose entry arrived),
-applies SGD with momentum to its shard and sends the new shard back (pull).
+for all workers, averages, applies SGD with momentum to its shard and sends the new
+shard back (pull).
+
+Entries that did not arrive (a loss-tolerant transport) or that the worker dropped
+on purpose (`drop_fraction`, sent as NaN) are filled per the job's `fill` policy at
+the server: ``zero`` averages each entry over the workers that delivered it,
+``stale`` reuses that worker's previous gradient for it. Parameters a worker did not
+receive on pull keep their previous value (zeroing weights is never meaningful).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from testbed.training.messages import Message, drop_entries, valid_mask
 from testbed.transports import Channel, MessageStats, Transport
 
 CONNECT_TIMEOUT_S = 120.0
@@ -23,17 +30,17 @@ def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
-def average(buffers: list[np.ndarray], stats: list[MessageStats], out: np.ndarray) -> np.ndarray:
-    """Per-entry mean over the workers that delivered each entry (0 where none did)."""
+def average(buffers: list[np.ndarray], masks: list[np.ndarray | None], out: np.ndarray) -> np.ndarray:
+    """Per-entry mean over the buffers whose entry is valid (0 where none is)."""
     out[:] = 0
     counts = np.zeros(out.shape, dtype=np.float32)
-    for buf, st in zip(buffers, stats):
-        if st.mask is None:
+    for buf, mask in zip(buffers, masks):
+        if mask is None:
             out += buf
             counts += 1
         else:
-            out += np.where(st.mask, buf, 0)
-            counts += st.mask
+            out += np.where(mask, buf, 0)
+            counts += mask
     np.divide(out, counts, out=out, where=counts > 0)
     return out
 
@@ -41,24 +48,33 @@ def average(buffers: list[np.ndarray], stats: list[MessageStats], out: np.ndarra
 class PSWorker:
     """Worker side: push gradient shards, pull parameter shards."""
 
-    def __init__(self, transport: Transport, servers: list[list], rank: int):
+    def __init__(self, transport: Transport, servers: list[list], rank: int,
+                 drop_fraction: float = 0.0, seed: int = 0, shares: list[float] | None = None):
         self.channels: list[Channel] = [
             transport.connect(ip, port, rank, CONNECT_TIMEOUT_S) for ip, port in servers
         ]
+        for channel, share in zip(self.channels, shares or []):
+            channel.set_share(share)
+        self.rank = rank
         self.pool = ThreadPoolExecutor(max_workers=len(self.channels))
         self.bounds: list[tuple[int, int]] = []
+        self.drop_fraction = drop_fraction
+        self.rng = np.random.default_rng(seed)
 
-    def step(self, iteration: int, grad: np.ndarray, params: np.ndarray) -> list[MessageStats]:
-        """Exchange one iteration; `params` is updated in place. Returns pull stats."""
+    def exchange(self, iteration: int, grad: np.ndarray, params: np.ndarray) -> list[Message]:
+        """Push `grad`, pull new `params` (updated in place). Returns the pulls received."""
         if not self.bounds:
             self.bounds = shard_bounds(len(params), len(self.channels))
+        if self.drop_fraction:
+            grad = drop_entries(grad, self.drop_fraction, self.rng, np.nan)
 
-        def exchange(i: int) -> MessageStats:
+        def one(i: int) -> Message:
             lo, hi = self.bounds[i]
             self.channels[i].send(iteration, grad[lo:hi])
-            return self.channels[i].recv(iteration, params[lo:hi])
+            stats = self.channels[i].recv(iteration, params[lo:hi])
+            return Message(f"server{i}", f"worker{self.rank}", "pull", stats)
 
-        return list(self.pool.map(exchange, range(len(self.channels))))
+        return list(self.pool.map(one, range(len(self.channels))))
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -70,32 +86,46 @@ class PSServer:
     """One server shard: owns params[lo:hi] and its momentum buffer."""
 
     def __init__(self, transport: Transport, ip: str, port: int, workers: int,
-                 shard: np.ndarray, lr: float, momentum: float):
+                 shard: np.ndarray, lr: float, momentum: float, fill: str = "zero",
+                 share_mbps: float | None = None, rank: int = 0):
         self.listener = transport.listen(ip, port)
-        self.workers = workers
+        self.workers, self.rank = workers, rank
         self.params = shard.astype(np.float32).copy()
         self.velocity = np.zeros_like(self.params)
-        self.lr, self.momentum = lr, momentum
+        self.lr, self.momentum, self.fill = lr, momentum, fill
+        self.share_mbps = share_mbps
         self.channels: dict[int, Channel] = {}
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.buffers = [np.zeros_like(self.params) for _ in range(workers)]
+        self.previous = [np.zeros_like(self.params) for _ in range(workers)]
         self.mean = np.zeros_like(self.params)
 
     def accept(self) -> None:
         """Wait for every worker to connect."""
         self.channels = self.listener.accept(self.workers, CONNECT_TIMEOUT_S)
+        if self.share_mbps:
+            for channel in self.channels.values():
+                channel.set_share(self.share_mbps)
 
-    def step(self, iteration: int) -> list[MessageStats]:
-        """Gather gradients, update the shard, send it back. Returns push stats by rank."""
+    def step(self, iteration: int) -> list[Message]:
+        """Gather gradients, update the shard, send it back. Returns the pushes received."""
         ranks = sorted(self.channels)
         stats = list(self.pool.map(
             lambda r: self.channels[r].recv(iteration, self.buffers[r]), ranks))
-        average([self.buffers[r] for r in ranks], stats, self.mean)
+        masks = [valid_mask(self.buffers[r], st) for r, st in zip(ranks, stats)]
+        if self.fill == "stale":
+            for r, mask in zip(ranks, masks):
+                if mask is not None:
+                    np.copyto(self.buffers[r], self.previous[r], where=~mask)
+                self.previous[r][:] = self.buffers[r]
+            masks = [None] * len(ranks)
+        average([self.buffers[r] for r in ranks], masks, self.mean)
         self.velocity *= self.momentum
         self.velocity += self.mean
         self.params -= self.lr * self.velocity
         list(self.pool.map(lambda r: self.channels[r].send(iteration, self.params), ranks))
-        return stats
+        return [Message(f"worker{r}", f"server{self.rank}", "push", st)
+                for r, st in zip(ranks, stats)]
 
     def close(self) -> None:
         self.pool.shutdown()

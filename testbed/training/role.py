@@ -23,7 +23,9 @@ class RoleConfig:
     seed: int
     records: str  # JSONL file this process appends its records to
     servers: list[list] = field(default_factory=list)  # [ip, port] of each server shard
-    port: int = 0  # this server's listening port
+    workers: list[list] = field(default_factory=list)  # [ip, port] of each worker (rings, gloo)
+    port: int = 0  # this process's listening port
+    link_mbps: float = 100.0  # slowest host link of the job (blt's default rate)
 
     @property
     def spec(self) -> JobSpec:

@@ -39,6 +39,9 @@ class Channel(ABC):
     def recv(self, msg_id: int, out: np.ndarray) -> MessageStats:
         """Receive message `msg_id` into `out` (entries not delivered are left as they were)."""
 
+    def set_share(self, mbps: float) -> None:
+        """The sending rate this channel may use; only paced transports (blt) use it."""
+
     @abstractmethod
     def close(self) -> None:
         """Release sockets."""

@@ -65,6 +65,16 @@ def test_shorthands_expand(tmp_path):
     assert exp.jobs[0].model.name == "cnn" and exp.jobs[0].model.channels == (16, 32)
 
 
+def test_defaults_follow_model_and_sync(tmp_path):
+    spec = edit({"jobs": [{"name": "a", "model": "lstm", "sync": "allreduce", "workers": 2},
+                          {"name": "b", "model": {"name": "mf", "rank": 4}}]})
+    a, b = load_experiment(write(tmp_path, spec)).jobs
+    assert a.dataset == "sequences" and a.servers == 0
+    assert b.dataset == "ratings" and b.servers == 1
+    gloo = edit({"jobs.0.transport": "gloo", "jobs.0.sync": "allreduce", "jobs.0.servers": None})
+    assert load_experiment(write(tmp_path, gloo)).jobs[0].transport.kind == "gloo"
+
+
 def test_spec_is_frozen(tmp_path):
     exp = load_experiment(write(tmp_path, BASE))
     with pytest.raises(Exception):
@@ -117,10 +127,20 @@ BAD = [
     ({"jobs.0.workers": 0}, "jobs.0.workers", "0", ">= 1"),
     ({"jobs.0.workers": 20}, "jobs.0.workers", "20", "16 hosts"),
     ({"jobs.0.servers": 0}, "jobs.0.servers", "0", "sync: ps"),
-    ({"jobs.0.model": "resnet"}, "jobs.0.model", "'resnet'", "'mlp', 'cnn'"),
+    ({"jobs.0.model": "resnet"}, "jobs.0.model", "'resnet'", "'mlp', 'cnn', 'mf', 'lstm'"),
     ({"jobs.0.model": {"name": "mlp", "hidden": [0]}}, "jobs.0.model.hidden.0", "0", ">= 1"),
     ({"jobs.0.model": {"name": "mlp", "depth": 3}}, "jobs.0.model.depth", "3", "hidden"),
-    ({"jobs.0.transport": "quic"}, "jobs.0.transport", "'quic'", "'tcp'"),
+    ({"jobs.0.transport": "quic"}, "jobs.0.transport", "'quic'", "'tcp', 'blt', 'gloo'"),
+    ({"jobs.0.transport": "gloo"}, "jobs.0.sync", "'ps'", "allreduce for transport gloo"),
+    ({"jobs.0.transport": {"kind": "blt", "loss_bound": 1.0}}, "jobs.0.transport.loss_bound",
+     "1.0", "< 1"),
+    ({"jobs.0.transport": {"kind": "blt", "fill": "mean"}}, "jobs.0.transport.fill", "'mean'",
+     "'zero' or 'stale'"),
+    ({"jobs.0.transport": {"kind": "tcp", "drop_fraction": -0.1}},
+     "jobs.0.transport.drop_fraction", "-0.1", ">= 0"),
+    ({"jobs.0.sync": "allreduce"}, "jobs.0.servers", "1", "expected 0 for sync: allreduce"),
+    ({"jobs.0.model": "mf", "jobs.0.dataset": "digits"}, "jobs.0.dataset", "'digits'",
+     "ratings for model mf"),
     ({"jobs.0.dataset": "imagenet"}, "jobs.0.dataset", "'imagenet'", "'digits'"),
     ({"jobs.0.placement": ["h1", "h99", "h3", "h4", "h5"]}, "jobs.0.placement.1", "'h99'", "h1..h16"),
     ({"jobs.0.placement": ["h1", "h2"]}, "jobs.0.placement", "['h1', 'h2']", "5 hosts"),

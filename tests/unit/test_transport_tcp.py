@@ -10,7 +10,7 @@ import pytest
 
 from testbed.spec.schema import TcpSpec
 from testbed.training.ps import PSServer, PSWorker, average, shard_bounds
-from testbed.transports import MessageStats, make_transport
+from testbed.transports import make_transport
 
 
 def free_port() -> int:
@@ -65,12 +65,9 @@ def test_shard_bounds_cover_vector_evenly():
 def test_average_counts_only_delivered_entries():
     a = np.array([1, 1, 1, 1], np.float32)
     b = np.array([3, 3, 3, 3], np.float32)
-    full = MessageStats(0, 16, 0.0)
-    partial = MessageStats(0, 16, 0.0, 0.5, mask=np.array([True, False, True, False]))
     out = np.empty(4, np.float32)
-    assert average([a, b], [full, partial], out).tolist() == [2, 1, 2, 1]
-    none = MessageStats(0, 16, 0.0, 0.0, mask=np.zeros(4, bool))
-    assert average([b], [none], out).tolist() == [0, 0, 0, 0]
+    assert average([a, b], [None, np.array([True, False, True, False])], out).tolist() == [2, 1, 2, 1]
+    assert average([b], [np.zeros(4, bool)], out).tolist() == [0, 0, 0, 0]
 
 
 def test_parameter_server_applies_mean_gradient_on_each_shard():
@@ -98,7 +95,7 @@ def test_parameter_server_applies_mean_gradient_on_each_shard():
     def work(rank):
         workers[rank] = PSWorker(transport, addrs, rank)
         for it in range(2):
-            workers[rank].step(it, grads[rank], local[rank])
+            workers[rank].exchange(it, grads[rank], local[rank])
         workers[rank].close()
 
     wthreads = [threading.Thread(target=work, args=(r,)) for r in (0, 1)]

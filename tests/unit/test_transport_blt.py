@@ -1,0 +1,145 @@
+"""The bounded-loss-tolerant transport over loopback sockets, with deterministic
+injected drop patterns: packetization, reassembly, the completion rule, retransmit
+on shortfall, per-entry delivery masks, the sender's AIMD."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from testbed.spec.schema import BltSpec
+from testbed.transports import blt
+from testbed.transports.blt import ENTRIES_PER_PACKET, BltTransport, packet_count
+
+PACKETS = 10
+N = PACKETS * ENTRIES_PER_PACKET - 100  # last packet partly filled
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pair(loss_bound: float, drop=None, rate_mbps: float = 2000.0):
+    """(sender channel, receiver channel) over loopback."""
+    spec = BltSpec(kind="blt", loss_bound=loss_bound, rate_mbps=rate_mbps)
+    receiver_side = BltTransport(spec)
+    sender_side = BltTransport(spec, drop=drop)
+    port = free_port()
+    listener = receiver_side.listen("127.0.0.1", port)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(listener.accept(1, 10)))
+    t.start()
+    sender = sender_side.connect("127.0.0.1", port, 0, 10)
+    t.join()
+    listener.close()
+    return sender, got[0]
+
+
+def transfer(sender, receiver, msg_id, data, out):
+    t = threading.Thread(target=sender.send, args=(msg_id, data))
+    t.start()
+    stats = receiver.recv(msg_id, out)
+    t.join(timeout=30)
+    return stats
+
+
+def entries_of(packets):
+    return np.concatenate([np.arange(p * ENTRIES_PER_PACKET, min(N, (p + 1) * ENTRIES_PER_PACKET))
+                           for p in packets])
+
+
+def test_datagrams_fit_the_mtu_and_never_split_a_float():
+    assert blt.DATA.size + 4 * ENTRIES_PER_PACKET + 20 + 8 <= blt.MTU
+    assert packet_count(N) == PACKETS and packet_count(1) == 1
+    assert packet_count(ENTRIES_PER_PACKET) == 1 and packet_count(ENTRIES_PER_PACKET + 1) == 2
+
+
+def test_lossless_message_is_exact():
+    sender, receiver = pair(0.1)
+    data = np.random.default_rng(0).normal(size=N).astype(np.float32)
+    out = np.zeros(N, np.float32)
+    stats = transfer(sender, receiver, 5, data, out)
+    assert np.array_equal(out, data)
+    assert stats.delivered_fraction == 1.0 and stats.mask is None
+    assert stats.retransmitted_bytes == 0 and stats.nbytes == 4 * N
+
+
+def test_loss_within_bound_completes_without_retransmission():
+    lost = {0, 3, 5}
+    sender, receiver = pair(0.5, drop=lambda m, seq, attempt: seq in lost)
+    data = np.arange(N, dtype=np.float32)
+    out = np.full(N, -1.0, np.float32)
+    stats = transfer(sender, receiver, 1, data, out)
+    missing = entries_of(sorted(lost))
+    assert stats.delivered_fraction == pytest.approx(1 - len(missing) / N)
+    assert stats.retransmitted_bytes == 0
+    assert not stats.mask[missing].any() and stats.mask.sum() == N - len(missing)
+    assert (out[missing] == -1).all()  # left as they were, for the fill policy
+    keep = stats.mask
+    assert np.array_equal(out[keep], data[keep])
+
+
+def test_shortfall_is_requested_again_until_the_bound_is_met():
+    lost = {0, 3, 5}
+    sender, receiver = pair(0.1, drop=lambda m, seq, attempt: attempt == 0 and seq in lost)
+    data = np.arange(N, dtype=np.float32)
+    out = np.zeros(N, np.float32)
+    stats = transfer(sender, receiver, 2, data, out)
+    assert stats.delivered_fraction == 1.0 and np.array_equal(out, data)
+    assert stats.retransmitted_bytes == 4 * len(entries_of(sorted(lost)))
+
+
+def test_repeated_shortfall_takes_several_rounds():
+    # everything lost at first, half of it on the retry, nothing on the third pass
+    def drop(m, seq, attempt):
+        return attempt == 0 or (attempt == 1 and seq % 2 == 0)
+
+    sender, receiver = pair(0.0, drop=drop)
+    data = np.arange(N, dtype=np.float32)
+    out = np.zeros(N, np.float32)
+    stats = transfer(sender, receiver, 3, data, out)
+    assert stats.delivered_fraction == 1.0 and np.array_equal(out, data)
+    resent_packets = PACKETS + PACKETS // 2  # attempt 1 resends all, attempt 2 the evens
+    assert stats.retransmitted_bytes == pytest.approx(4 * ENTRIES_PER_PACKET * resent_packets, rel=0.02)
+
+
+def test_consecutive_messages_do_not_mix():
+    sender, receiver = pair(0.1)
+    out = np.zeros(N, np.float32)
+    for msg_id in range(3):
+        data = np.full(N, msg_id, np.float32)
+        transfer(sender, receiver, msg_id, data, out)
+        assert (out == msg_id).all()
+
+
+def test_rate_halves_after_a_lossy_first_pass_and_recovers():
+    sender, receiver = pair(0.05, drop=lambda m, seq, attempt: m == 0 and attempt == 0 and seq < 5)
+    sender.set_share(1000)
+    out = np.zeros(N, np.float32)
+    transfer(sender, receiver, 0, np.ones(N, np.float32), out)
+    assert sender.pacer.rate_mbps == 500  # lost 5 of 10 packets > 2 x 5% bound: halve
+    transfer(sender, receiver, 1, np.ones(N, np.float32), out)
+    assert sender.pacer.rate_mbps == 600  # clean: + a tenth of the share
+
+
+def test_loss_within_twice_the_bound_does_not_slow_down():
+    sender, receiver = pair(0.1, drop=lambda m, seq, attempt: attempt == 0 and seq == 0)
+    sender.set_share(1000)
+    transfer(sender, receiver, 0, np.ones(N, np.float32), np.zeros(N, np.float32))
+    assert sender.pacer.rate_mbps == 1000  # 1 of 10 lost: random loss, not congestion
+
+
+def test_pacer_spaces_packets_at_the_rate():
+    import time
+
+    pacer = blt.Pacer(rate_mbps=12.0)  # 1500 B = 12,000 bits -> 1 ms each
+    start = time.perf_counter()
+    for _ in range(50):
+        pacer.wait(1500)
+    elapsed = time.perf_counter() - start
+    assert 0.045 <= elapsed <= 0.2  # 1 ms of burst allowance, scheduler slack above
