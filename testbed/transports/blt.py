@@ -4,15 +4,20 @@ a message has arrived.
 Per peer pair there is a TCP control connection (reliable, ordered) and a UDP socket
 for data. One message, sender -> receiver:
 
-1. BEGIN (control): message id, entry count, send time.
-2. Every data packet once (UDP, paced at the channel's rate). A packet carries the
-   message id and the index range of the whole float32 entries it holds (no float is
-   split; a datagram fits a 1500-byte MTU).
-3. END (control), the sender's probe: "all sent, retransmitted N bytes so far".
-4. The receiver drains its UDP socket and counts delivered entries. If the delivered
+1. Every data packet once (UDP, paced). A packet carries the message id and the
+   index range of the whole float32 entries it holds (no float is split; a datagram
+   fits a 1500-byte MTU).
+2. END, the sender's probe: "attempt k sent; N bytes retransmitted so far".
+3. The receiver drains its UDP socket and counts delivered entries. If the delivered
    fraction reaches ``1 - loss_bound`` it answers STOP and the message is complete;
-   otherwise it answers NACK with a bitmap of missing packets, the sender resends
-   those and probes again (step 3), until the fraction is reached.
+   otherwise it answers NACK with a bitmap of the missing packets, the sender resends
+   those (attempt k+1) and probes again, until the fraction is reached.
+
+Control messages travel twice: over the TCP connection (reliable) and as a UDP
+datagram (fast). Whichever arrives first counts; the other is recognised by its
+(message, attempt) and ignored. Without the UDP copy, a lost control segment costs
+a TCP retransmission timeout (>= 200 ms) — exactly the tail this transport exists
+to cut.
 
 Missing entries are left untouched in the receiver's buffer and reported in the
 `MessageStats.mask`; the sync layer applies the job's fill policy.
@@ -41,18 +46,21 @@ import numpy as np
 from testbed.transports.base import Channel, Listener, MessageStats, Transport
 from testbed.transports.tcp import HELLO, MAGIC, _recv_exact, connect_with_retry
 
-# Data packet: message id, packet index, first entry, entry count (+ 2 pad bytes).
-DATA = struct.Struct("!IIIH2x")
+# Every UDP datagram starts with a kind byte. Data: kind, message id, packet index,
+# first entry, entry count.
+DATA = struct.Struct("!BIIIH")
+# Control: kind, message id, attempt, entry count, value (bytes resent / bitmap
+# length), sender's start time of the message.
+CONTROL = struct.Struct("!BIHQQd")
+KIND_DATA, END, STOP, NACK, PORT = range(5)
 MTU = 1500
-ENTRIES_PER_PACKET = (MTU - 20 - 8 - DATA.size) // 4  # IPv4 + UDP headers: 364 floats
-# Control message: type, message id, a 64-bit value, a timestamp.
-CONTROL = struct.Struct("!BIQd")
+UDP_ROOM = MTU - 20 - 8  # IPv4 + UDP headers
+ENTRIES_PER_PACKET = (UDP_ROOM - DATA.size) // 4  # 364 floats
 WIRE_OVERHEAD = 14 + 20 + 8  # Ethernet, IPv4, UDP headers: what the link really carries
 CONGESTION_FACTOR = 2.0  # first-pass loss beyond this many loss bounds halves the rate
-BEGIN, END, STOP, NACK, PORT = range(1, 6)
-IO_TIMEOUT_S = 300.0
 MIN_RATE_FRACTION = 1 / 16
 INCREASE_FRACTION = 0.1
+IO_TIMEOUT_S = 300.0
 
 # (message id, packet index, attempt) -> drop it? For deterministic unit tests only.
 DropRule = Callable[[int, int, int], bool]
@@ -90,7 +98,9 @@ class BltChannel(Channel):
         self.share_mbps = share_mbps
         self.pacer = Pacer(share_mbps)
         self.drop = drop
-        self.packet = bytearray(DATA.size + 4 * ENTRIES_PER_PACKET)
+        self.tx = bytearray(UDP_ROOM)
+        self.rx = bytearray(65536)
+        self.early: list[bytes] = []  # data of the next message that arrived during send()
 
     def set_share(self, mbps: float) -> None:
         """The fair-share rate of this channel (also the AIMD ceiling)."""
@@ -101,41 +111,54 @@ class BltChannel(Channel):
 
     def send(self, msg_id: int, data: np.ndarray) -> None:
         payload = np.ascontiguousarray(data, dtype=np.float32)
-        packets = packet_count(len(payload))
-        self._control(BEGIN, msg_id, len(payload), time.time())
-        missing = list(range(packets))
+        entries, start = len(payload), time.time()
+        missing = list(range(packet_count(entries)))
         resent = attempt = 0
         while True:
             for seq in missing:
                 if self.drop is None or not self.drop(msg_id, seq, attempt):
                     self._send_packet(msg_id, seq, payload)
                 else:  # injected loss: pace as if sent, so timing stays comparable
-                    self.pacer.wait(WIRE_OVERHEAD + DATA.size + 4 * _count(seq, len(payload)))
+                    self.pacer.wait(WIRE_OVERHEAD + DATA.size + 4 * _count(seq, entries))
             if attempt:
-                resent += sum(4 * _count(seq, len(payload)) for seq in missing)
-            self._control(END, msg_id, resent, time.time())
-            kind, got_id, value, _ = self._read_control()
-            if got_id != msg_id or kind not in (STOP, NACK):
-                raise ConnectionError(f"peer {self.peer}: unexpected control {kind} for {got_id}")
-            missing = _missing(_recv_exact(self.ctl, value), packets) if kind == NACK else []
+                resent += sum(4 * _count(seq, entries) for seq in missing)
+            self._control(CONTROL.pack(END, msg_id, attempt, entries, resent, start))
+            kind, bitmap = self._await_reply(msg_id, attempt)
+            lost = _missing(bitmap, packet_count(entries)) if kind == NACK else []
             if attempt == 0:
-                self._after_first_pass(len(missing), packets)
+                self._after_first_pass(len(lost), packet_count(entries))
             if kind == STOP:
                 return
+            missing = lost
             attempt += 1
 
     def _send_packet(self, msg_id: int, seq: int, payload: np.ndarray) -> None:
         first = seq * ENTRIES_PER_PACKET
         count = _count(seq, len(payload))
-        DATA.pack_into(self.packet, 0, msg_id, seq, first, count)
-        body = memoryview(payload[first : first + count]).cast("B")
-        self.packet[DATA.size : DATA.size + body.nbytes] = body
-        size = DATA.size + body.nbytes
+        DATA.pack_into(self.tx, 0, KIND_DATA, msg_id, seq, first, count)
+        size = DATA.size + 4 * count
+        self.tx[DATA.size:size] = memoryview(payload[first : first + count]).cast("B")
         self.pacer.wait(WIRE_OVERHEAD + size)
-        try:
-            self.udp.send(memoryview(self.packet)[:size])
-        except (BlockingIOError, ConnectionRefusedError):
-            pass  # a full socket buffer or an ICMP error: the packet is lost, as on a wire
+        self._udp(memoryview(self.tx)[:size])
+
+    def _await_reply(self, msg_id: int, attempt: int) -> tuple[int, bytes]:
+        """The first STOP/NACK for (msg_id, attempt) from either socket."""
+        while True:
+            readable = self._wait()
+            if self.udp in readable:
+                size = self.udp.recv_into(self.rx)
+                if size and self.rx[0] == KIND_DATA:
+                    self.early.append(bytes(self.rx[:size]))  # the peer's next message
+                elif size >= CONTROL.size:
+                    kind, got, att, _, value, _ = CONTROL.unpack_from(self.rx)
+                    if kind in (STOP, NACK) and (got, att) == (msg_id, attempt):
+                        return kind, bytes(self.rx[CONTROL.size : CONTROL.size + value])
+            if self.ctl in readable:
+                kind, got, att, _, value, _ = self._read_control()
+                bitmap = _recv_exact(self.ctl, value) if kind == NACK else b""
+                if kind in (STOP, NACK) and (got, att) == (msg_id, attempt):
+                    return kind, bitmap
+                # otherwise a duplicate of something already handled
 
     def _after_first_pass(self, lost: int, packets: int) -> None:
         """AIMD on the first pass of each message (see the module docstring)."""
@@ -149,67 +172,122 @@ class BltChannel(Channel):
     # ------------------------------------------------------------------ receiving
 
     def recv(self, msg_id: int, out: np.ndarray) -> MessageStats:
-        entries = len(out)
-        packets = packet_count(entries)
-        have = bytearray(packets)
-        view = memoryview(out).cast("B")
-        sent_at = None
+        state = _Reassembly(msg_id, out)
+        for datagram in self.early:
+            state.take(datagram)
+        self.early.clear()
+        handled = -1  # highest attempt answered; the other copy of its END is ignored
         while True:
-            readable, _, _ = select.select([self.ctl, self.udp], [], [], IO_TIMEOUT_S)
-            if not readable:
-                raise TimeoutError(f"peer {self.peer}: nothing for {IO_TIMEOUT_S:.0f} s")
-            if self.udp in readable:
-                self._drain(msg_id, have, view, entries)
+            readable = self._wait()
+            ends = self._drain(state) if self.udp in readable else []
             if self.ctl in readable:
-                kind, got_id, value, stamp = self._read_control()
-                if got_id != msg_id:
-                    raise ConnectionError(f"peer {self.peer}: expected message {msg_id}, got {got_id}")
-                if kind == BEGIN:
-                    sent_at = stamp
-                    if value != entries:
-                        raise ConnectionError(f"peer {self.peer}: {value} entries, expected {entries}")
+                end = self._read_end(msg_id)
+                ends += [end] if end else []
+            for att, entries, resent, start in sorted(ends):
+                if att <= handled:
                     continue
-                self._drain(msg_id, have, view, entries)  # packets sent before END
-                mask = _entry_mask(have, entries)
-                delivered = float(mask.mean())
-                if delivered >= 1 - self.loss_bound:
-                    self._control(STOP, msg_id, 0, time.time())
-                    return MessageStats(msg_id, out.nbytes, time.time() - (sent_at or stamp),
-                                        delivered, int(value), None if mask.all() else mask)
-                bitmap = bytes(np.packbits(np.frombuffer(have, np.uint8) == 0))
-                self._control(NACK, msg_id, len(bitmap), time.time())
-                self.ctl.sendall(bitmap)
+                if entries != len(out):
+                    raise ConnectionError(f"peer {self.peer}: {entries} entries, expected {len(out)}")
+                self._drain(state)  # data sent before this END may still be queued
+                handled = att
+                if state.delivered >= 1 - self.loss_bound:
+                    self._control(CONTROL.pack(STOP, msg_id, att, 0, 0, 0.0))
+                    return state.stats(time.time() - start, resent)
+                bitmap = state.missing_bitmap()
+                self._control(CONTROL.pack(NACK, msg_id, att, 0, len(bitmap), 0.0), bitmap)
 
-    def _drain(self, msg_id: int, have: bytearray, view: memoryview, entries: int) -> None:
-        """Copy every queued datagram of message `msg_id` into place; ignore stale ones."""
+    def _read_end(self, msg_id: int) -> tuple | None:
+        """One control message from TCP: an END of `msg_id`, or None for a stale one
+        (a late copy of a reply to our own sending, or of an END already answered)."""
+        kind, got, att, entries, value, start = self._read_control()
+        if kind == NACK:
+            _recv_exact(self.ctl, value)  # skip its bitmap
+        return (att, entries, value, start) if kind == END and got == msg_id else None
+
+    def _drain(self, state: _Reassembly) -> list[tuple]:
+        """Take every queued datagram; return the END probes among them."""
+        ends = []
         self.udp.setblocking(False)
         try:
             while True:
                 try:
-                    size = self.udp.recv_into(self.packet)
+                    size = self.udp.recv_into(self.rx)
                 except BlockingIOError:
-                    return
-                if size < DATA.size:
-                    continue
-                got_id, seq, first, count = DATA.unpack_from(self.packet)
-                if got_id != msg_id or first + count > entries or size != DATA.size + 4 * count:
-                    continue  # a late retransmission of an earlier message
-                view[4 * first : 4 * (first + count)] = memoryview(self.packet)[DATA.size:size]
-                have[seq] = 1
+                    return ends
+                if size and self.rx[0] == KIND_DATA:
+                    state.take(memoryview(self.rx)[:size])
+                elif size >= CONTROL.size:
+                    kind, got, att, entries, value, start = CONTROL.unpack_from(self.rx)
+                    if kind == END and got == state.msg_id:
+                        ends.append((att, entries, value, start))
         finally:
             self.udp.setblocking(True)
 
-    # ------------------------------------------------------------------ control
+    # ------------------------------------------------------------------ plumbing
 
-    def _control(self, kind: int, msg_id: int, value: int, stamp: float) -> None:
-        self.ctl.sendall(CONTROL.pack(kind, msg_id, value, stamp))
+    def _wait(self) -> list:
+        readable, _, _ = select.select([self.ctl, self.udp], [], [], IO_TIMEOUT_S)
+        if not readable:
+            raise TimeoutError(f"peer {self.peer}: nothing for {IO_TIMEOUT_S:.0f} s")
+        return readable
 
-    def _read_control(self) -> tuple[int, int, int, float]:
+    def _control(self, header: bytes, bitmap: bytes = b"") -> None:
+        """Send a control message over TCP, and a copy over UDP when it fits."""
+        self.ctl.sendall(header + bitmap)
+        if len(header) + len(bitmap) <= UDP_ROOM:
+            self._udp(header + bitmap)
+
+    def _udp(self, datagram) -> None:
+        try:
+            self.udp.send(datagram)
+        except (BlockingIOError, ConnectionRefusedError):
+            pass  # a full socket buffer or an ICMP error: the datagram is lost, as on a wire
+
+    def _read_control(self) -> tuple[int, int, int, int, int, float]:
         return CONTROL.unpack(_recv_exact(self.ctl, CONTROL.size))
 
     def close(self) -> None:
         self.ctl.close()
         self.udp.close()
+
+
+class _Reassembly:
+    """Receiver state of one message: which packets arrived, entries written in place."""
+
+    def __init__(self, msg_id: int, out: np.ndarray):
+        self.msg_id, self.out = msg_id, out
+        self.entries = len(out)
+        self.have = bytearray(packet_count(self.entries))
+        self.view = memoryview(out).cast("B")
+
+    def take(self, datagram) -> None:
+        """Store one data datagram if it belongs to this message (else it is stale)."""
+        if len(datagram) < DATA.size:
+            return
+        _, got, seq, first, count = DATA.unpack_from(datagram)
+        if got != self.msg_id or first + count > self.entries or seq >= len(self.have) \
+                or len(datagram) != DATA.size + 4 * count:
+            return
+        self.view[4 * first : 4 * (first + count)] = datagram[DATA.size:]
+        self.have[seq] = 1
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Per-entry delivered flags."""
+        flags = np.frombuffer(self.have, np.uint8).astype(bool)
+        return np.repeat(flags, ENTRIES_PER_PACKET)[: self.entries]
+
+    @property
+    def delivered(self) -> float:
+        return float(self.mask.mean())
+
+    def missing_bitmap(self) -> bytes:
+        return bytes(np.packbits(np.frombuffer(self.have, np.uint8) == 0))
+
+    def stats(self, fct_s: float, resent: int) -> MessageStats:
+        mask = self.mask
+        return MessageStats(self.msg_id, self.out.nbytes, fct_s, float(mask.mean()), int(resent),
+                            None if mask.all() else mask)
 
 
 def _count(seq: int, entries: int) -> int:
@@ -220,19 +298,14 @@ def _missing(bitmap: bytes, packets: int) -> list[int]:
     return np.flatnonzero(np.unpackbits(np.frombuffer(bitmap, np.uint8))[:packets]).tolist()
 
 
-def _entry_mask(have: bytearray, entries: int) -> np.ndarray:
-    """Per-entry delivered flags from per-packet flags."""
-    return np.repeat(np.frombuffer(have, np.uint8).astype(bool), ENTRIES_PER_PACKET)[:entries]
-
-
 def _udp_pair(ctl: socket.socket, local_ip: str) -> socket.socket:
     """A UDP socket on `local_ip`, connected to the peer's, ports swapped over `ctl`."""
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     udp.bind((local_ip, 0))
-    ctl.sendall(CONTROL.pack(PORT, 0, udp.getsockname()[1], 0.0))
-    kind, _, port, _ = CONTROL.unpack(_recv_exact(ctl, CONTROL.size))
+    ctl.sendall(CONTROL.pack(PORT, 0, 0, 0, udp.getsockname()[1], 0.0))
+    kind, _, _, _, port, _ = CONTROL.unpack(_recv_exact(ctl, CONTROL.size))
     if kind != PORT:
         raise ConnectionError("peer did not send its UDP port")
     udp.connect((ctl.getpeername()[0], port))

@@ -143,3 +143,19 @@ def test_pacer_spaces_packets_at_the_rate():
         pacer.wait(1500)
     elapsed = time.perf_counter() - start
     assert 0.045 <= elapsed <= 0.2  # 1 ms of burst allowance, scheduler slack above
+
+
+@pytest.mark.parametrize("lose", ["udp copies", "nothing"])
+def test_control_survives_losing_either_copy(lose, monkeypatch):
+    """Control travels over TCP and as a UDP datagram; with every UDP copy gone the
+    TCP copy completes the exchange, and with both present duplicates are ignored."""
+    sender, receiver = pair(0.1, drop=lambda m, seq, attempt: attempt == 0 and seq in (1, 2))
+    if lose == "udp copies":
+        for channel in (sender, receiver):
+            real = channel._udp
+            monkeypatch.setattr(channel, "_udp", lambda d, real=real: d[0] == 0 and real(d))
+    data = np.arange(N, dtype=np.float32)
+    for msg_id in range(3):  # stale copies of earlier messages must not confuse later ones
+        out = np.zeros(N, np.float32)
+        stats = transfer(sender, receiver, msg_id, data, out)
+        assert stats.delivered_fraction == 1.0 and np.array_equal(out, data)
