@@ -1,36 +1,40 @@
 """The testbed's OpenFlow 1.3 controller: an os-ken (Ryu API) app, one screen long.
 
-It only dispatches: when a switch connects, it sends the flow-mods the routing and
-priority policies return for that switch, then a barrier; once every switch of the
-topology has answered its barrier it writes the "all switches programmed" file the
-harness waits for. Errors from switches are logged and counted in that file.
+It only dispatches. When a switch connects it sends what the policies return for
+it (priority marks, routes), then a barrier; once every switch of the topology has
+answered, it writes the "all switches programmed" file the harness waits for. For
+policies that need traffic counters (las) it polls flow statistics every poll_ms
+and sends back whatever the policy answers. Class changes go to controller.csv.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import time
 
 from controllers.compat import (
     CONFIG_DISPATCHER,
     MAIN_DISPATCHER,
     app_manager,
     cfg,
+    hub,
     ofp,
     ofp_event,
     parser,
     set_ev_cls,
 )
-from controllers.ofmsg import clear_switch, discard_lost
-from controllers.priority import make_priority
+from controllers.ofmsg import CLASSIFY_TABLE, clear_switch, discard_lost
+from controllers.priority import COOKIE_MASK, COOKIE_TAG, make_priority
 from controllers.routing import make_routing
 from controllers.topology import Fabric
 
 cfg.CONF.register_cli_opts(
     [
         cfg.StrOpt("topology", help="topology JSON written by the harness"),
+        cfg.StrOpt("jobs", help="jobs and priority policy JSON written by the harness"),
         cfg.StrOpt("routing", default="two-level", help="two-level | ecmp"),
-        cfg.StrOpt("priority", default="none", help="prioritization policy"),
         cfg.StrOpt("ready-file", help="written once every switch is programmed"),
     ],
     group="mlnet",
@@ -46,11 +50,17 @@ class TestbedController(app_manager.OSKenApp):
         super().__init__(*args, **kwargs)
         conf = cfg.CONF.mlnet
         self.fabric = Fabric.load(conf.topology)
-        self.policies = [make_priority(self.fabric, conf.priority),
-                         make_routing(self.fabric, conf.routing)]
+        with open(conf.jobs) as fh:
+            self.jobs_config = json.load(fh)
+        self.priority = make_priority(self.fabric, self.jobs_config)
+        self.routing = make_routing(self.fabric, conf.routing)
         self.ready_file = conf.ready_file
         self.pending = set(self.fabric.switches)
+        self.datapaths: dict[str, object] = {}
         self.errors = 0
+        self._log_events()
+        if self.priority.polls:
+            hub.spawn(self._poll)
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_switch_features(self, ev):
@@ -59,11 +69,10 @@ class TestbedController(app_manager.OSKenApp):
         if name is None:
             self.logger.warning("ignoring unknown switch dpid=%016x", dp.id)
             return
-        msgs = [*clear_switch(), discard_lost(),
-                *(m for policy in self.policies for m in policy.messages(name))]
-        for msg in msgs:
-            msg.datapath = dp  # policies build messages without a datapath
-            dp.send_msg(msg)
+        self.datapaths[name] = dp
+        msgs = [*clear_switch(), discard_lost(), *self.priority.messages(name),
+                *self.routing.messages(name)]
+        self._send(dp, msgs)
         dp.send_msg(parser.OFPBarrierRequest(dp))
         self.logger.info("programmed %s (dpid=%016x): %d messages", name, dp.id, len(msgs))
 
@@ -75,12 +84,51 @@ class TestbedController(app_manager.OSKenApp):
             if not self.pending:
                 self._signal_ready()
 
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def on_flow_stats(self, ev):
+        name = self.fabric.by_dpid(ev.msg.datapath.id)
+        counters = [(s.cookie, s.byte_count) for s in ev.msg.body]
+        for switch, msg in self.priority.on_flow_stats(name, counters):
+            self._send(self.datapaths[switch], [msg])
+        self._log_events()
+
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev):
         self.errors += 1
         msg = ev.msg
         self.logger.error("switch dpid=%016x error type=%d code=%d", msg.datapath.id,
                           msg.type, msg.code)
+
+    def _poll(self):
+        """Ask the switches holding marking entries for their counters, forever."""
+        while True:
+            hub.sleep(self.jobs_config["poll_ms"] / 1000)
+            for name in self.priority.stat_switches():
+                dp = self.datapaths.get(name)
+                if dp is not None:
+                    dp.send_msg(parser.OFPFlowStatsRequest(
+                        dp, 0, CLASSIFY_TABLE, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                        COOKIE_TAG, COOKIE_MASK, parser.OFPMatch()))
+
+    def _send(self, dp, msgs):
+        for msg in msgs:
+            msg.datapath = dp  # policies build messages without a datapath
+            dp.send_msg(msg)
+
+    def _log_events(self):
+        """Append class changes to controller.csv (time relative to the run start)."""
+        rows = [[round(time.time() - self.jobs_config["t0"], 3), job, cls,
+                 self.priority.dscp[cls], reason]
+                for job, cls, reason in self.priority.take_events()]
+        path = self.jobs_config["events_csv"]
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["time_s", "job", "class", "dscp", "reason"])
+            writer.writerows(rows)
+        for row in rows:
+            self.logger.info("class change: %s", row)
 
     def _signal_ready(self):
         self.logger.info("all switches programmed (%d, errors=%d)",

@@ -1,31 +1,199 @@
-"""Flow prioritization policies (MLNET traffic management): own the classify table.
+"""MLNET traffic management: which priority class each job's flows travel in.
 
-A policy returns the table-0 flow-mods of a switch: entries that mark a job's flows
-with a DSCP value, and the catch-all that hands every packet on to routing.
+A policy owns the classify table (table 0). At each job host's ingress edge switch
+it installs one entry per (host, other host of the same job): match the host's
+port and the IPv4 pair, set the DSCP of the job's class, continue to routing. The
+switches' tc trees (built by the harness) map each class's DSCP to an HTB band
+served in priority order; unmarked traffic lands in the lowest band.
+
+Policies are plain objects returning OpenFlow messages; the app only sends them:
+
+- `none`: no marking, one class for all.
+- `fixed`: `jobs[].priority` from the spec (lowest class when unset).
+- `smallest-first`: MLNET's example — jobs with less communication per iteration
+  (model bytes x workers) get higher priority.
+- `las` (least attained service, beyond MLNET): every job starts in the highest
+  class; the app polls the marking entries' byte counters and a job moves down a
+  class each time its bytes sent cross the next threshold — short jobs finish
+  first without anyone knowing job sizes in advance.
+
+Each class change is reported as an event (job, class, reason) for controller.csv.
 """
 
 from __future__ import annotations
 
-from controllers.compat import parser
-from controllers.ofmsg import CLASSIFY_TABLE, ROUTE_TABLE, flow
-from controllers.topology import Fabric
+from dataclasses import dataclass
+
+from controllers.compat import ofp, parser
+from controllers.ofmsg import CLASSIFY_TABLE, ETH_IPV4, ROUTE_TABLE, flow
+from controllers.topology import Fabric, Host
+
+MARK_PRIORITY = 100
+# Marking entries carry this tag plus the job index in their cookie, so flow stats
+# can be asked for exactly them and summed per job.
+COOKIE_TAG = 0x4D4C << 48  # "ML"
+COOKIE_MASK = 0xFFFF << 48
 
 
-class NoPriority:
-    """`controller.priority: none`: every flow is best effort."""
+def job_cookie(index: int) -> int:
+    return COOKIE_TAG | index
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a policy knows about a job (from the harness's jobs JSON)."""
+
+    index: int
+    name: str
+    hosts: tuple[Host, ...]
+    priority: int | None  # spec value, used by `fixed`
+    iteration_bytes: int  # model bytes x workers, used by `smallest-first`
+
+
+class MarkingPolicy:
+    """Marks every job's flows with the DSCP of its current class (base of all policies)."""
+
+    name = "base"
+    polls = False  # whether the app must feed it flow statistics
+
+    def __init__(self, fabric: Fabric, config: dict):
+        by_name = {h.name: h for h in fabric.hosts}
+        self.jobs = [Job(i, j["name"], tuple(by_name[h] for h in j["hosts"]), j.get("priority"),
+                         int(j.get("iteration_bytes", 0))) for i, j in enumerate(config["jobs"])]
+        self.classes = int(config["classes"])
+        self.dscp = list(config["dscp"])
+        self.events: list[tuple[str, int, str]] = []
+        self.current: dict[str, int] = {}
+        for job, (cls, reason) in self.initial_classes().items():
+            self.current[job] = cls
+            self.events.append((job, cls, reason))
+
+    def initial_classes(self) -> dict[str, tuple[int, str]]:
+        """Job name -> (class, why)."""
+        raise NotImplementedError
+
+    def messages(self, switch: str) -> list:
+        """Table-0 entries of `switch`: marks for job hosts attached to it, then routing."""
+        msgs = [flow(CLASSIFY_TABLE, 0, parser.OFPMatch(), goto=ROUTE_TABLE)]
+        for job in self.jobs:
+            msgs += self._marks(switch, job, self.current[job.name], ofp.OFPFC_ADD)
+        return msgs
+
+    def _marks(self, switch: str, job: Job, cls: int, command: int) -> list:
+        out = []
+        for host in (h for h in job.hosts if h.switch == switch):
+            for other in job.hosts:
+                if other is host:
+                    continue
+                match = parser.OFPMatch(in_port=host.port, eth_type=ETH_IPV4,
+                                        ipv4_src=host.ip, ipv4_dst=other.ip)
+                msg = flow(CLASSIFY_TABLE, MARK_PRIORITY, match,
+                           [parser.OFPActionSetField(ip_dscp=self.dscp[cls])],
+                           goto=ROUTE_TABLE, cookie=job_cookie(job.index))
+                msg.command = command
+                out.append(msg)
+        return out
+
+    def reclassify(self, job: Job, cls: int, reason: str) -> list[tuple[str, object]]:
+        """Move `job` to class `cls`: MODIFY_STRICT keeps the entries' byte counters."""
+        self.current[job.name] = cls
+        self.events.append((job.name, cls, reason))
+        return [(sw, m) for sw in sorted({h.switch for h in job.hosts})
+                for m in self._marks(sw, job, cls, ofp.OFPFC_MODIFY_STRICT)]
+
+    def stat_switches(self) -> list[str]:
+        """Switches whose flow statistics the policy wants (polled by the app)."""
+        return []
+
+    def on_flow_stats(self, switch: str, counters: list[tuple[int, int]]) -> list[tuple[str, object]]:
+        """React to (cookie, byte_count) pairs from `switch`; return (switch, message)s."""
+        return []
+
+    def take_events(self) -> list[tuple[str, int, str]]:
+        events, self.events = self.events, []
+        return events
+
+
+class NoPriority(MarkingPolicy):
+    """`controller.priority: none`: every flow is best effort, nothing is marked."""
 
     name = "none"
 
-    def __init__(self, fabric: Fabric):
-        self.fabric = fabric
+    def initial_classes(self) -> dict[str, tuple[int, str]]:
+        return {}
 
     def messages(self, switch: str) -> list:
-        """Only the catch-all into the route table."""
         return [flow(CLASSIFY_TABLE, 0, parser.OFPMatch(), goto=ROUTE_TABLE)]
 
 
-def make_priority(fabric: Fabric, name: str):
-    """The prioritization policy `name` (spec `controller.priority`) for `fabric`."""
-    if name == "none":
-        return NoPriority(fabric)
-    raise ValueError(f"unknown priority policy {name!r}; expected none")
+class FixedPriority(MarkingPolicy):
+    """`fixed`: the class the spec gives each job."""
+
+    name = "fixed"
+
+    def initial_classes(self) -> dict[str, tuple[int, str]]:
+        lowest = self.classes - 1
+        return {j.name: (j.priority, "fixed: jobs[].priority") if j.priority is not None
+                else (lowest, "fixed: no jobs[].priority, lowest class") for j in self.jobs}
+
+
+class SmallestFirst(MarkingPolicy):
+    """`smallest-first`: rank jobs by bytes per iteration; smaller gets higher priority."""
+
+    name = "smallest-first"
+
+    def initial_classes(self) -> dict[str, tuple[int, str]]:
+        ranked = sorted(self.jobs, key=lambda j: (j.iteration_bytes, j.index))
+        n = len(ranked)
+        return {j.name: (rank * self.classes // max(n, self.classes) if n > self.classes else rank,
+                         f"smallest-first: {j.iteration_bytes} B/iteration, rank {rank + 1}/{n}")
+                for rank, j in enumerate(ranked)}
+
+
+class LeastAttainedService(MarkingPolicy):
+    """`las`: start high, move down a class at each byte threshold crossed."""
+
+    name = "las"
+    polls = True
+
+    def __init__(self, fabric: Fabric, config: dict):
+        self.thresholds = [int(t) for t in config["thresholds_bytes"]]
+        self.sent: dict[tuple[str, int], int] = {}  # (switch, job index) -> bytes
+        super().__init__(fabric, config)
+
+    def initial_classes(self) -> dict[str, tuple[int, str]]:
+        return {j.name: (0, "las: start in the highest class") for j in self.jobs}
+
+    def stat_switches(self) -> list[str]:
+        """Switches whose marking entries count the jobs' bytes."""
+        return sorted({h.switch for j in self.jobs for h in j.hosts})
+
+    def attained(self, job: Job) -> int:
+        return sum(b for (_, index), b in self.sent.items() if index == job.index)
+
+    def on_flow_stats(self, switch: str, counters: list[tuple[int, int]]) -> list[tuple[str, object]]:
+        totals: dict[int, int] = {}
+        for cookie, nbytes in counters:
+            if cookie & COOKIE_MASK == COOKIE_TAG:
+                totals[cookie & ~COOKIE_MASK] = totals.get(cookie & ~COOKIE_MASK, 0) + nbytes
+        for index, nbytes in totals.items():
+            self.sent[(switch, index)] = nbytes
+        msgs = []
+        for job in self.jobs:
+            attained = self.attained(job)
+            target = sum(1 for t in self.thresholds if attained >= t)
+            if target > self.current[job.name]:
+                reason = f"las: {attained} B sent >= {self.thresholds[target - 1]} B"
+                msgs += self.reclassify(job, min(target, self.classes - 1), reason)
+        return msgs
+
+
+POLICIES = {p.name: p for p in (NoPriority, FixedPriority, SmallestFirst, LeastAttainedService)}
+
+
+def make_priority(fabric: Fabric, config: dict) -> MarkingPolicy:
+    """The policy `config["policy"]` (spec `controller.priority`) for `fabric`."""
+    if config["policy"] not in POLICIES:
+        raise ValueError(f"unknown priority policy {config['policy']!r}; "
+                         f"expected one of {sorted(POLICIES)}")
+    return POLICIES[config["policy"]](fabric, config)

@@ -28,13 +28,14 @@ def free_port() -> int:
 class ControllerProcess:
     """The controller of one run; `start`, `wait_ready`, `stop`."""
 
-    def __init__(self, topology: dict, routing: str, priority: str, run_dir: Path,
-                 ledger: Ledger):
+    def __init__(self, topology: dict, jobs: dict, routing: str, run_dir: Path, ledger: Ledger):
         self.topology_path = run_dir / "raw" / "topology.json"
+        self.jobs_path = run_dir / "raw" / "controller-jobs.json"
         self.ready_path = run_dir / "raw" / "controller.ready"
         self.log_path = run_dir / "logs" / "controller.log"
         self.topology_path.write_text(json.dumps(topology, indent=1))
-        self.routing, self.priority = routing, priority
+        self.jobs_path.write_text(json.dumps(jobs, indent=1))
+        self.routing = routing
         self.ledger = ledger
         self.port = 0
         self.popen: subprocess.Popen | None = None
@@ -46,8 +47,8 @@ class ControllerProcess:
         argv = [
             sys.executable, "-m", "controllers",
             "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(self.port),
-            "--mlnet-topology", str(self.topology_path), "--mlnet-routing", self.routing,
-            "--mlnet-priority", self.priority, "--mlnet-ready-file", str(self.ready_path),
+            "--mlnet-topology", str(self.topology_path), "--mlnet-jobs", str(self.jobs_path),
+            "--mlnet-routing", self.routing, "--mlnet-ready-file", str(self.ready_path),
         ]
         with open(self.log_path, "w") as log:
             self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,

@@ -30,9 +30,10 @@ from testbed import preflight
 from testbed.control import ControllerProcess
 from testbed.errors import TestbedError
 from testbed.jobs.launch import JobRunner
-from testbed.jobs.placement import place
+from testbed.jobs.placement import Placement, place
 from testbed.ledger import Ledger
 from testbed.network.emulated import EmulatedNetwork, LinkEmulation
+from testbed.network.tc import CLASS_DSCP
 from testbed.network.monitor import LinkMonitor
 from testbed.network.reach import unreachable_pairs
 from testbed.platform import Platform, probe
@@ -41,6 +42,7 @@ from testbed.results.metadata import Metadata, now_utc
 from testbed.results.rundir import create_run_dir
 from testbed.results.tables import write_tables
 from testbed.spec.schema import Experiment
+from testbed.training.size import iteration_bytes
 from topologies import GraphTopo, build_topology
 
 log = logging.getLogger("testbed")
@@ -75,12 +77,16 @@ class Testbed:
                                   str(run_dir))
         self.datapath = platform.datapath(exp.network.datapath)
         self.loss_backend, self.loss_reason = platform.loss_backend(exp.network.loss_backend)
+        prioritized = exp.controller.priority != "none"
         emulation = LinkEmulation(
             loss_backend=self.loss_backend,
             seed=exp.seed if platform.netem_seed else None,
+            bands=exp.controller.priority_classes if prioritized else 1,
         )
-        self.controller = ControllerProcess(topo.to_json(), exp.controller.routing,
-                                            exp.controller.priority, run_dir, self.ledger)
+        self.placements = place(exp, topo)
+        jobs = controller_jobs(exp, self.placements, self.t0, run_dir / "controller.csv")
+        self.controller = ControllerProcess(topo.to_json(), jobs, exp.controller.routing,
+                                            run_dir, self.ledger)
         self.network = EmulatedNetwork(topo, self.datapath, 0, self.ledger, emulation)
         self.monitor: LinkMonitor | None = None
         self.timings: dict[str, float] = {}
@@ -113,7 +119,8 @@ class Testbed:
             self.timings["reachable_s"] = round(time.time() - self.t0, 3)
             self.network.enable_loss()
             self.monitor = LinkMonitor(self.network, self.run_dir / "links.csv",
-                                       self.exp.results.sample_s, self.t0)
+                                       self.exp.results.sample_s, self.t0,
+                                       classes_path=self.run_dir / "link_classes.csv")
             self.monitor.start()
         except BaseException:
             self.close()
@@ -164,6 +171,22 @@ class Testbed:
         self.progress.phase(f"all {n * (n - 1)} host pairs reachable")
 
 
+def controller_jobs(exp: Experiment, placements: dict[str, Placement], t0: float,
+                    events_csv: Path) -> dict:
+    """What the controller's priority policy needs to know, as JSON-ready data."""
+    policy = exp.controller.priority
+    return {
+        "policy": policy, "classes": exp.controller.priority_classes, "dscp": list(CLASS_DSCP),
+        "poll_ms": exp.controller.poll_ms, "thresholds_bytes": exp.controller.thresholds_bytes(),
+        "t0": t0, "events_csv": str(events_csv),
+        "jobs": [{"name": job.name, "hosts": list(placements[job.name].hosts),
+                  "priority": job.priority,
+                  # MLNET's "communication cost": model bytes pushed per iteration
+                  "iteration_bytes": iteration_bytes(job) if policy == "smallest-first" else 0}
+                 for job in exp.jobs],
+    }
+
+
 def prepare(exp: Experiment, source: str, out: str | None = None,
             progress: RunProgress | None = None) -> Testbed:
     """Preflight, then a fresh run directory (resolved spec, harness log) and an
@@ -183,7 +206,7 @@ def run_experiment(exp: Experiment, source: str, out: str | None = None,
     progress = progress or RunProgress()
     testbed = prepare(exp, source, out, progress)
     platform, topo, run_dir = testbed.platform, testbed.topo, testbed.run_dir
-    placements = place(exp, topo)
+    placements = testbed.placements
     meta = Metadata(
         run_dir, name=exp.name, run_id=testbed.ledger.run_id, spec_file=source,
         versions=platform.versions,

@@ -67,7 +67,12 @@ class FakeSwitch:
                     goto = ins.table_id
             entries = self.tables.setdefault(msg.table_id, [])
             match = dict(msg.match.items())
-            entries[:] = [e for e in entries if not (e.priority == msg.priority and e.match == match)]
+            same = [e for e in entries if e.priority == msg.priority and e.match == match]
+            if msg.command == ofp.OFPFC_MODIFY_STRICT:
+                for e in same:  # new instructions, counters and cookie kept
+                    e.actions, e.goto = actions, goto
+                return
+            entries[:] = [e for e in entries if e not in same]  # ADD replaces, counters reset
             entries.append(Entry(msg.priority, match, actions, goto, msg.cookie))
         elif isinstance(msg, parser.OFPGroupMod):
             if msg.command == ofp.OFPGC_DELETE:

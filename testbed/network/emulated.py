@@ -161,12 +161,22 @@ class EmulatedNetwork:
             return
         self._tc_per_namespace(
             lambda i, d: tc.leaves(d.interface, d.params, True, self.emulation.netem_seed(i),
-                                   self.emulation.bands) if d.params.loss_pct else [])
+                                   self.bands_of(d.src)) if d.params.loss_pct else [])
 
     def _emulate_links(self) -> None:
-        """The tc tree on every egress interface, loss not yet switched on."""
-        self._tc_per_namespace(
-            lambda i, d: tc.link_tree(d.interface, d.params, bands=self.emulation.bands))
+        """The tc tree on every egress interface, loss not yet switched on. Switch ports
+        get one band per priority class; hosts send unmarked traffic, so one band."""
+        def tree(index, d):
+            if d.src in self.topo.host_info or self.emulation.bands == 1:
+                return tc.link_tree(d.interface, d.params)
+            return (tc.link_tree(d.interface, d.params, bands=self.emulation.bands)
+                    + tc.dscp_filters(d.interface, self.emulation.bands))
+
+        self._tc_per_namespace(tree)
+
+    def bands_of(self, src: str) -> int:
+        """Priority bands of the tc tree on `src`'s egress interfaces."""
+        return 1 if src in self.topo.host_info else self.emulation.bands
 
     def _tc_per_namespace(self, commands) -> None:
         """Run commands(index, direction) for every direction, one tc batch per namespace."""

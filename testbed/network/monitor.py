@@ -28,7 +28,7 @@ from pathlib import Path
 from scipy.stats import binom
 
 from testbed import shell
-from testbed.network import loss
+from testbed.network import loss, tc
 from testbed.network.emulated import EmulatedNetwork
 from topologies import Direction
 
@@ -39,6 +39,7 @@ COLUMNS = [
     "rx_bytes", "rx_packets", "qdisc_drops", "loss_drops", "offered_packets",
 ]
 STATS = ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets")
+CLASS_COLUMNS = ["time_s", "direction", "interface", "band", "dscp", "bytes", "packets", "drops"]
 
 
 @dataclass
@@ -54,7 +55,8 @@ class _Peak:
 class LinkMonitor:
     """Samples every link direction each `interval_s` into `path` (a CSV), in a thread."""
 
-    def __init__(self, net: EmulatedNetwork, path: Path, interval_s: float, t0: float):
+    def __init__(self, net: EmulatedNetwork, path: Path, interval_s: float, t0: float,
+                 classes_path: Path | None = None):
         self.net = net
         self.path = path
         self.interval_s = interval_s
@@ -67,6 +69,13 @@ class LinkMonitor:
         self._fh = open(path, "w", newline="")
         self._csv = csv.DictWriter(self._fh, fieldnames=COLUMNS)
         self._csv.writeheader()
+        # With priority bands, per-band counters of switch ports go to a second table.
+        self.banded = [d for d in self.directions if net.bands_of(d.src) > 1]
+        self._classes_fh = open(classes_path, "w", newline="") if classes_path and self.banded else None
+        self._classes_csv = csv.DictWriter(self._classes_fh, fieldnames=CLASS_COLUMNS) \
+            if self._classes_fh else None
+        if self._classes_csv:
+            self._classes_csv.writeheader()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="link-monitor", daemon=True)
@@ -79,8 +88,9 @@ class LinkMonitor:
             self._thread.join()
             self._thread = None
             self.sample()
-        if not self._fh.closed:
-            self._fh.close()
+        for fh in (self._fh, self._classes_fh):
+            if fh is not None and not fh.closed:
+                fh.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -104,6 +114,19 @@ class LinkMonitor:
         if not self._fh.closed:
             self._csv.writerows(rows)
             self._fh.flush()
+        if self._classes_csv and not self._classes_fh.closed:
+            self._classes_csv.writerows(self._band_rows(now, qdiscs))
+            self._classes_fh.flush()
+        return rows
+
+    def _band_rows(self, now: float, qdiscs: dict[str, dict]) -> list[dict]:
+        rows = []
+        for d in self.banded:
+            for band, stats in sorted(qdiscs.get(d.interface, {}).get("bands", {}).items()):
+                rows.append({"time_s": round(now - self.t0, 3), "direction": d.name,
+                             "interface": d.interface, "band": band,
+                             "dscp": tc.CLASS_DSCP[band],
+                             **stats})
         return rows
 
     def _row(self, d: Direction, now: float, qdisc: dict, counters) -> dict:
@@ -158,11 +181,15 @@ class LinkMonitor:
         stats: dict[str, dict] = {}
         for listing in listings:
             for q in listing:
-                entry = stats.setdefault(q["dev"], {"htb_drops": 0, "leaf_drops": 0})
+                entry = stats.setdefault(q["dev"], {"htb_drops": 0, "leaf_drops": 0, "bands": {}})
                 if q["kind"] == "htb" and q.get("root"):
                     entry["htb_drops"] = q.get("drops", 0)
                 elif q["kind"] in ("netem", "pfifo") and q.get("parent", "").startswith("1:"):
                     entry["leaf_drops"] += q.get("drops", 0)
+                    band = int(q["parent"].split(":")[1], 16) - tc.FIRST_LEAF_HEX
+                    entry["bands"][band] = {"bytes": q.get("bytes", 0),
+                                            "packets": q.get("packets", 0),
+                                            "drops": q.get("drops", 0)}
         return stats
 
     # ------------------------------------------------------------------ summary

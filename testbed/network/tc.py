@@ -21,7 +21,8 @@ from testbed.spec.schema import LinkParams
 
 ROOT = "1:"
 LINK_CLASS = "1:1"
-FIRST_LEAF = 10  # leaf class minor ids start here: 1:10, 1:11, ...
+FIRST_LEAF = 10  # leaf class minor ids start here: 1:10, 1:11, ... (tc reads them as hex)
+FIRST_LEAF_HEX = 0x10
 
 # HTB's quantum decides how borrowing classes share; one MTU-sized frame keeps the
 # round-robin fine-grained and silences the "quantum is big" warning at high rates.
@@ -109,3 +110,19 @@ def leaves(dev: str, params: LinkParams, netem_loss: bool, seed: int | None,
     return [["qdisc", "replace", "dev", dev, "parent", leaf_classid(band), "handle",
              leaf_handle(band), *leaf_qdisc(params, netem_loss, seed)] for band in range(bands)]
 
+
+
+# Priority class c is carried as DSCP CLASS_DSCP[c]: class selectors from CS7 down, so
+# with 8 classes the lowest is CS0, the DSCP of unmarked traffic. Unmarked packets
+# always land in the lowest band (HTB's default class).
+CLASS_DSCP = tuple(8 * (7 - c) for c in range(8))
+
+
+def dscp_filters(dev: str, bands: int) -> list[list[str]]:
+    """u32 filters steering each class's DSCP to its band (ECN bits ignored)."""
+    return [
+        ["filter", "add", "dev", dev, "parent", ROOT, "protocol", "ip", "prio", "1", "u32",
+         "match", "ip", "tos", f"0x{CLASS_DSCP[band] << 2:02x}", "0xfc",
+         "flowid", leaf_classid(band)]
+        for band in range(bands - 1)  # the lowest band is the default: no filter needed
+    ]

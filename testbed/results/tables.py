@@ -23,6 +23,7 @@ MESSAGE_COLUMNS = [
 JOB_COLUMNS = [
     "job", "transport", "sync", "model", "dataset", "workers", "servers", "iterations",
     "jct_s", "startup_s", "mean_iter_s", "final_accuracy", "status",
+    "priority_initial", "priority_final",
 ]
 
 
@@ -53,8 +54,10 @@ def messages_table(records: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(["job", "iteration", "kind", "src", "dst"], ignore_index=True)
 
 
-def jobs_table(records: list[dict], jobs: list[dict]) -> pd.DataFrame:
-    """One row per job: `jobs` gives spec fields and status; records give timings.
+def jobs_table(records: list[dict], jobs: list[dict],
+               classes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per job: `jobs` gives spec fields and status; records give timings;
+    `classes` (controller.csv) the job's first and last priority class.
 
     jct_s runs from the first worker starting to train to the last worker finishing
     its last iteration; startup_s from launch to that first start.
@@ -71,6 +74,9 @@ def jobs_table(records: list[dict], jobs: list[dict]) -> pd.DataFrame:
         row["startup_s"] = min(ready) - job["launched_at"] if ready and job.get("launched_at") else None
         row["mean_iter_s"] = sum(r["iter_s"] for r in its) / len(its) if its else None
         row["final_accuracy"] = max(accs, key=lambda r: r["iteration"])["test_accuracy"] if accs else None
+        changes = classes[classes["job"] == job["job"]] if classes is not None else []
+        row["priority_initial"] = int(changes["class"].iloc[0]) if len(changes) else None
+        row["priority_final"] = int(changes["class"].iloc[-1]) if len(changes) else None
         rows.append(row)
     extra = [c for c in (rows[0] if rows else {}) if c not in JOB_COLUMNS and c != "launched_at"]
     return pd.DataFrame(rows, columns=JOB_COLUMNS + extra)
@@ -79,10 +85,12 @@ def jobs_table(records: list[dict], jobs: list[dict]) -> pd.DataFrame:
 def write_tables(run_dir: Path, jobs: list[dict], t0: float) -> dict[str, pd.DataFrame]:
     """Write iterations.csv, messages.csv and jobs.csv; return the frames."""
     records = read_records(run_dir)
+    events = run_dir / "controller.csv"
+    classes = pd.read_csv(events) if events.exists() else None
     frames = {
         "iterations": iterations_table(records, t0),
         "messages": messages_table(records),
-        "jobs": jobs_table(records, jobs),
+        "jobs": jobs_table(records, jobs, classes),
     }
     for name, frame in frames.items():
         frame.to_csv(run_dir / f"{name}.csv", index=False)

@@ -20,6 +20,10 @@ def check_rules(exp: Experiment, source: str) -> None:
     _check_job_names(exp, source)
     for i, job in enumerate(exp.jobs):
         _check_job(job, f"jobs.{i}", source, hosts)
+        if job.priority is not None and job.priority >= exp.controller.priority_classes:
+            raise SpecError(source, f"jobs.{i}.priority", job.priority,
+                            f"expected a class below controller.priority_classes "
+                            f"({exp.controller.priority_classes})")
     _check_capacity(exp, source, hosts)
 
 

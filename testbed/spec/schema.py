@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Scalars are strict (no "4" -> 4 coercion); containers stay lax so YAML lists can
 # become tuples, which keeps the frozen objects hashable and immutable.
@@ -138,8 +146,25 @@ class ControllerSpec(Frozen):
     """Routing and prioritization policy of the OpenFlow controller."""
 
     routing: Literal["two-level", "ecmp"] = "two-level"
-    priority: Literal["none"] = "none"
-    priority_classes: Int = Field(4, ge=1, le=8)
+    # MLNET traffic management: which priority class each job's flows get.
+    priority: Literal["none", "fixed", "smallest-first", "las"] = "none"
+    priority_classes: Int = Field(4, ge=2, le=8)
+    poll_ms: Int = Field(500, ge=50, le=60_000)  # las: how often byte counters are read
+    # las: a job moves to class i+1 once it has sent this many MB; default 2, 20, 200...
+    las_thresholds_mb: tuple[Annotated[float, Strict(), Field(gt=0)], ...] | None = None
+
+    @field_validator("las_thresholds_mb")
+    @classmethod
+    def _thresholds(cls, t, info: ValidationInfo):
+        classes = info.data.get("priority_classes", 4)
+        if t is not None and (len(t) != classes - 1 or list(t) != sorted(set(t))):
+            raise ValueError(f"expected {classes - 1} increasing sizes, one per demotion")
+        return t
+
+    def thresholds_bytes(self) -> list[int]:
+        """las demotion points in bytes."""
+        mb = self.las_thresholds_mb or tuple(2 * 10**i for i in range(self.priority_classes - 1))
+        return [int(m * 1e6) for m in mb]
 
 
 class ResultsSpec(Frozen):
@@ -238,7 +263,7 @@ class JobSpec(Frozen):
     dataset: Literal["digits", "ratings", "sequences"] = "digits"  # default: the model's
     workers: Int = Field(4, ge=1, le=1024)
     servers: Int = Field(1, ge=0, le=64)  # default: 1 for ps, 0 for allreduce
-    placement: Literal["spread", "pack"] | tuple[Name, ...] = "spread"
+    placement: Literal["spread", "pack", "rack-local"] | tuple[Name, ...] = "spread"
     sync: Literal["ps", "allreduce"] = "ps"
     transport: TransportSpec = TcpSpec()
     iterations: Int = Field(100, ge=1, le=1_000_000)
@@ -246,7 +271,8 @@ class JobSpec(Frozen):
     lr: Float = Field(0.1, gt=0, le=100)
     momentum: Float = Field(0.0, ge=0, lt=1)
     eval_every: Int = Field(10, ge=1)
-    start_s: Float = Field(0.0, ge=0, le=86_400)
+    start_s: Float = Field(0.0, ge=0, le=86_400)  # offset from "network ready"
+    priority: Int | None = Field(None, ge=0, le=7)  # class under controller.priority: fixed
 
     @model_validator(mode="before")
     @classmethod

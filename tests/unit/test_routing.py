@@ -26,7 +26,8 @@ def programmed(spec, routing):
     data = build_topology(spec).to_json()
     fabric = Fabric.from_json(data)
     fake = FakeFabric(data)
-    fake.program([make_priority(fabric, "none"), make_routing(fabric, routing)])
+    none = {"policy": "none", "classes": 4, "dscp": [56, 48, 40, 32], "jobs": []}
+    fake.program([make_priority(fabric, none), make_routing(fabric, routing)])
     for switch in fake.switches.values():
         switch.apply(discard_lost())
     return data, fake

@@ -1,0 +1,140 @@
+"""Priority policies against the fake flow table: which DSCP each job's packets
+carry out of their ingress edge switch, and LAS demotions at the right byte counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from controllers.ofmsg import discard_lost
+from controllers.priority import COOKIE_MASK, COOKIE_TAG, make_priority
+from controllers.routing import make_routing
+from controllers.topology import Fabric
+from testbed.network.tc import CLASS_DSCP
+from testbed.spec.schema import DumbbellSpec, FatTreeSpec
+from tests.fakeflow import FakeFabric
+from topologies import build_topology
+
+JOBS = [
+    {"name": "big", "hosts": ["h1", "h2", "h16"], "priority": 2, "iteration_bytes": 9_000_000},
+    {"name": "small", "hosts": ["h3", "h5"], "priority": 0, "iteration_bytes": 40_000},
+    {"name": "mid", "hosts": ["h7", "h9", "h11"], "priority": None, "iteration_bytes": 800_000},
+]
+
+
+def setup(policy, jobs=JOBS, classes=4, thresholds=(1_000, 10_000, 100_000), spec=None):
+    data = build_topology(spec or FatTreeSpec(k=4)).to_json()
+    fabric = Fabric.from_json(data)
+    config = {"policy": policy, "classes": classes, "dscp": list(CLASS_DSCP), "jobs": jobs,
+              "thresholds_bytes": list(thresholds)}
+    prio = make_priority(fabric, config)
+    fake = FakeFabric(data)
+    fake.program([prio, make_routing(fabric, "two-level")])
+    for switch in fake.switches.values():
+        switch.apply(discard_lost())
+    return prio, fake
+
+
+def dscp_at_destination(fake, src, dst):
+    """(where the packet ended, DSCP it carried on the last hop)."""
+    pkt = {"eth_type": 0x0800, "ipv4_src": fake.hosts[src]["ip"], "ipv4_dst": fake.hosts[dst]["ip"]}
+    switch, port = fake.wire[(src, 0)]
+    dscp = None
+    for _ in range(8):
+        outs = fake.switches[switch].forward({**pkt, "in_port": port})
+        assert len(outs) == 1
+        out_port, pkt = outs[0]
+        dscp = pkt.get("ip_dscp", 0)
+        node, port = fake.wire[(switch, out_port)]
+        if node in fake.hosts:
+            return node, dscp
+        switch = node
+    raise AssertionError("loop")
+
+
+def test_none_marks_nothing():
+    _, fake = setup("none")
+    assert dscp_at_destination(fake, "h1", "h16") == ("h16", 0)
+
+
+def test_fixed_marks_each_jobs_flows_with_its_class():
+    prio, fake = setup("fixed")
+    assert dscp_at_destination(fake, "h1", "h16") == ("h16", CLASS_DSCP[2])
+    assert dscp_at_destination(fake, "h16", "h2") == ("h2", CLASS_DSCP[2])
+    assert dscp_at_destination(fake, "h3", "h5") == ("h5", CLASS_DSCP[0])
+    assert dscp_at_destination(fake, "h7", "h11") == ("h11", CLASS_DSCP[3])  # unset: lowest
+    # traffic between hosts of different jobs is nobody's: unmarked, still delivered
+    assert dscp_at_destination(fake, "h1", "h3") == ("h3", 0)
+    assert {e[0]: e[1] for e in prio.take_events()} == {"big": 2, "small": 0, "mid": 3}
+
+
+def test_marks_are_installed_only_at_ingress_edge_switches():
+    _, fake = setup("fixed")
+    marking = {name for name, sw in fake.switches.items()
+               for e in sw.tables.get(0, []) if e.cookie & COOKIE_MASK == COOKIE_TAG}
+    # h1 h2 | h3 | h5 | h7 | h9 | h11 | h16, and no aggregation or core switch
+    assert marking == {"e0_0", "e0_1", "e1_0", "e1_1", "e2_0", "e2_1", "e3_1"}
+
+
+def test_smallest_first_ranks_by_bytes_per_iteration():
+    prio, fake = setup("smallest-first")
+    classes = {job: cls for job, cls, _ in prio.take_events()}
+    assert classes == {"small": 0, "mid": 1, "big": 2}
+    assert dscp_at_destination(fake, "h3", "h5")[1] == CLASS_DSCP[0]
+
+
+def test_smallest_first_buckets_when_jobs_outnumber_classes():
+    jobs = [{"name": f"j{i}", "hosts": [f"h{2 * i + 1}", f"h{2 * i + 2}"],
+             "iteration_bytes": 1000 * (8 - i)} for i in range(8)]
+    prio, _ = setup("smallest-first", jobs=jobs, classes=2, thresholds=(1,))
+    classes = {job: cls for job, cls, _ in prio.take_events()}
+    assert [classes[f"j{i}"] for i in range(8)] == [1, 1, 1, 1, 0, 0, 0, 0]
+
+
+def counters(fake, switch):
+    return [(e.cookie, e.bytes) for e in fake.switches[switch].tables.get(0, [])]
+
+
+def send(fake, src, dst, packets, size=100):
+    for _ in range(packets):
+        fake.deliveries(src, dst)  # the fake switches count bytes per entry (100 B each)
+
+
+def test_las_demotes_at_each_threshold_and_keeps_counting():
+    prio, fake = setup("las")
+    prio.take_events()
+    assert dscp_at_destination(fake, "h1", "h16")[1] == CLASS_DSCP[0]
+    send(fake, "h1", "h16", 8)  # 800 B + the probe above: below 1,000 B
+    assert prio.on_flow_stats("e0_0", counters(fake, "e0_0")) == []
+    send(fake, "h2", "h16", 3)  # job 'big' now past 1,000 B, counted over two hosts
+    msgs = prio.on_flow_stats("e0_0", counters(fake, "e0_0"))
+    assert msgs and {sw for sw, _ in msgs} == {"e0_0", "e3_1"}
+    for switch, msg in msgs:
+        fake.switches[switch].apply(msg)
+    assert dscp_at_destination(fake, "h1", "h16")[1] == CLASS_DSCP[1]
+    assert dscp_at_destination(fake, "h16", "h1")[1] == CLASS_DSCP[1]
+    assert [e[:2] for e in prio.take_events()] == [("big", 1)]
+    assert dscp_at_destination(fake, "h3", "h5")[1] == CLASS_DSCP[0]  # other jobs untouched
+    # MODIFY_STRICT kept the counters, so the next threshold is crossed cumulatively
+    send(fake, "h1", "h16", 100)
+    for switch, msg in prio.on_flow_stats("e0_0", counters(fake, "e0_0")):
+        fake.switches[switch].apply(msg)
+    assert dscp_at_destination(fake, "h1", "h16")[1] == CLASS_DSCP[2]
+
+
+def test_las_never_goes_below_the_lowest_class():
+    prio, fake = setup("las", thresholds=(10, 20, 30))
+    send(fake, "h3", "h5", 50)
+    prio.on_flow_stats("e0_1", counters(fake, "e0_1"))
+    assert prio.current["small"] == 3
+
+
+def test_unknown_policy_is_refused():
+    with pytest.raises(ValueError, match="unknown priority policy"):
+        setup("random")
+
+
+def test_dumbbell_marks_at_both_switches():
+    jobs = [{"name": "a", "hosts": ["h1", "h4"], "priority": 1}]
+    _, fake = setup("fixed", jobs=jobs, spec=DumbbellSpec(kind="dumbbell", hosts_per_side=2))
+    assert dscp_at_destination(fake, "h1", "h4") == ("h4", CLASS_DSCP[1])
+    assert dscp_at_destination(fake, "h4", "h1") == ("h1", CLASS_DSCP[1])
