@@ -221,3 +221,8 @@ def test_bad_overrides(tmp_path, override, match):
 def test_schema_lists_every_documented_top_level_key():
     assert set(Experiment.model_fields) == {
         "name", "seed", "topology", "network", "controller", "results", "jobs"}
+
+
+@pytest.mark.parametrize("path", sorted(__import__("glob").glob("configs/*.yaml")))
+def test_every_shipped_config_is_valid(path):
+    load_experiment(path)
