@@ -18,6 +18,10 @@ test: bootstrap
 unit: bootstrap
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
+lint: bootstrap
+	$(VENV)/bin/ruff check testbed controllers topologies tests benchmarks
+	$(VENV)/bin/ruff format --check testbed controllers topologies tests benchmarks
+
 # Remove leftovers of crashed runs of ours (bridges, interfaces, processes, nft tables).
 clean-runs: bootstrap
 	$(VENV)/bin/testbed clean

@@ -30,27 +30,49 @@ from testbed.spec import validate
 def spec(transport: str, loss_pct: float, iterations: int) -> dict:
     return {
         "name": f"{transport}-loss{loss_pct:g}",
-        "topology": {"kind": "dumbbell", "hosts_per_side": 4, "link": {"bw_mbps": 100},
-                     "tiers": {"bottleneck": {"loss_pct": loss_pct}}},
-        "jobs": [{"name": "j", "model": {"name": "mlp", "hidden": [256, 256]},
-                  "workers": 4, "servers": 1, "placement": ["h1", "h5", "h6", "h7", "h8"],
-                  "transport": {"kind": transport},
-                  "iterations": iterations, "batch_size": 32, "lr": 0.1, "momentum": 0.5,
-                  "eval_every": iterations}],
+        "topology": {
+            "kind": "dumbbell",
+            "hosts_per_side": 4,
+            "link": {"bw_mbps": 100},
+            "tiers": {"bottleneck": {"loss_pct": loss_pct}},
+        },
+        "jobs": [
+            {
+                "name": "j",
+                "model": {"name": "mlp", "hidden": [256, 256]},
+                "workers": 4,
+                "servers": 1,
+                "placement": ["h1", "h5", "h6", "h7", "h8"],
+                "transport": {"kind": transport},
+                "iterations": iterations,
+                "batch_size": 32,
+                "lr": 0.1,
+                "momentum": 0.5,
+                "eval_every": iterations,
+            }
+        ],
     }
 
 
 def measure(workdir: Path, transport: str, loss_pct: float, iterations: int) -> dict:
     exp = validate(spec(transport, loss_pct, iterations), "benchmark")
-    result = run_experiment(exp, "benchmark", out=str(workdir / exp.name),
-                            progress=RunProgress(Console(stderr=True, quiet=True)))
+    result = run_experiment(
+        exp,
+        "benchmark",
+        out=str(workdir / exp.name),
+        progress=RunProgress(Console(stderr=True, quiet=True)),
+    )
     if result.status == "interrupted":
         raise KeyboardInterrupt  # the run tore itself down; stop the whole benchmark
     its = pd.read_csv(result.run_dir / "iterations.csv")
     step = its.groupby("iteration")["iter_s"].max()  # synchronous: the slowest worker
     acc = its.dropna(subset=["test_accuracy"]).sort_values("iteration")["test_accuracy"]
-    return {"status": result.status, "mean_s": step.mean(), "p99_s": step.quantile(0.99),
-            "accuracy": acc.iloc[-1] if len(acc) else float("nan")}
+    return {
+        "status": result.status,
+        "mean_s": step.mean(),
+        "p99_s": step.quantile(0.99),
+        "accuracy": acc.iloc[-1] if len(acc) else float("nan"),
+    }
 
 
 def main() -> None:
@@ -59,8 +81,16 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50)
     args = parser.parse_args()
     table = Table(title=f"blt vs tcp, PS with 4 workers, {args.iterations} iterations")
-    for col in ("loss %", "transport", "status", "mean iter s", "p99 iter s",
-                "speedup mean", "speedup p99", "final accuracy"):
+    for col in (
+        "loss %",
+        "transport",
+        "status",
+        "mean iter s",
+        "p99 iter s",
+        "speedup mean",
+        "speedup p99",
+        "final accuracy",
+    ):
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for loss in args.losses:
@@ -69,9 +99,16 @@ def main() -> None:
             for name, row in (("tcp", tcp), ("blt", blt)):
                 speed_mean = tcp["mean_s"] / row["mean_s"] if name == "blt" else 1.0
                 speed_p99 = tcp["p99_s"] / row["p99_s"] if name == "blt" else 1.0
-                table.add_row(f"{loss:g}", name, row["status"], f"{row['mean_s']:.3f}",
-                              f"{row['p99_s']:.3f}", f"{speed_mean:.2f}x", f"{speed_p99:.2f}x",
-                              f"{row['accuracy']:.3f}")
+                table.add_row(
+                    f"{loss:g}",
+                    name,
+                    row["status"],
+                    f"{row['mean_s']:.3f}",
+                    f"{row['p99_s']:.3f}",
+                    f"{speed_mean:.2f}x",
+                    f"{speed_p99:.2f}x",
+                    f"{row['accuracy']:.3f}",
+                )
     Console(width=140).print(table)
 
 

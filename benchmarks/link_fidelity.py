@@ -32,12 +32,26 @@ RATES = (10, 50, 100)
 
 
 def session(workdir: Path, name: str, backend: str, tiers: dict, link: dict | None = None):
-    exp = validate({"name": name, "topology": {"kind": "dumbbell", "hosts_per_side": 1,
-                                               "link": link or {}, "tiers": tiers},
-                    "network": {"loss_backend": backend},
-                    "jobs": [{"name": "idle", "workers": 1}]}, "benchmark")
-    return prepare(exp, "benchmark", out=str(workdir / name),
-                   progress=RunProgress(Console(stderr=True, quiet=True)))
+    exp = validate(
+        {
+            "name": name,
+            "topology": {
+                "kind": "dumbbell",
+                "hosts_per_side": 1,
+                "link": link or {},
+                "tiers": tiers,
+            },
+            "network": {"loss_backend": backend},
+            "jobs": [{"name": "idle", "workers": 1}],
+        },
+        "benchmark",
+    )
+    return prepare(
+        exp,
+        "benchmark",
+        out=str(workdir / name),
+        progress=RunProgress(Console(stderr=True, quiet=True)),
+    )
 
 
 def loss_rows(workdir: Path, backend: str, packets: int) -> list[list[str]]:
@@ -50,10 +64,17 @@ def loss_rows(workdir: Path, backend: str, packets: int) -> list[list[str]]:
         hop = next((e for e in links if e["direction"] == "left->right"), {})
         lo, hi = binom.interval(0.99, probe_result.sent, pct / 100)
         measured = 100 * probe_result.loss
-        rows.append([backend, f"loss {pct}%", f"{pct:.2f}%", f"{measured:.2f}%",
-                     f"{hop.get('measured_loss_pct', 0):.2f}%",
-                     f"{100 * lo / probe_result.sent:.2f}-{100 * hi / probe_result.sent:.2f}%",
-                     f"{measured / pct:.3f}" if pct else "-"])
+        rows.append(
+            [
+                backend,
+                f"loss {pct}%",
+                f"{pct:.2f}%",
+                f"{measured:.2f}%",
+                f"{hop.get('measured_loss_pct', 0):.2f}%",
+                f"{100 * lo / probe_result.sent:.2f}-{100 * hi / probe_result.sent:.2f}%",
+                f"{measured / pct:.3f}" if pct else "-",
+            ]
+        )
     return rows
 
 
@@ -63,8 +84,17 @@ def rate_rows(workdir: Path, backend: str) -> list[list[str]]:
         tb = session(workdir, f"{backend}-bw{mbps}", backend, {}, link={"bw_mbps": mbps})
         with tb:
             got = tcp_transfer(tb.network, "h1", "h2", seconds=5)
-        rows.append([backend, f"tcp {mbps} Mb/s", f"{mbps} Mb/s", f"{got.mbps:.2f} Mb/s",
-                     "", "", f"{got.mbps / mbps:.3f}"])
+        rows.append(
+            [
+                backend,
+                f"tcp {mbps} Mb/s",
+                f"{mbps} Mb/s",
+                f"{got.mbps:.2f} Mb/s",
+                "",
+                "",
+                f"{got.mbps / mbps:.3f}",
+            ]
+        )
     return rows
 
 
@@ -73,10 +103,19 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=20_000)
     args = parser.parse_args()
     platform = probe()
-    backends = [b for b, ok in (("netem", platform.netem), ("nftables", platform.nftables_egress)) if ok]
+    backends = [
+        b for b, ok in (("netem", platform.netem), ("nftables", platform.nftables_egress)) if ok
+    ]
     table = Table(title="link fidelity (dumbbell, one run)")
-    for col in ("backend", "setting", "configured", "measured end-to-end", "emulator counters",
-                "binomial 99%", "ratio"):
+    for col in (
+        "backend",
+        "setting",
+        "configured",
+        "measured end-to-end",
+        "emulator counters",
+        "binomial 99%",
+        "ratio",
+    ):
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:

@@ -23,20 +23,33 @@ from testbed.spec import validate
 
 
 def measure(k: int, workdir: Path) -> dict:
-    spec = validate({
-        "name": f"startup-k{k}",
-        "topology": {"kind": "fat-tree", "k": k},
-        "jobs": [{"name": "probe", "workers": 1, "servers": 1, "iterations": 1}],
-    }, "benchmark")
-    result = run_experiment(spec, "benchmark", out=str(workdir / f"k{k}"),
-                            progress=RunProgress(Console(stderr=True, quiet=True)))
+    spec = validate(
+        {
+            "name": f"startup-k{k}",
+            "topology": {"kind": "fat-tree", "k": k},
+            "jobs": [{"name": "probe", "workers": 1, "servers": 1, "iterations": 1}],
+        },
+        "benchmark",
+    )
+    result = run_experiment(
+        spec,
+        "benchmark",
+        out=str(workdir / f"k{k}"),
+        progress=RunProgress(Console(stderr=True, quiet=True)),
+    )
     if result.status == "interrupted":
         raise KeyboardInterrupt  # the run tore itself down; stop the benchmark
     meta = json.loads((result.run_dir / "metadata.json").read_text())
-    hosts = k ** 3 // 4
-    return {"k": k, "hosts": hosts, "switches": 5 * k * k // 4, "status": meta["status"],
-            "network_ready_s": meta.get("network_ready_s"), "reachable_s": meta.get("reachable_s"),
-            "pairs": hosts * (hosts - 1)}
+    hosts = k**3 // 4
+    return {
+        "k": k,
+        "hosts": hosts,
+        "switches": 5 * k * k // 4,
+        "status": meta["status"],
+        "network_ready_s": meta.get("network_ready_s"),
+        "reachable_s": meta.get("reachable_s"),
+        "pairs": hosts * (hosts - 1),
+    }
 
 
 def main() -> None:
@@ -49,12 +62,26 @@ def main() -> None:
     for col in ("k", "hosts", "switches", "status", "network_ready_s", "reachable_s", "pairs"):
         table.add_column(col, justify="right")
     for row in rows:
-        table.add_row(*(str(row[c]) for c in ("k", "hosts", "switches", "status",
-                                              "network_ready_s", "reachable_s", "pairs")))
+        table.add_row(
+            *(
+                str(row[c])
+                for c in (
+                    "k",
+                    "hosts",
+                    "switches",
+                    "status",
+                    "network_ready_s",
+                    "reachable_s",
+                    "pairs",
+                )
+            )
+        )
     Console().print(table)
     if len(rows) > 1 and rows[0]["network_ready_s"]:
-        print(f"ratio network_ready k={rows[-1]['k']}/k={rows[0]['k']}: "
-              f"{rows[-1]['network_ready_s'] / rows[0]['network_ready_s']:.2f}x")
+        print(
+            f"ratio network_ready k={rows[-1]['k']}/k={rows[0]['k']}: "
+            f"{rows[-1]['network_ready_s'] / rows[0]['network_ready_s']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

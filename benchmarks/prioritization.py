@@ -31,8 +31,11 @@ from testbed.spec import validate
 JOBS = [
     {"name": "small", "model": {"name": "mlp", "hidden": [32]}, "placement": ["h1", "h7", "h8"]},
     {"name": "mid", "model": {"name": "mlp", "hidden": [256]}, "placement": ["h2", "h9", "h10"]},
-    {"name": "big", "model": {"name": "mlp", "hidden": [256, 256]},
-     "placement": ["h3", "h11", "h12"]},
+    {
+        "name": "big",
+        "model": {"name": "mlp", "hidden": [256, 256]},
+        "placement": ["h3", "h11", "h12"],
+    },
 ]
 POLICIES = ("none", "smallest-first", "las")
 
@@ -40,20 +43,33 @@ POLICIES = ("none", "smallest-first", "las")
 def spec(policy: str, iterations: int) -> dict:
     return {
         "name": f"prio-{policy}",
-        "topology": {"kind": "dumbbell", "hosts_per_side": 6,
-                     "tiers": {"bottleneck": {"bw_mbps": 20}}},
+        "topology": {
+            "kind": "dumbbell",
+            "hosts_per_side": 6,
+            "tiers": {"bottleneck": {"bw_mbps": 20}},
+        },
         # las: demote after 1 MB and 5 MB; small sends ~2 MB in all, big ~30 MB
-        "controller": {"priority": policy, "priority_classes": 3, "poll_ms": 200,
-                       "las_thresholds_mb": [1, 5]},
-        "jobs": [{**job, "workers": 2, "servers": 1, "iterations": iterations,
-                  "eval_every": iterations} for job in JOBS],
+        "controller": {
+            "priority": policy,
+            "priority_classes": 3,
+            "poll_ms": 200,
+            "las_thresholds_mb": [1, 5],
+        },
+        "jobs": [
+            {**job, "workers": 2, "servers": 1, "iterations": iterations, "eval_every": iterations}
+            for job in JOBS
+        ],
     }
 
 
 def measure(workdir: Path, policy: str, iterations: int) -> pd.DataFrame:
     exp = validate(spec(policy, iterations), "benchmark")
-    result = run_experiment(exp, "benchmark", out=str(workdir / exp.name),
-                            progress=RunProgress(Console(stderr=True, quiet=True)))
+    result = run_experiment(
+        exp,
+        "benchmark",
+        out=str(workdir / exp.name),
+        progress=RunProgress(Console(stderr=True, quiet=True)),
+    )
     if result.status == "interrupted":
         raise KeyboardInterrupt  # the run tore itself down; stop the benchmark
     return result.jobs.set_index("job")
@@ -73,8 +89,11 @@ def main() -> None:
         cells = []
         for job in (j["name"] for j in JOBS):
             row = jobs.loc[job]
-            cls = "-" if pd.isna(row["priority_initial"]) else \
-                f"{int(row['priority_initial'])}->{int(row['priority_final'])}"
+            cls = (
+                "-"
+                if pd.isna(row["priority_initial"])
+                else f"{int(row['priority_initial'])}->{int(row['priority_final'])}"
+            )
             cells.append(f"{row['jct_s']:.1f} ({cls}) {row['status']}")
         mean = jobs["jct_s"].mean()
         table.add_row(policy, *cells, f"{mean:.1f}", f"{mean / base:.2f}x")

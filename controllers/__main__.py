@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg.CONF(args=args, project="mlnet-testbed")
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stdout,
+        level=logging.INFO,
+        stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     app_manager.AppManager.run_apps(["controllers.app"])

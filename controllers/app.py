@@ -70,8 +70,12 @@ class TestbedController(app_manager.OSKenApp):
             self.logger.warning("ignoring unknown switch dpid=%016x", dp.id)
             return
         self.datapaths[name] = dp
-        msgs = [*clear_switch(), discard_lost(), *self.priority.messages(name),
-                *self.routing.messages(name)]
+        msgs = [
+            *clear_switch(),
+            discard_lost(),
+            *self.priority.messages(name),
+            *self.routing.messages(name),
+        ]
         self._send(dp, msgs)
         dp.send_msg(parser.OFPBarrierRequest(dp))
         self.logger.info("programmed %s (dpid=%016x): %d messages", name, dp.id, len(msgs))
@@ -96,8 +100,9 @@ class TestbedController(app_manager.OSKenApp):
     def on_error(self, ev):
         self.errors += 1
         msg = ev.msg
-        self.logger.error("switch dpid=%016x error type=%d code=%d", msg.datapath.id,
-                          msg.type, msg.code)
+        self.logger.error(
+            "switch dpid=%016x error type=%d code=%d", msg.datapath.id, msg.type, msg.code
+        )
 
     def _poll(self):
         """Ask the switches holding marking entries for their counters, forever."""
@@ -106,9 +111,18 @@ class TestbedController(app_manager.OSKenApp):
             for name in self.priority.stat_switches():
                 dp = self.datapaths.get(name)
                 if dp is not None:
-                    dp.send_msg(parser.OFPFlowStatsRequest(
-                        dp, 0, CLASSIFY_TABLE, ofp.OFPP_ANY, ofp.OFPG_ANY,
-                        COOKIE_TAG, COOKIE_MASK, parser.OFPMatch()))
+                    dp.send_msg(
+                        parser.OFPFlowStatsRequest(
+                            dp,
+                            0,
+                            CLASSIFY_TABLE,
+                            ofp.OFPP_ANY,
+                            ofp.OFPG_ANY,
+                            COOKIE_TAG,
+                            COOKIE_MASK,
+                            parser.OFPMatch(),
+                        )
+                    )
 
     def _send(self, dp, msgs):
         for msg in msgs:
@@ -117,9 +131,16 @@ class TestbedController(app_manager.OSKenApp):
 
     def _log_events(self):
         """Append class changes to controller.csv (time relative to the run start)."""
-        rows = [[round(time.time() - self.jobs_config["t0"], 3), job, cls,
-                 self.priority.dscp[cls], reason]
-                for job, cls, reason in self.priority.take_events()]
+        rows = [
+            [
+                round(time.time() - self.jobs_config["t0"], 3),
+                job,
+                cls,
+                self.priority.dscp[cls],
+                reason,
+            ]
+            for job, cls, reason in self.priority.take_events()
+        ]
         path = self.jobs_config["events_csv"]
         new = not os.path.exists(path)
         with open(path, "a", newline="") as fh:
@@ -131,8 +152,9 @@ class TestbedController(app_manager.OSKenApp):
             self.logger.info("class change: %s", row)
 
     def _signal_ready(self):
-        self.logger.info("all switches programmed (%d, errors=%d)",
-                         len(self.fabric.switches), self.errors)
+        self.logger.info(
+            "all switches programmed (%d, errors=%d)", len(self.fabric.switches), self.errors
+        )
         if self.ready_file:
             tmp = self.ready_file + ".tmp"
             with open(tmp, "w") as fh:

@@ -28,7 +28,11 @@ def flow(table: int, priority: int, match, actions=(), goto: int | None = None, 
     if goto is not None:
         instructions.append(parser.OFPInstructionGotoTable(goto))
     return parser.OFPFlowMod(
-        None, cookie=cookie, table_id=table, priority=priority, match=match,
+        None,
+        cookie=cookie,
+        table_id=table,
+        priority=priority,
+        match=match,
         instructions=instructions,
     )
 
@@ -53,8 +57,9 @@ def to_group(group_id: int):
 def select_group(group_id: int, ports: list[int]):
     """An ECMP select group hashing flows over `ports` (equal weights)."""
     buckets = [
-        parser.OFPBucket(weight=1, watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY,
-                         actions=[output(port)])
+        parser.OFPBucket(
+            weight=1, watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY, actions=[output(port)]
+        )
         for port in ports
     ]
     return parser.OFPGroupMod(None, ofp.OFPGC_ADD, ofp.OFPGT_SELECT, group_id, buckets)
@@ -68,7 +73,12 @@ def discard_lost():
 def clear_switch():
     """Delete every flow and group, so a reconnecting switch starts from a clean slate."""
     return [
-        parser.OFPFlowMod(None, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-                          out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY),
+        parser.OFPFlowMod(
+            None,
+            table_id=ofp.OFPTT_ALL,
+            command=ofp.OFPFC_DELETE,
+            out_port=ofp.OFPP_ANY,
+            out_group=ofp.OFPG_ANY,
+        ),
         parser.OFPGroupMod(None, ofp.OFPGC_DELETE, 0, ofp.OFPG_ALL, []),
     ]

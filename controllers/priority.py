@@ -58,8 +58,16 @@ class MarkingPolicy:
 
     def __init__(self, fabric: Fabric, config: dict):
         by_name = {h.name: h for h in fabric.hosts}
-        self.jobs = [Job(i, j["name"], tuple(by_name[h] for h in j["hosts"]), j.get("priority"),
-                         int(j.get("iteration_bytes", 0))) for i, j in enumerate(config["jobs"])]
+        self.jobs = [
+            Job(
+                i,
+                j["name"],
+                tuple(by_name[h] for h in j["hosts"]),
+                j.get("priority"),
+                int(j.get("iteration_bytes", 0)),
+            )
+            for i, j in enumerate(config["jobs"])
+        ]
         self.classes = int(config["classes"])
         self.dscp = list(config["dscp"])
         self.events: list[tuple[str, int, str]] = []
@@ -85,11 +93,17 @@ class MarkingPolicy:
             for other in job.hosts:
                 if other is host:
                     continue
-                match = parser.OFPMatch(in_port=host.port, eth_type=ETH_IPV4,
-                                        ipv4_src=host.ip, ipv4_dst=other.ip)
-                msg = flow(CLASSIFY_TABLE, MARK_PRIORITY, match,
-                           [parser.OFPActionSetField(ip_dscp=self.dscp[cls])],
-                           goto=ROUTE_TABLE, cookie=job_cookie(job.index))
+                match = parser.OFPMatch(
+                    in_port=host.port, eth_type=ETH_IPV4, ipv4_src=host.ip, ipv4_dst=other.ip
+                )
+                msg = flow(
+                    CLASSIFY_TABLE,
+                    MARK_PRIORITY,
+                    match,
+                    [parser.OFPActionSetField(ip_dscp=self.dscp[cls])],
+                    goto=ROUTE_TABLE,
+                    cookie=job_cookie(job.index),
+                )
                 msg.command = command
                 out.append(msg)
         return out
@@ -98,14 +112,19 @@ class MarkingPolicy:
         """Move `job` to class `cls`: MODIFY_STRICT keeps the entries' byte counters."""
         self.current[job.name] = cls
         self.events.append((job.name, cls, reason))
-        return [(sw, m) for sw in sorted({h.switch for h in job.hosts})
-                for m in self._marks(sw, job, cls, ofp.OFPFC_MODIFY_STRICT)]
+        return [
+            (sw, m)
+            for sw in sorted({h.switch for h in job.hosts})
+            for m in self._marks(sw, job, cls, ofp.OFPFC_MODIFY_STRICT)
+        ]
 
     def stat_switches(self) -> list[str]:
         """Switches whose flow statistics the policy wants (polled by the app)."""
         return []
 
-    def on_flow_stats(self, switch: str, counters: list[tuple[int, int]]) -> list[tuple[str, object]]:
+    def on_flow_stats(
+        self, switch: str, counters: list[tuple[int, int]]
+    ) -> list[tuple[str, object]]:
         """React to (cookie, byte_count) pairs from `switch`; return (switch, message)s."""
         return []
 
@@ -133,8 +152,12 @@ class FixedPriority(MarkingPolicy):
 
     def initial_classes(self) -> dict[str, tuple[int, str]]:
         lowest = self.classes - 1
-        return {j.name: (j.priority, "fixed: jobs[].priority") if j.priority is not None
-                else (lowest, "fixed: no jobs[].priority, lowest class") for j in self.jobs}
+        return {
+            j.name: (j.priority, "fixed: jobs[].priority")
+            if j.priority is not None
+            else (lowest, "fixed: no jobs[].priority, lowest class")
+            for j in self.jobs
+        }
 
 
 class SmallestFirst(MarkingPolicy):
@@ -145,9 +168,13 @@ class SmallestFirst(MarkingPolicy):
     def initial_classes(self) -> dict[str, tuple[int, str]]:
         ranked = sorted(self.jobs, key=lambda j: (j.iteration_bytes, j.index))
         n = len(ranked)
-        return {j.name: (rank * self.classes // max(n, self.classes) if n > self.classes else rank,
-                         f"smallest-first: {j.iteration_bytes} B/iteration, rank {rank + 1}/{n}")
-                for rank, j in enumerate(ranked)}
+        return {
+            j.name: (
+                rank * self.classes // max(n, self.classes) if n > self.classes else rank,
+                f"smallest-first: {j.iteration_bytes} B/iteration, rank {rank + 1}/{n}",
+            )
+            for rank, j in enumerate(ranked)
+        }
 
 
 class LeastAttainedService(MarkingPolicy):
@@ -171,7 +198,9 @@ class LeastAttainedService(MarkingPolicy):
     def attained(self, job: Job) -> int:
         return sum(b for (_, index), b in self.sent.items() if index == job.index)
 
-    def on_flow_stats(self, switch: str, counters: list[tuple[int, int]]) -> list[tuple[str, object]]:
+    def on_flow_stats(
+        self, switch: str, counters: list[tuple[int, int]]
+    ) -> list[tuple[str, object]]:
         totals: dict[int, int] = {}
         for cookie, nbytes in counters:
             if cookie & COOKIE_MASK == COOKIE_TAG:
@@ -194,6 +223,7 @@ POLICIES = {p.name: p for p in (NoPriority, FixedPriority, SmallestFirst, LeastA
 def make_priority(fabric: Fabric, config: dict) -> MarkingPolicy:
     """The policy `config["policy"]` (spec `controller.priority`) for `fabric`."""
     if config["policy"] not in POLICIES:
-        raise ValueError(f"unknown priority policy {config['policy']!r}; "
-                         f"expected one of {sorted(POLICIES)}")
+        raise ValueError(
+            f"unknown priority policy {config['policy']!r}; expected one of {sorted(POLICIES)}"
+        )
     return POLICIES[config["policy"]](fabric, config)

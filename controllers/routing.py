@@ -65,8 +65,12 @@ class TwoLevelRouting:
         for host_id in range(2, half + 2):
             uplink = (host_id - 2 + shift) % half + half + 1
             msgs.append(
-                flow(SUFFIX_TABLE, PREFIX_BASE + 8, ipv4(f"0.0.0.{host_id}", "0.0.0.255"),
-                     [output(uplink)])
+                flow(
+                    SUFFIX_TABLE,
+                    PREFIX_BASE + 8,
+                    ipv4(f"0.0.0.{host_id}", "0.0.0.255"),
+                    [output(uplink)],
+                )
             )
         return msgs
 

@@ -32,14 +32,18 @@ class Fabric:
         """Build from `GraphTopo.to_json()` output."""
         switches = {s["name"]: s for s in data["switches"]}
         hosts = sorted(
-            (Host(h["name"], h["ip"], h["mac"], h["switch"], h["port"], int(h["name"][1:]) - 1)
-             for h in data["hosts"]),
+            (
+                Host(h["name"], h["ip"], h["mac"], h["switch"], h["port"], int(h["name"][1:]) - 1)
+                for h in data["hosts"]
+            ),
             key=lambda h: h.index,
         )
         fabric = cls(data["kind"], data.get("params", {}), switches, hosts)
         for link in data["links"]:
-            for near, near_port, far in ((link["a"], link["a_port"], link["b"]),
-                                         (link["b"], link["b_port"], link["a"])):
+            for near, near_port, far in (
+                (link["a"], link["a_port"], link["b"]),
+                (link["b"], link["b_port"], link["a"]),
+            ):
                 if near in switches:
                     fabric.ports.setdefault(near, {})[far] = near_port
         return fabric

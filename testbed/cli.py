@@ -45,15 +45,27 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a spec and print it resolved (no root)")
     check.add_argument("spec")
-    check.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="override a spec key (repeatable)")
+    check.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key (repeatable)",
+    )
     check.set_defaults(func=cmd_check)
 
     run = sub.add_parser("run", help="run an experiment (root)")
     run.add_argument("spec")
     run.add_argument("--out", help="run directory (default results/<name>/<UTC timestamp>)")
-    run.add_argument("--set", dest="overrides", action="append", default=[],
-                     metavar="KEY=VALUE", help="override a spec key (repeatable)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key (repeatable)",
+    )
     run.set_defaults(func=cmd_run)
 
     doctor = sub.add_parser("doctor", help="report what this machine offers")
@@ -75,8 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the experiment; print the summary and, last, the run directory."""
     exp = load_experiment(args.spec, args.overrides)
     if os.geteuid() != 0:
-        raise TestbedError("testbed run needs root (it creates namespaces and OVS bridges); "
-                           "run it with sudo")
+        raise TestbedError(
+            "testbed run needs root (it creates namespaces and OVS bridges); run it with sudo"
+        )
     from testbed.results.summary import summary_table
     from testbed.runner import run_experiment
 
@@ -99,12 +112,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     table.add_column("what")
     table.add_column("value")
     table.add_row("root", _yes(p.root))
-    table.add_row("Open vSwitch daemons", _yes(p.ovs_running, "running", "not running "
-                                                "(sudo make bootstrap starts them)"))
-    table.add_row("OVS datapath (auto)", f"{p.datapath('auto')} "
-                  f"({'openvswitch kernel module present' if p.ovs_kernel_module else 'no openvswitch kernel module'})")
-    table.add_row("sch_netem", _tri(p.netem, "usable (delay, jitter, loss)",
-                                    "not available (loss via nftables; no delay/jitter)"))
+    table.add_row(
+        "Open vSwitch daemons",
+        _yes(p.ovs_running, "running", "not running (sudo make bootstrap starts them)"),
+    )
+    module = "openvswitch kernel module " + ("present" if p.ovs_kernel_module else "absent")
+    table.add_row("OVS datapath (auto)", f"{p.datapath('auto')} ({module})")
+    table.add_row(
+        "sch_netem",
+        _tri(
+            p.netem,
+            "usable (delay, jitter, loss)",
+            "not available (loss via nftables; no delay/jitter)",
+        ),
+    )
     table.add_row("nftables netdev egress", _tri(p.nftables_egress, "usable", "not available"))
     backend, why = p.loss_backend("auto")
     table.add_row("loss backend (auto)", f"{backend} ({why.removeprefix('auto: ')})")
@@ -125,8 +146,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
     stale = leftovers()
     for ledger in stale:
         removed = ledger.release()
-        print(f"{ledger.run_id}: removed {len(removed)} leftovers"
-              + (f" ({', '.join(removed[:6])}{'...' if len(removed) > 6 else ''})" if removed else ""))
+        print(
+            f"{ledger.run_id}: removed {len(removed)} leftovers"
+            + (f" ({', '.join(removed[:6])}{'...' if len(removed) > 6 else ''})" if removed else "")
+        )
     if not stale:
         print("nothing to clean")
     return 0

@@ -45,14 +45,26 @@ class ControllerProcess:
         """Start the process; return its OpenFlow port once it is listening."""
         self.port = free_port()
         argv = [
-            sys.executable, "-m", "controllers",
-            "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(self.port),
-            "--mlnet-topology", str(self.topology_path), "--mlnet-jobs", str(self.jobs_path),
-            "--mlnet-routing", self.routing, "--mlnet-ready-file", str(self.ready_path),
+            sys.executable,
+            "-m",
+            "controllers",
+            "--ofp-listen-host",
+            "127.0.0.1",
+            "--ofp-tcp-listen-port",
+            str(self.port),
+            "--mlnet-topology",
+            str(self.topology_path),
+            "--mlnet-jobs",
+            str(self.jobs_path),
+            "--mlnet-routing",
+            self.routing,
+            "--mlnet-ready-file",
+            str(self.ready_path),
         ]
         with open(self.log_path, "w") as log:
-            self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+            self.popen = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.ledger.add_process(self.popen.pid)
         self.ident = identity(self.popen.pid)
         self._wait(lambda: _listening(self.port), timeout_s, "start listening")

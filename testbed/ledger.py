@@ -72,13 +72,18 @@ class Ledger:
 
     def release(self) -> list[str]:
         """Remove everything recorded that still exists; return what was removed."""
-        removed = [f"process group {pid}" for pid, start in self.processes if kill_group(pid, start)]
+        removed = [
+            f"process group {pid}" for pid, start in self.processes if kill_group(pid, start)
+        ]
         for family, name in self.nft_tables:
             if shell.run(["nft", "delete", "table", family, name], check=False).returncode == 0:
                 removed.append(f"nft table {family} {name}")
         present = set(_ovs(["list-br"]).split())
-        ours = [b for b in self.bridges if b in present
-                and _ovs(["br-get-external-id", b, BRIDGE_MARK]) in (self.run_id, "")]
+        ours = [
+            b
+            for b in self.bridges
+            if b in present and _ovs(["br-get-external-id", b, BRIDGE_MARK]) in (self.run_id, "")
+        ]
         removed += [f"bridge {b}" for b in delete_bridges(ours)]
         removed += [f"interface {i}" for i in delete_interfaces(self.interfaces)]
         self.path.unlink(missing_ok=True)

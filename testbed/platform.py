@@ -74,7 +74,7 @@ def tcp_congestion_controls() -> tuple[str, ...]:
     moddir = Path("/lib/modules") / _platform.release() / "kernel/net/ipv4"
     if moddir.is_dir():
         for mod in moddir.glob("tcp_*.ko*"):
-            names.add(mod.name.split(".")[0][len("tcp_"):])
+            names.add(mod.name.split(".")[0][len("tcp_") :])
     return tuple(sorted(names))
 
 
@@ -110,8 +110,10 @@ def _ovs_module(root: bool) -> bool:
 
 def _ok(argv: list[str], stdin: str | None = None) -> bool:
     try:
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                              timeout=10).returncode == 0
+        return (
+            subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 

@@ -17,8 +17,9 @@ TOOLS = ("mnexec", "ovs-vsctl", "tc", "ip", "ethtool", "sysctl", "fping", "nft")
 def check(exp: Experiment, source: str, topo: GraphTopo, platform: Platform) -> None:
     """Raise the first problem found, as a one-line error."""
     if not platform.root:
-        raise TestbedError("testbed run needs root (it creates namespaces and OVS bridges); "
-                           "run it with sudo")
+        raise TestbedError(
+            "testbed run needs root (it creates namespaces and OVS bridges); run it with sudo"
+        )
     missing = [tool for tool in TOOLS if not shell.have(tool)]
     if missing:
         raise TestbedError(f"missing tools: {', '.join(missing)}; run `sudo make bootstrap`")
@@ -31,38 +32,58 @@ def check(exp: Experiment, source: str, topo: GraphTopo, platform: Platform) -> 
 def check_features(exp: Experiment, source: str, platform: Platform) -> None:
     """Spec keys that ask for something this machine lacks."""
     if exp.network.datapath == "kernel" and not platform.ovs_kernel_module:
-        raise SpecError(source, "network.datapath", "kernel",
-                        "expected auto or user: the openvswitch kernel module is not available")
+        raise SpecError(
+            source,
+            "network.datapath",
+            "kernel",
+            "expected auto or user: the openvswitch kernel module is not available",
+        )
     _check_link_features(exp, source, platform)
     for i, job in enumerate(exp.jobs):
         cc = job.transport.congestion_control
         if cc not in platform.tcp_congestion_controls:
             raise SpecError(
-                source, f"jobs.{i}.transport.congestion_control", cc,
+                source,
+                f"jobs.{i}.transport.congestion_control",
+                cc,
                 f"expected one this kernel offers: {', '.join(platform.tcp_congestion_controls)}",
             )
 
 
-NETEM_HINT = ("sch_netem is not available on this machine (on Ubuntu: "
-              "apt install linux-modules-extra-$(uname -r))")
+NETEM_HINT = (
+    "sch_netem is not available on this machine (on Ubuntu: "
+    "apt install linux-modules-extra-$(uname -r))"
+)
 
 
 def _check_link_features(exp: Experiment, source: str, platform: Platform) -> None:
     backend, _ = platform.loss_backend(exp.network.loss_backend)
     if backend == "netem" and not platform.netem:
-        raise SpecError(source, "network.loss_backend", exp.network.loss_backend,
-                        f"expected auto or nftables: {NETEM_HINT}")
+        raise SpecError(
+            source,
+            "network.loss_backend",
+            exp.network.loss_backend,
+            f"expected auto or nftables: {NETEM_HINT}",
+        )
     sections = exp.topology.link_sections()
     lossy = [path for path, p in sections.items() if p.loss_pct]
     if backend == "nftables" and lossy and not platform.nftables_egress:
-        raise SpecError(source, f"{lossy[0]}.loss_pct", sections[lossy[0]].loss_pct,
-                        "expected 0: nftables with netdev egress hooks is not available here")
+        raise SpecError(
+            source,
+            f"{lossy[0]}.loss_pct",
+            sections[lossy[0]].loss_pct,
+            "expected 0: nftables with netdev egress hooks is not available here",
+        )
     if not platform.netem:
         for path, params in sections.items():
             for key in ("delay_ms", "jitter_ms"):
                 if getattr(params, key):
-                    raise SpecError(source, f"{path}.{key}", getattr(params, key),
-                                    f"expected 0: delay and jitter need netem, and {NETEM_HINT}")
+                    raise SpecError(
+                        source,
+                        f"{path}.{key}",
+                        getattr(params, key),
+                        f"expected 0: delay and jitter need netem, and {NETEM_HINT}",
+                    )
 
 
 def check_free_names(topo: GraphTopo) -> None:

@@ -33,9 +33,9 @@ from testbed.jobs.launch import JobRunner
 from testbed.jobs.placement import Placement, place
 from testbed.ledger import Ledger
 from testbed.network.emulated import EmulatedNetwork, LinkEmulation
-from testbed.network.tc import CLASS_DSCP
 from testbed.network.monitor import LinkMonitor
 from testbed.network.reach import unreachable_pairs
+from testbed.network.tc import CLASS_DSCP
 from testbed.platform import Platform, probe
 from testbed.progress import RunProgress
 from testbed.results.metadata import Metadata, now_utc
@@ -68,13 +68,20 @@ class Testbed:
     host pair is reachable; leaving the block removes everything the ledger lists.
     """
 
-    def __init__(self, exp: Experiment, topo: GraphTopo, platform: Platform, run_dir: Path,
-                 progress: RunProgress | None = None):
+    def __init__(
+        self,
+        exp: Experiment,
+        topo: GraphTopo,
+        platform: Platform,
+        run_dir: Path,
+        progress: RunProgress | None = None,
+    ):
         self.exp, self.topo, self.platform, self.run_dir = exp, topo, platform, run_dir
         self.progress = progress or RunProgress()
         self.t0 = time.time()
-        self.ledger = Ledger.open(f"{exp.name}-{run_dir.name}-{time.time_ns() % 10**6}",
-                                  str(run_dir))
+        self.ledger = Ledger.open(
+            f"{exp.name}-{run_dir.name}-{time.time_ns() % 10**6}", str(run_dir)
+        )
         self.datapath = platform.datapath(exp.network.datapath)
         self.loss_backend, self.loss_reason = platform.loss_backend(exp.network.loss_backend)
         prioritized = exp.controller.priority != "none"
@@ -85,8 +92,9 @@ class Testbed:
         )
         self.placements = place(exp, topo)
         jobs = controller_jobs(exp, self.placements, self.t0, run_dir / "controller.csv")
-        self.controller = ControllerProcess(topo.to_json(), jobs, exp.controller.routing,
-                                            run_dir, self.ledger)
+        self.controller = ControllerProcess(
+            topo.to_json(), jobs, exp.controller.routing, run_dir, self.ledger
+        )
         self.network = EmulatedNetwork(topo, self.datapath, 0, self.ledger, emulation)
         self.monitor: LinkMonitor | None = None
         self.timings: dict[str, float] = {}
@@ -114,13 +122,18 @@ class Testbed:
             self.timings["network_ready_s"] = round(time.time() - self.t0, 3)
             self.progress.phase(
                 f"network ready: {len(self.topo.host_info)} hosts, {report['switches']} switches "
-                f"programmed ({self.datapath} datapath, loss via {self.loss_backend})")
+                f"programmed ({self.datapath} datapath, loss via {self.loss_backend})"
+            )
             self._check_reachability()
             self.timings["reachable_s"] = round(time.time() - self.t0, 3)
             self.network.enable_loss()
-            self.monitor = LinkMonitor(self.network, self.run_dir / "links.csv",
-                                       self.exp.results.sample_s, self.t0,
-                                       classes_path=self.run_dir / "link_classes.csv")
+            self.monitor = LinkMonitor(
+                self.network,
+                self.run_dir / "links.csv",
+                self.exp.results.sample_s,
+                self.t0,
+                classes_path=self.run_dir / "link_classes.csv",
+            )
             self.monitor.start()
         except BaseException:
             self.close()
@@ -142,8 +155,11 @@ class Testbed:
 
     def _teardown(self) -> list[dict]:
         links = []
-        steps = [("link monitor", self._stop_monitor), ("controller", self.controller.stop),
-                 ("network", self.network.stop)]
+        steps = [
+            ("link monitor", self._stop_monitor),
+            ("controller", self.controller.stop),
+            ("network", self.network.stop),
+        ]
         for what, step in steps:
             try:
                 result = step()
@@ -166,29 +182,42 @@ class Testbed:
         failures = unreachable_pairs(self.network)
         if failures:
             sample = ", ".join(f"{a}->{b}" for a, b in failures[:5])
-            raise TestbedError(f"{len(failures)} host pairs unreachable after programming: {sample}")
+            raise TestbedError(
+                f"{len(failures)} host pairs unreachable after programming: {sample}"
+            )
         n = len(self.topo.host_info)
         self.progress.phase(f"all {n * (n - 1)} host pairs reachable")
 
 
-def controller_jobs(exp: Experiment, placements: dict[str, Placement], t0: float,
-                    events_csv: Path) -> dict:
+def controller_jobs(
+    exp: Experiment, placements: dict[str, Placement], t0: float, events_csv: Path
+) -> dict:
     """What the controller's priority policy needs to know, as JSON-ready data."""
     policy = exp.controller.priority
     return {
-        "policy": policy, "classes": exp.controller.priority_classes, "dscp": list(CLASS_DSCP),
-        "poll_ms": exp.controller.poll_ms, "thresholds_bytes": exp.controller.thresholds_bytes(),
-        "t0": t0, "events_csv": str(events_csv),
-        "jobs": [{"name": job.name, "hosts": list(placements[job.name].hosts),
-                  "priority": job.priority,
-                  # MLNET's "communication cost": model bytes pushed per iteration
-                  "iteration_bytes": iteration_bytes(job) if policy == "smallest-first" else 0}
-                 for job in exp.jobs],
+        "policy": policy,
+        "classes": exp.controller.priority_classes,
+        "dscp": list(CLASS_DSCP),
+        "poll_ms": exp.controller.poll_ms,
+        "thresholds_bytes": exp.controller.thresholds_bytes(),
+        "t0": t0,
+        "events_csv": str(events_csv),
+        "jobs": [
+            {
+                "name": job.name,
+                "hosts": list(placements[job.name].hosts),
+                "priority": job.priority,
+                # MLNET's "communication cost": model bytes pushed per iteration
+                "iteration_bytes": iteration_bytes(job) if policy == "smallest-first" else 0,
+            }
+            for job in exp.jobs
+        ],
     }
 
 
-def prepare(exp: Experiment, source: str, out: str | None = None,
-            progress: RunProgress | None = None) -> Testbed:
+def prepare(
+    exp: Experiment, source: str, out: str | None = None, progress: RunProgress | None = None
+) -> Testbed:
     """Preflight, then a fresh run directory (resolved spec, harness log) and an
     unstarted `Testbed` for it. Nothing is created on the system before preflight."""
     topo = build_topology(exp.topology)
@@ -200,25 +229,34 @@ def prepare(exp: Experiment, source: str, out: str | None = None,
     return Testbed(exp, topo, platform, run_dir, progress)
 
 
-def run_experiment(exp: Experiment, source: str, out: str | None = None,
-                   progress: RunProgress | None = None) -> RunResult:
+def run_experiment(
+    exp: Experiment, source: str, out: str | None = None, progress: RunProgress | None = None
+) -> RunResult:
     """Run `exp` (validated from `source`) and return where its results are."""
     progress = progress or RunProgress()
     testbed = prepare(exp, source, out, progress)
     platform, topo, run_dir = testbed.platform, testbed.topo, testbed.run_dir
     placements = testbed.placements
     meta = Metadata(
-        run_dir, name=exp.name, run_id=testbed.ledger.run_id, spec_file=source,
+        run_dir,
+        name=exp.name,
+        run_id=testbed.ledger.run_id,
+        spec_file=source,
         versions=platform.versions,
         platform={
-            "datapath": testbed.datapath, "ovs_kernel_module": platform.ovs_kernel_module,
-            "netem": platform.netem, "nftables_egress": platform.nftables_egress,
-            "loss_backend": testbed.loss_backend, "loss_backend_reason": testbed.loss_reason,
+            "datapath": testbed.datapath,
+            "ovs_kernel_module": platform.ovs_kernel_module,
+            "netem": platform.netem,
+            "nftables_egress": platform.nftables_egress,
+            "loss_backend": testbed.loss_backend,
+            "loss_backend_reason": testbed.loss_reason,
             "loss_seeded": _seeding(testbed.loss_backend, platform),
             "tcp_congestion_control": sorted({j.transport.congestion_control for j in exp.jobs}),
         },
-        placement={name: {"servers": list(p.servers), "workers": list(p.workers)}
-                   for name, p in placements.items()},
+        placement={
+            name: {"servers": list(p.servers), "workers": list(p.workers)}
+            for name, p in placements.items()
+        },
         hosts={name: info.ip for name, info in topo.host_info.items()},
     )
     jobs: JobRunner | None = None
@@ -247,16 +285,24 @@ def run_experiment(exp: Experiment, source: str, out: str | None = None,
         log.error("unexpected error\n%s", traceback.format_exc())
         error = f"unexpected {type(exc).__name__}: {exc} (traceback in logs/harness.log)"
     frames = write_tables(run_dir, jobs.summaries() if jobs else [], testbed.t0)
-    meta.update(status=status, error=error, ended_utc=now_utc(), links=links,
-                duration_s=round(time.time() - testbed.t0, 3))
+    meta.update(
+        status=status,
+        error=error,
+        ended_utc=now_utc(),
+        links=links,
+        duration_s=round(time.time() - testbed.t0, 3),
+    )
     log.info("run %s: %s %s", run_dir, status, error)
     return RunResult(run_dir, status, error, frames["jobs"])
 
 
 def _seeding(backend: str, platform: Platform) -> str:
     if backend == "netem":
-        return "netem seed per link direction" if platform.netem_seed else \
-            "not seeded: this tc/kernel has no netem seed option"
+        return (
+            "netem seed per link direction"
+            if platform.netem_seed
+            else "not seeded: this tc/kernel has no netem seed option"
+        )
     return "not seeded: nftables numgen uses the kernel's PRNG"
 
 

@@ -23,26 +23,35 @@ def in_namespace(pid: int | None, argv: Sequence[str]) -> list[str]:
     return ["mnexec", "-a", str(pid), *argv] if pid else list(argv)
 
 
-def run(argv: Sequence[str], ns_pid: int | None = None, check: bool = True,
-        input_text: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run(
+    argv: Sequence[str],
+    ns_pid: int | None = None,
+    check: bool = True,
+    input_text: str | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess:
     """Run `argv` (in the namespace of `ns_pid` if given); raise TestbedError if it fails."""
     full = in_namespace(ns_pid, [str(a) for a in argv])
     log.debug("$ %s", " ".join(full))
     try:
-        proc = subprocess.run(full, capture_output=True, text=True, input=input_text,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            full, capture_output=True, text=True, input=input_text, timeout=timeout, check=False
+        )
     except FileNotFoundError:
         raise TestbedError(f"command not found: {full[0]} (run `sudo make bootstrap`)") from None
     except subprocess.TimeoutExpired:
         raise TestbedError(f"command timed out after {timeout:.0f} s: {' '.join(full)}") from None
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise TestbedError(f"`{' '.join(full)}` failed: {detail[-1] if detail else proc.returncode}")
+        raise TestbedError(
+            f"`{' '.join(full)}` failed: {detail[-1] if detail else proc.returncode}"
+        )
     return proc
 
 
-def run_batch(tool: str, commands: Sequence[Sequence[str]], ns_pid: int | None = None,
-              check: bool = True) -> None:
+def run_batch(
+    tool: str, commands: Sequence[Sequence[str]], ns_pid: int | None = None, check: bool = True
+) -> None:
     """Run many `tool` sub-commands in one ``tool -force -batch -`` process.
 
     Each command is an argument list without the tool name, e.g.
@@ -58,8 +67,12 @@ def run_batch(tool: str, commands: Sequence[Sequence[str]], ns_pid: int | None =
             raise ValueError(f"{tool} batch argument with whitespace: {args}")
         lines.append(" ".join(args))
         log.debug("$ %s %s", tool, lines[-1])
-    run([tool, "-force", "-batch", "-"], ns_pid=ns_pid, input_text="\n".join(lines) + "\n",
-        check=check)
+    run(
+        [tool, "-force", "-batch", "-"],
+        ns_pid=ns_pid,
+        input_text="\n".join(lines) + "\n",
+        check=check,
+    )
 
 
 def have(tool: str) -> bool:

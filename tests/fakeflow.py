@@ -83,13 +83,19 @@ class FakeSwitch:
 
     def lookup(self, table: int, pkt: dict) -> Entry | None:
         """Highest-priority entry of `table` matching `pkt` (ties are a policy bug)."""
-        hits = [e for e in self.tables.get(table, [])
-                if all(field_matches(v, pkt.get(k)) for k, v in e.match.items())]
+        hits = [
+            e
+            for e in self.tables.get(table, [])
+            if all(field_matches(v, pkt.get(k)) for k, v in e.match.items())
+        ]
         if not hits:
             return None
         hits.sort(key=lambda e: -e.priority)
-        assert len(hits) == 1 or hits[0].priority != hits[1].priority or \
-            hits[0].actions == hits[1].actions, f"{self.name}: ambiguous match for {pkt}"
+        assert (
+            len(hits) == 1
+            or hits[0].priority != hits[1].priority
+            or hits[0].actions == hits[1].actions
+        ), f"{self.name}: ambiguous match for {pkt}"
         return hits[0]
 
     def forward(self, pkt: dict, size: int = 100) -> list[tuple[int, dict]]:
@@ -137,13 +143,19 @@ class FakeFabric:
                 for msg in policy.messages(name):
                     switch.apply(msg)
 
-    def deliveries(self, src: str, dst: str, max_hops: int = 16, **fields) -> list[tuple[str, list[str]]]:
+    def deliveries(
+        self, src: str, dst: str, max_hops: int = 16, **fields
+    ) -> list[tuple[str, list[str]]]:
         """Where copies of a packet src->dst end up: (endpoint, path of switches).
 
         Endpoint is a host name, "drop", or "loop" (hop limit exceeded).
         """
-        pkt = {"eth_type": 0x0800, "ipv4_src": self.hosts[src]["ip"],
-               "ipv4_dst": self.hosts[dst]["ip"], **fields}
+        pkt = {
+            "eth_type": 0x0800,
+            "ipv4_src": self.hosts[src]["ip"],
+            "ipv4_dst": self.hosts[dst]["ip"],
+            **fields,
+        }
         start = self.wire[(src, 0)]
         results = []
         stack = [(start, pkt, [])]

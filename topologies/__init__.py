@@ -19,4 +19,12 @@ def build_topology(spec) -> GraphTopo:
     return TOPOLOGIES[spec.kind](spec)
 
 
-__all__ = ["Direction", "GraphTopo", "HostInfo", "LinkInfo", "SwitchInfo", "TOPOLOGIES", "build_topology"]
+__all__ = [
+    "Direction",
+    "GraphTopo",
+    "HostInfo",
+    "LinkInfo",
+    "SwitchInfo",
+    "TOPOLOGIES",
+    "build_topology",
+]

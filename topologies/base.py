@@ -57,8 +57,10 @@ class LinkInfo:
         return f"{self.a}--{self.b}"
 
     def directions(self) -> tuple[Direction, Direction]:
-        return (Direction(self, self.a, self.a_port, self.b, self.b_port, self.ab),
-                Direction(self, self.b, self.b_port, self.a, self.a_port, self.ba))
+        return (
+            Direction(self, self.a, self.a_port, self.b, self.b_port, self.ab),
+            Direction(self, self.b, self.b_port, self.a, self.a_port, self.ba),
+        )
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,15 @@ class GraphTopo(Topo):
 
     def add_link(self, a: str, a_port: int, b: str, b_port: int, tier: str) -> None:
         """Connect two nodes on fixed ports; the tier picks the link parameters."""
-        info = LinkInfo(a, a_port, b, b_port, tier, self.spec.params_for(tier, a, b),
-                        self.spec.params_for(tier, b, a))
+        info = LinkInfo(
+            a,
+            a_port,
+            b,
+            b_port,
+            tier,
+            self.spec.params_for(tier, a, b),
+            self.spec.params_for(tier, b, a),
+        )
         self.link_info.append(info)
         self.addLink(a, b, port1=a_port, port2=b_port)
 

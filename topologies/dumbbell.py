@@ -18,7 +18,9 @@ class Dumbbell(GraphTopo):
         n = self.spec.hosts_per_side
         number = 1
         for side, name in enumerate(("left", "right")):
-            self.add_switch(SwitchInfo(name, make_dpid("dumbbell", 0, side + 1), "leaf", side, side + 1))
+            self.add_switch(
+                SwitchInfo(name, make_dpid("dumbbell", 0, side + 1), "leaf", side, side + 1)
+            )
             for slot in range(n):
                 ip = f"10.0.{side + 1}.{slot + 2}"
                 host = f"h{number}"

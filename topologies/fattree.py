@@ -38,23 +38,41 @@ class FatTree(GraphTopo):
         for group in range(half):
             for member in range(half):
                 name = core_name(group, member)
-                self.add_switch(SwitchInfo(name, make_dpid("core", group, member), "core", k, group * half + member))
+                self.add_switch(
+                    SwitchInfo(
+                        name, make_dpid("core", group, member), "core", k, group * half + member
+                    )
+                )
         number = 1
         for pod in range(k):
             for pos in range(half):
-                self.add_switch(SwitchInfo(edge_name(pod, pos), make_dpid("edge", pod, pos), "edge", pod, pos))
-                self.add_switch(SwitchInfo(agg_name(pod, pos), make_dpid("agg", pod, pos), "agg", pod, pos))
+                self.add_switch(
+                    SwitchInfo(edge_name(pod, pos), make_dpid("edge", pod, pos), "edge", pod, pos)
+                )
+                self.add_switch(
+                    SwitchInfo(agg_name(pod, pos), make_dpid("agg", pod, pos), "agg", pod, pos)
+                )
             for pos in range(half):
                 for slot in range(half):
                     ip = f"10.{pod}.{pos}.{slot + 2}"
                     name = f"h{number}"
                     number += 1
-                    info = HostInfo(name, ip, mac_for(ip), edge_name(pod, pos), slot + 1, pod * half + pos, pod)
+                    info = HostInfo(
+                        name, ip, mac_for(ip), edge_name(pod, pos), slot + 1, pod * half + pos, pod
+                    )
                     self.add_host(info)
                     self.add_link(name, 0, info.switch, info.port, "host")
             for pos in range(half):
                 for agg in range(half):
-                    self.add_link(edge_name(pod, pos), half + 1 + agg, agg_name(pod, agg), 1 + pos, "edge")
+                    self.add_link(
+                        edge_name(pod, pos), half + 1 + agg, agg_name(pod, agg), 1 + pos, "edge"
+                    )
             for agg in range(half):
                 for member in range(half):
-                    self.add_link(agg_name(pod, agg), half + 1 + member, core_name(agg, member), pod + 1, "core")
+                    self.add_link(
+                        agg_name(pod, agg),
+                        half + 1 + member,
+                        core_name(agg, member),
+                        pod + 1,
+                        "core",
+                    )

@@ -17,7 +17,7 @@ from pathlib import Path
 from subprocess import STDOUT, Popen
 
 from testbed.jobs.placement import Placement
-from testbed.ledger import Ledger, kill_group, identity
+from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.emulated import EmulatedNetwork
 from testbed.spec.schema import Experiment, JobSpec
 from testbed.training.role import RoleConfig
@@ -62,8 +62,14 @@ class JobRun:
 class JobRunner:
     """All jobs of an experiment on a started network."""
 
-    def __init__(self, exp: Experiment, net: EmulatedNetwork, placements: dict[str, Placement],
-                 run_dir: Path, ledger: Ledger):
+    def __init__(
+        self,
+        exp: Experiment,
+        net: EmulatedNetwork,
+        placements: dict[str, Placement],
+        run_dir: Path,
+        ledger: Ledger,
+    ):
         self.net = net
         self.ledger = ledger
         self.jobs = [
@@ -73,28 +79,43 @@ class JobRunner:
 
     # ------------------------------------------------------------------ planning
 
-    def _plan(self, exp: Experiment, job: JobSpec, placement: Placement,
-              run_dir: Path) -> list[RoleProcess]:
+    def _plan(
+        self, exp: Experiment, job: JobSpec, placement: Placement, run_dir: Path
+    ) -> list[RoleProcess]:
         raw = run_dir / "raw" / job.name
         raw.mkdir(parents=True, exist_ok=True)
         ips = {name: info.ip for name, info in self.net.topo.host_info.items()}
         servers = [[ips[h], PS_PORT] for h in placement.servers]
         workers = [[ips[h], PS_PORT] for h in placement.workers]
-        link_mbps = min(d.params.bw_mbps for d in self.net.topo.directions()
-                        if {d.src, d.dst} & set(placement.hosts))
+        link_mbps = min(
+            d.params.bw_mbps
+            for d in self.net.topo.directions()
+            if {d.src, d.dst} & set(placement.hosts)
+        )
         roles = [("server", rank, h) for rank, h in enumerate(placement.servers)]
         roles += [("worker", rank, h) for rank, h in enumerate(placement.workers)]
         planned = []
         for role, rank, host in roles:
             stem = f"{role}{rank}"
             config = RoleConfig(
-                job=job.model_dump(mode="json"), role=role, rank=rank, host=host, ip=ips[host],
-                seed=exp.seed, records=str(raw / f"{stem}.jsonl"), servers=servers,
-                workers=workers, port=PS_PORT, link_mbps=link_mbps,
+                job=job.model_dump(mode="json"),
+                role=role,
+                rank=rank,
+                host=host,
+                ip=ips[host],
+                seed=exp.seed,
+                records=str(raw / f"{stem}.jsonl"),
+                servers=servers,
+                workers=workers,
+                port=PS_PORT,
+                link_mbps=link_mbps,
             )
             config.save(raw / f"{stem}.json")
-            planned.append(RoleProcess(config, raw / f"{stem}.json",
-                                       run_dir / "logs" / f"{job.name}-{stem}-{host}.log"))
+            planned.append(
+                RoleProcess(
+                    config, raw / f"{stem}.json", run_dir / "logs" / f"{job.name}-{stem}-{host}.log"
+                )
+            )
         return planned
 
     # ------------------------------------------------------------------ running
@@ -117,7 +138,9 @@ class JobRunner:
             with open(proc.log_path, "w") as log:
                 proc.popen = host.popen(
                     [sys.executable, "-m", "testbed.training", str(proc.config_path)],
-                    stdout=log, stderr=STDOUT, env=dict(env),
+                    stdout=log,
+                    stderr=STDOUT,
+                    env=dict(env),
                 )
             self.ledger.add_process(proc.popen.pid)
             proc.ident = identity(proc.popen.pid)
@@ -132,7 +155,9 @@ class JobRunner:
             failed = [p for p, c in zip(job.processes, codes) if c not in (None, 0)]
             if failed:
                 first = failed[0]
-                job.error = f"{first.label} exited {first.popen.returncode}: {_tail(first.log_path)}"
+                job.error = (
+                    f"{first.label} exited {first.popen.returncode}: {_tail(first.log_path)}"
+                )
                 job.status = "failed"
                 self._stop(job)
             elif all(c == 0 for c in codes):
@@ -165,11 +190,18 @@ class JobRunner:
         """Per-job facts for jobs.csv (timings come from the records)."""
         return [
             {
-                "job": job.spec.name, "transport": job.spec.transport.kind, "sync": job.spec.sync,
-                "model": job.spec.model.name, "dataset": job.spec.dataset,
-                "workers": job.spec.workers, "servers": job.spec.servers, "status": job.status,
-                "launched_at": job.launched_at, "start_s": job.spec.start_s,
-                "hosts": " ".join(job.placement.hosts), "error": job.error,
+                "job": job.spec.name,
+                "transport": job.spec.transport.kind,
+                "sync": job.spec.sync,
+                "model": job.spec.model.name,
+                "dataset": job.spec.dataset,
+                "workers": job.spec.workers,
+                "servers": job.spec.servers,
+                "status": job.status,
+                "launched_at": job.launched_at,
+                "start_s": job.spec.start_s,
+                "hosts": " ".join(job.placement.hosts),
+                "error": job.error,
             }
             for job in self.jobs
         ]

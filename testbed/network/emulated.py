@@ -52,8 +52,14 @@ class LinkEmulation:
 class EmulatedNetwork:
     """A Mininet network for one run. Use `start`, then `stop` (safe to call twice)."""
 
-    def __init__(self, topo: GraphTopo, datapath: str, controller_port: int, ledger: Ledger,
-                 emulation: LinkEmulation = LinkEmulation()):
+    def __init__(
+        self,
+        topo: GraphTopo,
+        datapath: str,
+        controller_port: int,
+        ledger: Ledger,
+        emulation: LinkEmulation = LinkEmulation(),
+    ):
         self.topo = topo
         self.datapath = datapath
         self.controller_port = controller_port
@@ -72,8 +78,13 @@ class EmulatedNetwork:
             topo=self.topo,
             # batch: one ovs-vsctl transaction for all bridges (80 serial ones take
             # ~15 s on a k=8 fat-tree with the userspace datapath).
-            switch=partial(OVSSwitch, datapath=self.datapath, protocols="OpenFlow13",
-                           failMode="secure", batch=True),
+            switch=partial(
+                OVSSwitch,
+                datapath=self.datapath,
+                protocols="OpenFlow13",
+                failMode="secure",
+                batch=True,
+            ),
             controller=partial(RemoteController, ip="127.0.0.1", port=self.controller_port),
             host=Host,
             link=Link,
@@ -135,19 +146,50 @@ class EmulatedNetwork:
     def _quiet_switch_ports(self) -> None:
         """No IPv6 on switch ports: their router solicitations and MLD reports would
         otherwise leave on the links and show up in the link counters."""
-        shell.run(["sysctl", "-q", "-w", *(f"net.ipv6.conf.{intf}.disable_ipv6=1"
-                                            for intf in self.topo.interface_names())])
+        shell.run(
+            [
+                "sysctl",
+                "-q",
+                "-w",
+                *(f"net.ipv6.conf.{intf}.disable_ipv6=1" for intf in self.topo.interface_names()),
+            ]
+        )
 
     def _configure_host(self, host: Host) -> None:
         intf = f"{host.name}-eth0"
         pid = host.pid
-        shell.run(["ethtool", "-K", intf, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
-                   "gro", "off"], ns_pid=pid)
-        shell.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
-                   "net.ipv6.conf.default.disable_ipv6=1"], ns_pid=pid)
+        shell.run(
+            [
+                "ethtool",
+                "-K",
+                intf,
+                "tx",
+                "off",
+                "rx",
+                "off",
+                "tso",
+                "off",
+                "gso",
+                "off",
+                "gro",
+                "off",
+            ],
+            ns_pid=pid,
+        )
+        shell.run(
+            [
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+            ns_pid=pid,
+        )
         neighbours = [
             ["neigh", "replace", info.ip, "lladdr", info.mac, "dev", intf, "nud", "permanent"]
-            for name, info in self.topo.host_info.items() if name != host.name
+            for name, info in self.topo.host_info.items()
+            if name != host.name
         ]
         shell.run_batch("ip", neighbours, ns_pid=pid)
 
@@ -160,17 +202,25 @@ class EmulatedNetwork:
                 loss.install(ns, self.nft_table, self.ns_pid(owner) if owner else None)
             return
         self._tc_per_namespace(
-            lambda i, d: tc.leaves(d.interface, d.params, True, self.emulation.netem_seed(i),
-                                   self.bands_of(d.src)) if d.params.loss_pct else [])
+            lambda i, d: (
+                tc.leaves(
+                    d.interface, d.params, True, self.emulation.netem_seed(i), self.bands_of(d.src)
+                )
+                if d.params.loss_pct
+                else []
+            )
+        )
 
     def _emulate_links(self) -> None:
         """The tc tree on every egress interface, loss not yet switched on. Switch ports
         get one band per priority class; hosts send unmarked traffic, so one band."""
+
         def tree(index, d):
             if d.src in self.topo.host_info or self.emulation.bands == 1:
                 return tc.link_tree(d.interface, d.params)
-            return (tc.link_tree(d.interface, d.params, bands=self.emulation.bands)
-                    + tc.dscp_filters(d.interface, self.emulation.bands))
+            return tc.link_tree(
+                d.interface, d.params, bands=self.emulation.bands
+            ) + tc.dscp_filters(d.interface, self.emulation.bands)
 
         self._tc_per_namespace(tree)
 

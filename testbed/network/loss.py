@@ -74,17 +74,30 @@ def ruleset(ns: NamespacePlan, table: str) -> dict:
     for interface, directions in sorted(ns.mark.items()):
         chain = _chain(cmds, table, interface, "egress")
         for d in directions:
-            draw = {"match": {"op": "<", "left": {"numgen": {
-                "mode": "random", "mod": SCALE, "offset": 0}}, "right": threshold(d.params.loss_pct)}}
-            lost = {"mangle": {"key": {"payload": {"protocol": "ip", "field": "ecn"}},
-                               "value": LOST}}
+            draw = {
+                "match": {
+                    "op": "<",
+                    "left": {"numgen": {"mode": "random", "mod": SCALE, "offset": 0}},
+                    "right": threshold(d.params.loss_pct),
+                }
+            }
+            lost = {
+                "mangle": {"key": {"payload": {"protocol": "ip", "field": "ecn"}}, "value": LOST}
+            }
             _rule(cmds, table, chain, f"offered {d.name}", [_IPV4, _COUNTER])
             _rule(cmds, table, chain, f"loss {d.name}", [_IPV4, draw, _COUNTER, lost])
     for interface in sorted(ns.discard):
         chain = _chain(cmds, table, interface, "ingress")
-        is_lost = {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "ecn"}},
-                             "right": LOST}}
-        _rule(cmds, table, chain, f"discard {interface}", [_IPV4, is_lost, _COUNTER, {"drop": None}])
+        is_lost = {
+            "match": {
+                "op": "==",
+                "left": {"payload": {"protocol": "ip", "field": "ecn"}},
+                "right": LOST,
+            }
+        }
+        _rule(
+            cmds, table, chain, f"discard {interface}", [_IPV4, is_lost, _COUNTER, {"drop": None}]
+        )
     return {"nftables": cmds}
 
 
@@ -94,15 +107,39 @@ _COUNTER = {"counter": {"packets": 0, "bytes": 0}}
 
 def _chain(cmds: list[dict], table: str, interface: str, hook: str) -> str:
     name = f"{hook}_{interface.replace('-', '_')}"
-    cmds.append({"add": {"chain": {
-        "family": FAMILY, "table": table, "name": name, "type": "filter", "hook": hook,
-        "dev": interface, "prio": 0, "policy": "accept"}}})
+    cmds.append(
+        {
+            "add": {
+                "chain": {
+                    "family": FAMILY,
+                    "table": table,
+                    "name": name,
+                    "type": "filter",
+                    "hook": hook,
+                    "dev": interface,
+                    "prio": 0,
+                    "policy": "accept",
+                }
+            }
+        }
+    )
     return name
 
 
 def _rule(cmds: list[dict], table: str, chain: str, comment: str, expr: list[dict]) -> None:
-    cmds.append({"add": {"rule": {"family": FAMILY, "table": table, "chain": chain,
-                                  "comment": comment, "expr": expr}}})
+    cmds.append(
+        {
+            "add": {
+                "rule": {
+                    "family": FAMILY,
+                    "table": table,
+                    "chain": chain,
+                    "comment": comment,
+                    "expr": expr,
+                }
+            }
+        }
+    )
 
 
 def install(ns: NamespacePlan, table: str, ns_pid: int | None) -> None:

@@ -33,39 +33,80 @@ class TcpTransfer:
     retransmits: int  # sender's TCP retransmitted segments (TCP_INFO)
 
 
-def udp_loss(net: EmulatedNetwork, src: str, dst: str, count: int = 20_000,
-             rate_pps: float = 4000, size: int = 64) -> UdpLoss:
+def udp_loss(
+    net: EmulatedNetwork,
+    src: str,
+    dst: str,
+    count: int = 20_000,
+    rate_pps: float = 4000,
+    size: int = 64,
+) -> UdpLoss:
     """Send `count` numbered datagrams src->dst; count what arrives."""
     ip = net.topo.host_info[dst].ip
     module = [sys.executable, "-m", "testbed.network.probe"]
     receiver = net.host(dst).popen(
         [*module, "recv", "--bind", ip, "--port", str(PROBE_PORT), "--count", str(count)],
-        stdout=PIPE, stderr=PIPE, text=True)
+        stdout=PIPE,
+        stderr=PIPE,
+        text=True,
+    )
     time.sleep(1.0)  # the receiver must be bound before the first datagram
     sender = net.host(src).popen(
-        [*module, "send", "--dst", ip, "--port", str(PROBE_PORT), "--count", str(count),
-         "--rate-pps", str(rate_pps), "--size", str(size)],
-        stdout=PIPE, stderr=PIPE, text=True)
+        [
+            *module,
+            "send",
+            "--dst",
+            ip,
+            "--port",
+            str(PROBE_PORT),
+            "--count",
+            str(count),
+            "--rate-pps",
+            str(rate_pps),
+            "--size",
+            str(size),
+        ],
+        stdout=PIPE,
+        stderr=PIPE,
+        text=True,
+    )
     sent = _json_of(sender, "probe sender", count / rate_pps + 60)
     got = _json_of(receiver, "probe receiver", 60)
     return UdpLoss(sent["sent"], got["received"])
 
 
-def tcp_transfer(net: EmulatedNetwork, src: str, dst: str, seconds: float = 5,
-                 congestion_control: str = "cubic") -> TcpTransfer:
+def tcp_transfer(
+    net: EmulatedNetwork, src: str, dst: str, seconds: float = 5, congestion_control: str = "cubic"
+) -> TcpTransfer:
     """One iperf3 TCP transfer src->dst; goodput at the receiver, retransmits at the sender."""
     ip = net.topo.host_info[dst].ip
-    server = net.host(dst).popen(["iperf3", "-s", "-1", "-B", ip, "-p", str(IPERF_PORT)],
-                                 stdout=PIPE, stderr=PIPE, text=True)
+    server = net.host(dst).popen(
+        ["iperf3", "-s", "-1", "-B", ip, "-p", str(IPERF_PORT)], stdout=PIPE, stderr=PIPE, text=True
+    )
     time.sleep(0.5)
     client = net.host(src).popen(
-        ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J",
-         "-C", congestion_control], stdout=PIPE, stderr=PIPE, text=True)
+        [
+            "iperf3",
+            "-c",
+            ip,
+            "-p",
+            str(IPERF_PORT),
+            "-t",
+            str(seconds),
+            "-J",
+            "-C",
+            congestion_control,
+        ],
+        stdout=PIPE,
+        stderr=PIPE,
+        text=True,
+    )
     report = _json_of(client, "iperf3 client", seconds + 60)
     server.communicate(timeout=30)
     end = report["end"]
-    return TcpTransfer(end["sum_received"]["bits_per_second"] / 1e6,
-                       int(end["sum_sent"].get("retransmits", 0)))
+    return TcpTransfer(
+        end["sum_received"]["bits_per_second"] / 1e6, int(end["sum_sent"].get("retransmits", 0))
+    )
 
 
 def tcp_counters(net: EmulatedNetwork, host: str) -> dict[str, int]:
@@ -77,8 +118,9 @@ def tcp_counters(net: EmulatedNetwork, host: str) -> dict[str, int]:
         for names, values in zip(lines[::2], lines[1::2]):
             prefix, *keys = names.split()
             if prefix in ("Tcp:", "TcpExt:"):
-                counters.update({f"{prefix[:-1]}.{k}": int(v)
-                                 for k, v in zip(keys, values.split()[1:])})
+                counters.update(
+                    {f"{prefix[:-1]}.{k}": int(v) for k, v in zip(keys, values.split()[1:])}
+                )
     return counters
 
 

@@ -35,8 +35,19 @@ from topologies import Direction
 log = logging.getLogger("testbed.monitor")
 
 COLUMNS = [
-    "time_s", "link", "direction", "src", "dst", "interface", "tx_bytes", "tx_packets",
-    "rx_bytes", "rx_packets", "qdisc_drops", "loss_drops", "offered_packets",
+    "time_s",
+    "link",
+    "direction",
+    "src",
+    "dst",
+    "interface",
+    "tx_bytes",
+    "tx_packets",
+    "rx_bytes",
+    "rx_packets",
+    "qdisc_drops",
+    "loss_drops",
+    "offered_packets",
 ]
 STATS = ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets")
 CLASS_COLUMNS = ["time_s", "direction", "interface", "band", "dscp", "bytes", "packets", "drops"]
@@ -55,8 +66,14 @@ class _Peak:
 class LinkMonitor:
     """Samples every link direction each `interval_s` into `path` (a CSV), in a thread."""
 
-    def __init__(self, net: EmulatedNetwork, path: Path, interval_s: float, t0: float,
-                 classes_path: Path | None = None):
+    def __init__(
+        self,
+        net: EmulatedNetwork,
+        path: Path,
+        interval_s: float,
+        t0: float,
+        classes_path: Path | None = None,
+    ):
         self.net = net
         self.path = path
         self.interval_s = interval_s
@@ -71,9 +88,12 @@ class LinkMonitor:
         self._csv.writeheader()
         # With priority bands, per-band counters of switch ports go to a second table.
         self.banded = [d for d in self.directions if net.bands_of(d.src) > 1]
-        self._classes_fh = open(classes_path, "w", newline="") if classes_path and self.banded else None
-        self._classes_csv = csv.DictWriter(self._classes_fh, fieldnames=CLASS_COLUMNS) \
-            if self._classes_fh else None
+        self._classes_fh = (
+            open(classes_path, "w", newline="") if classes_path and self.banded else None
+        )
+        self._classes_csv = (
+            csv.DictWriter(self._classes_fh, fieldnames=CLASS_COLUMNS) if self._classes_fh else None
+        )
         if self._classes_csv:
             self._classes_csv.writeheader()
 
@@ -123,10 +143,16 @@ class LinkMonitor:
         rows = []
         for d in self.banded:
             for band, stats in sorted(qdiscs.get(d.interface, {}).get("bands", {}).items()):
-                rows.append({"time_s": round(now - self.t0, 3), "direction": d.name,
-                             "interface": d.interface, "band": band,
-                             "dscp": tc.CLASS_DSCP[band],
-                             **stats})
+                rows.append(
+                    {
+                        "time_s": round(now - self.t0, 3),
+                        "direction": d.name,
+                        "interface": d.interface,
+                        "band": band,
+                        "dscp": tc.CLASS_DSCP[band],
+                        **stats,
+                    }
+                )
         return rows
 
     def _row(self, d: Direction, now: float, qdisc: dict, counters) -> dict:
@@ -144,13 +170,24 @@ class LinkMonitor:
             tx_b = rx_b = got["rx_bytes"]
             tx_p = rx_p = got["rx_packets"]
         qdisc_drops = qdisc.get("htb_drops", 0)
-        loss_drops = counters.dropped if counters else max(0, qdisc.get("leaf_drops", 0) - qdisc_drops)
+        loss_drops = (
+            counters.dropped if counters else max(0, qdisc.get("leaf_drops", 0) - qdisc_drops)
+        )
         offered = counters.offered if counters else tx_p + qdisc_drops + loss_drops
         return {
-            "time_s": round(now - self.t0, 3), "link": d.link.name, "direction": d.name,
-            "src": d.src, "dst": d.dst, "interface": d.interface, "tx_bytes": tx_b,
-            "tx_packets": tx_p, "rx_bytes": rx_b, "rx_packets": rx_p, "qdisc_drops": qdisc_drops,
-            "loss_drops": loss_drops, "offered_packets": offered,
+            "time_s": round(now - self.t0, 3),
+            "link": d.link.name,
+            "direction": d.name,
+            "src": d.src,
+            "dst": d.dst,
+            "interface": d.interface,
+            "tx_bytes": tx_b,
+            "tx_packets": tx_p,
+            "rx_bytes": rx_b,
+            "rx_packets": rx_p,
+            "qdisc_drops": qdisc_drops,
+            "loss_drops": loss_drops,
+            "offered_packets": offered,
         }
 
     def _track_peak(self, d: Direction, row: dict, now: float) -> None:
@@ -187,9 +224,11 @@ class LinkMonitor:
                 elif q["kind"] in ("netem", "pfifo") and q.get("parent", "").startswith("1:"):
                     entry["leaf_drops"] += q.get("drops", 0)
                     band = int(q["parent"].split(":")[1], 16) - tc.FIRST_LEAF_HEX
-                    entry["bands"][band] = {"bytes": q.get("bytes", 0),
-                                            "packets": q.get("packets", 0),
-                                            "drops": q.get("drops", 0)}
+                    entry["bands"][band] = {
+                        "bytes": q.get("bytes", 0),
+                        "packets": q.get("packets", 0),
+                        "drops": q.get("drops", 0),
+                    }
         return stats
 
     # ------------------------------------------------------------------ summary
@@ -211,13 +250,16 @@ def summarize(d: Direction, last: dict, peak_mbps: float) -> dict:
     p = d.params.loss_pct / 100
     lo, hi = binom.interval(0.99, n, p) if n else (0, 0)
     return {
-        "direction": d.name, "configured_loss_pct": d.params.loss_pct,
-        "offered_packets": n, "loss_drops": dropped,
+        "direction": d.name,
+        "configured_loss_pct": d.params.loss_pct,
+        "offered_packets": n,
+        "loss_drops": dropped,
         "measured_loss_pct": round(100 * dropped / n, 4) if n else None,
         "ci99_pct": [round(100 * lo / n, 4), round(100 * hi / n, 4)] if n else None,
         "outside_ci99": bool(n) and not lo <= dropped <= hi,
         "qdisc_drops": last["qdisc_drops"],
-        "configured_mbps": d.params.bw_mbps, "peak_mbps": round(peak_mbps, 3),
+        "configured_mbps": d.params.bw_mbps,
+        "peak_mbps": round(peak_mbps, 3),
     }
 
 
@@ -234,8 +276,9 @@ def _sysfs(interface: str) -> dict[str, int]:
 
 def _tc_stats(pid: int | None, dev: str | None = None) -> list[dict]:
     """Qdisc statistics of namespace `pid` (root if None), optionally of one device."""
-    proc = shell.run(["tc", "-s", "-j", "qdisc", "show", *(["dev", dev] if dev else [])],
-                     ns_pid=pid, check=False)
+    proc = shell.run(
+        ["tc", "-s", "-j", "qdisc", "show", *(["dev", dev] if dev else [])], ns_pid=pid, check=False
+    )
     try:
         listing = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
     except json.JSONDecodeError:

@@ -43,7 +43,7 @@ def recv(bind: str, port: int, count: int, idle_s: float, timeout_s: float) -> d
     while got < count and time.monotonic() < deadline:
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         sock.settimeout(idle_s)  # once traffic flows, silence means the sender is done
         (seq,) = SEQ.unpack_from(data)

@@ -28,7 +28,9 @@ def unreachable_pairs(net: EmulatedNetwork) -> list[tuple[str, str]]:
             # -u: print unreachable targets; -r 3 retries, first timeout 500 ms, backing off.
             procs[name] = net.host(name).popen(
                 ["fping", "-u", "-r", "3", "-t", "500", "-i", "5", *targets],
-                stdout=PIPE, stderr=PIPE, text=True,
+                stdout=PIPE,
+                stderr=PIPE,
+                text=True,
             )
         for name, proc in procs.items():
             out, _ = proc.communicate(timeout=120)

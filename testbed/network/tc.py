@@ -79,8 +79,9 @@ def leaf_qdisc(params: LinkParams, netem_loss: bool, seed: int | None) -> list[s
     return args
 
 
-def link_tree(dev: str, params: LinkParams, netem_loss: bool = False, seed: int | None = None,
-              bands: int = 1) -> list[list[str]]:
+def link_tree(
+    dev: str, params: LinkParams, netem_loss: bool = False, seed: int | None = None, bands: int = 1
+) -> list[list[str]]:
     """Commands replacing `dev`'s root qdisc with the project's tree for one direction.
 
     `netem_loss`: emulate `loss_pct` with netem (else loss is another backend's job).
@@ -89,27 +90,88 @@ def link_tree(dev: str, params: LinkParams, netem_loss: bool = False, seed: int 
     """
     link = rate(params.bw_mbps)
     cmds = [
-        ["qdisc", "replace", "dev", dev, "root", "handle", ROOT, "htb",
-         "default", str(FIRST_LEAF + bands - 1)],
-        ["class", "add", "dev", dev, "parent", ROOT, "classid", LINK_CLASS, "htb",
-         "rate", link, "ceil", link, "burst", burst(params.bw_mbps),
-         "cburst", burst(params.bw_mbps), "quantum", str(QUANTUM_BYTES)],
+        [
+            "qdisc",
+            "replace",
+            "dev",
+            dev,
+            "root",
+            "handle",
+            ROOT,
+            "htb",
+            "default",
+            str(FIRST_LEAF + bands - 1),
+        ],
+        [
+            "class",
+            "add",
+            "dev",
+            dev,
+            "parent",
+            ROOT,
+            "classid",
+            LINK_CLASS,
+            "htb",
+            "rate",
+            link,
+            "ceil",
+            link,
+            "burst",
+            burst(params.bw_mbps),
+            "cburst",
+            burst(params.bw_mbps),
+            "quantum",
+            str(QUANTUM_BYTES),
+        ],
     ]
     guaranteed = link if bands == 1 else f"{BAND_FLOOR_KBIT}kbit"
     for band in range(bands):
-        cmds.append(["class", "add", "dev", dev, "parent", LINK_CLASS, "classid",
-                     leaf_classid(band), "htb", "rate", guaranteed, "ceil", link,
-                     "burst", burst(params.bw_mbps), "cburst", burst(params.bw_mbps),
-                     "prio", str(band), "quantum", str(QUANTUM_BYTES)])
+        cmds.append(
+            [
+                "class",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                LINK_CLASS,
+                "classid",
+                leaf_classid(band),
+                "htb",
+                "rate",
+                guaranteed,
+                "ceil",
+                link,
+                "burst",
+                burst(params.bw_mbps),
+                "cburst",
+                burst(params.bw_mbps),
+                "prio",
+                str(band),
+                "quantum",
+                str(QUANTUM_BYTES),
+            ]
+        )
     return cmds + leaves(dev, params, netem_loss, seed, bands)
 
 
-def leaves(dev: str, params: LinkParams, netem_loss: bool, seed: int | None,
-           bands: int = 1) -> list[list[str]]:
+def leaves(
+    dev: str, params: LinkParams, netem_loss: bool, seed: int | None, bands: int = 1
+) -> list[list[str]]:
     """(Re)place the queue under every leaf class, e.g. to switch netem loss on later."""
-    return [["qdisc", "replace", "dev", dev, "parent", leaf_classid(band), "handle",
-             leaf_handle(band), *leaf_qdisc(params, netem_loss, seed)] for band in range(bands)]
-
+    return [
+        [
+            "qdisc",
+            "replace",
+            "dev",
+            dev,
+            "parent",
+            leaf_classid(band),
+            "handle",
+            leaf_handle(band),
+            *leaf_qdisc(params, netem_loss, seed),
+        ]
+        for band in range(bands)
+    ]
 
 
 # Priority class c is carried as DSCP CLASS_DSCP[c]: class selectors from CS7 down, so
@@ -121,8 +183,25 @@ CLASS_DSCP = tuple(8 * (7 - c) for c in range(8))
 def dscp_filters(dev: str, bands: int) -> list[list[str]]:
     """u32 filters steering each class's DSCP to its band (ECN bits ignored)."""
     return [
-        ["filter", "add", "dev", dev, "parent", ROOT, "protocol", "ip", "prio", "1", "u32",
-         "match", "ip", "tos", f"0x{CLASS_DSCP[band] << 2:02x}", "0xfc",
-         "flowid", leaf_classid(band)]
+        [
+            "filter",
+            "add",
+            "dev",
+            dev,
+            "parent",
+            ROOT,
+            "protocol",
+            "ip",
+            "prio",
+            "1",
+            "u32",
+            "match",
+            "ip",
+            "tos",
+            f"0x{CLASS_DSCP[band] << 2:02x}",
+            "0xfc",
+            "flowid",
+            leaf_classid(band),
+        ]
         for band in range(bands - 1)  # the lowest band is the default: no filter needed
     ]

@@ -22,8 +22,10 @@ def summary_table(jobs: pd.DataFrame) -> Table:
         cells = [str(row.job), str(row.status), str(row.iterations), _fmt(row.jct_s, 1)]
         if prioritized:
             cells.append(_class(row.priority_initial, row.priority_final))
-        cells += [_fmt(None if _missing(row.mean_iter_s) else row.mean_iter_s * 1000, 1),
-                  _fmt(row.final_accuracy, 3)]
+        cells += [
+            _fmt(None if _missing(row.mean_iter_s) else row.mean_iter_s * 1000, 1),
+            _fmt(row.final_accuracy, 3),
+        ]
         table.add_row(*cells)
     return table
 

@@ -13,17 +13,45 @@ from pathlib import Path
 import pandas as pd
 
 ITERATION_COLUMNS = [
-    "job", "rank", "iteration", "iter_s", "compute_s", "comm_s", "bytes_sent",
-    "train_loss", "test_accuracy", "time_s",
+    "job",
+    "rank",
+    "iteration",
+    "iter_s",
+    "compute_s",
+    "comm_s",
+    "bytes_sent",
+    "train_loss",
+    "test_accuracy",
+    "time_s",
 ]
 MESSAGE_COLUMNS = [
-    "job", "iteration", "src", "dst", "kind", "bytes", "fct_s", "delivered_fraction",
-    "retransmitted_bytes", "transport",
+    "job",
+    "iteration",
+    "src",
+    "dst",
+    "kind",
+    "bytes",
+    "fct_s",
+    "delivered_fraction",
+    "retransmitted_bytes",
+    "transport",
 ]
 JOB_COLUMNS = [
-    "job", "transport", "sync", "model", "dataset", "workers", "servers", "iterations",
-    "jct_s", "startup_s", "mean_iter_s", "final_accuracy", "status",
-    "priority_initial", "priority_final",
+    "job",
+    "transport",
+    "sync",
+    "model",
+    "dataset",
+    "workers",
+    "servers",
+    "iterations",
+    "jct_s",
+    "startup_s",
+    "mean_iter_s",
+    "final_accuracy",
+    "status",
+    "priority_initial",
+    "priority_final",
 ]
 
 
@@ -54,8 +82,9 @@ def messages_table(records: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(["job", "iteration", "kind", "src", "dst"], ignore_index=True)
 
 
-def jobs_table(records: list[dict], jobs: list[dict],
-               classes: pd.DataFrame | None = None) -> pd.DataFrame:
+def jobs_table(
+    records: list[dict], jobs: list[dict], classes: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per job: `jobs` gives spec fields and status; records give timings;
     `classes` (controller.csv) the job's first and last priority class.
 
@@ -71,9 +100,13 @@ def jobs_table(records: list[dict], jobs: list[dict],
         row = dict(job)
         row["iterations"] = 1 + max((r["iteration"] for r in its), default=-1)
         row["jct_s"] = max(r["time"] for r in its) - min(ready) if its and ready else None
-        row["startup_s"] = min(ready) - job["launched_at"] if ready and job.get("launched_at") else None
+        row["startup_s"] = (
+            min(ready) - job["launched_at"] if ready and job.get("launched_at") else None
+        )
         row["mean_iter_s"] = sum(r["iter_s"] for r in its) / len(its) if its else None
-        row["final_accuracy"] = max(accs, key=lambda r: r["iteration"])["test_accuracy"] if accs else None
+        row["final_accuracy"] = (
+            max(accs, key=lambda r: r["iteration"])["test_accuracy"] if accs else None
+        )
         changes = classes[classes["job"] == job["job"]] if classes is not None else []
         row["priority_initial"] = int(changes["class"].iloc[0]) if len(changes) else None
         row["priority_final"] = int(changes["class"].iloc[-1]) if len(changes) else None

@@ -70,7 +70,9 @@ def set_path(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
         where = ".".join(parts[: depth + 1])
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise SpecError(f"{source} (--set)", where, part, f"expected an index < {len(node)}")
+                raise SpecError(
+                    f"{source} (--set)", where, part, f"expected an index < {len(node)}"
+                )
             index: Any = int(part)
         elif isinstance(node, dict):
             index = part
@@ -105,7 +107,8 @@ def _spec_error(
     # An error on a container is often only the echo of one inside it (a tuple of
     # jobs "too short" because its only job failed): keep the innermost ones.
     cleaned = [
-        (path, err) for path, err in cleaned
+        (path, err)
+        for path, err in cleaned
         if not any(len(other) > len(path) and other[: len(path)] == path for other, _ in cleaned)
     ]
     # The longest key path is the most specific: for unions pydantic reports one
@@ -199,7 +202,7 @@ def _number(value: Any) -> str:
 
 
 def _allowed_hint(raw: Mapping[str, Any], parent: list[Any]) -> str:
-    """"; expected one of: ..." listing the keys valid at `parent`."""
+    """ "; expected one of: ..." listing the keys valid at `parent`."""
     node: Any = raw
     cls: Any = Experiment
     for part in parent:
@@ -223,6 +226,10 @@ def _model_in(annotation: Any, node: Any) -> Any:
     for cls in found:  # a discriminated union: pick the member named by the tag
         for tag in ("kind", "name"):
             field = cls.model_fields.get(tag)
-            if field and isinstance(node, dict) and node.get(tag) in typing.get_args(field.annotation):
+            if (
+                field
+                and isinstance(node, dict)
+                and node.get(tag) in typing.get_args(field.annotation)
+            ):
                 return cls
     return found[0] if found else None

@@ -21,18 +21,26 @@ def check_rules(exp: Experiment, source: str) -> None:
     for i, job in enumerate(exp.jobs):
         _check_job(job, f"jobs.{i}", source, hosts)
         if job.priority is not None and job.priority >= exp.controller.priority_classes:
-            raise SpecError(source, f"jobs.{i}.priority", job.priority,
-                            f"expected a class below controller.priority_classes "
-                            f"({exp.controller.priority_classes})")
+            raise SpecError(
+                source,
+                f"jobs.{i}.priority",
+                job.priority,
+                f"expected a class below controller.priority_classes "
+                f"({exp.controller.priority_classes})",
+            )
     _check_capacity(exp, source, hosts)
 
 
 def _check_directed(exp: Experiment, source: str, topo) -> None:
-    links = {(l.a, l.b) for l in topo.link_info} | {(l.b, l.a) for l in topo.link_info}
+    links = {(d.src, d.dst) for d in topo.directions()}
     for i, d in enumerate(exp.topology.directed):
         if (d.src, d.dst) not in links:
-            raise SpecError(source, f"topology.directed.{i}", f"{d.src}->{d.dst}",
-                            "expected src and dst joined by a link of the topology")
+            raise SpecError(
+                source,
+                f"topology.directed.{i}",
+                f"{d.src}->{d.dst}",
+                "expected src and dst joined by a link of the topology",
+            )
 
 
 def _check_job_names(exp: Experiment, source: str) -> None:
@@ -53,15 +61,25 @@ def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
     if job.transport.kind == "gloo" and job.sync != "allreduce":
         raise SpecError(source, f"{path}.sync", job.sync, "expected allreduce for transport gloo")
     if job.transport.kind == "gloo" and job.transport.fill != "zero":
-        raise SpecError(source, f"{path}.transport.fill", job.transport.fill,
-                        "expected zero: gloo's allreduce cannot reuse stale entries")
+        raise SpecError(
+            source,
+            f"{path}.transport.fill",
+            job.transport.fill,
+            "expected zero: gloo's allreduce cannot reuse stale entries",
+        )
     allowed = MODEL_DATASETS[job.model.name]
     if job.dataset not in allowed:
-        raise SpecError(source, f"{path}.dataset", job.dataset,
-                        f"expected {' or '.join(allowed)} for model {job.model.name}")
+        raise SpecError(
+            source,
+            f"{path}.dataset",
+            job.dataset,
+            f"expected {' or '.join(allowed)} for model {job.model.name}",
+        )
     if job.roles > len(hosts):
         raise SpecError(
-            source, f"{path}.workers", job.workers,
+            source,
+            f"{path}.workers",
+            job.workers,
             f"expected workers + servers <= {len(hosts)} hosts in the topology",
         )
     if isinstance(job.placement, tuple):
@@ -73,14 +91,18 @@ def _check_explicit_placement(job: JobSpec, path: str, source: str, hosts: list[
     for j, host in enumerate(job.placement):
         if host not in known:
             raise SpecError(
-                source, f"{path}.placement.{j}", host,
+                source,
+                f"{path}.placement.{j}",
+                host,
                 f"expected a host of the topology (h1..h{len(hosts)})",
             )
         if host in job.placement[:j]:
             raise SpecError(source, f"{path}.placement.{j}", host, "expected each host once")
     if len(job.placement) != job.roles:
         raise SpecError(
-            source, f"{path}.placement", list(job.placement),
+            source,
+            f"{path}.placement",
+            list(job.placement),
             f"expected {job.roles} hosts (servers first, then workers)",
         )
 
@@ -92,13 +114,17 @@ def _check_capacity(exp: Experiment, source: str, hosts: list[str]) -> None:
             for j, host in enumerate(job.placement):
                 if host in explicit:
                     raise SpecError(
-                        source, f"jobs.{i}.placement.{j}", host,
+                        source,
+                        f"jobs.{i}.placement.{j}",
+                        host,
                         f"expected a host not already used by jobs.{explicit[host]}",
                     )
                 explicit[host] = i
     total = sum(job.roles for job in exp.jobs)
     if total > len(hosts):
         raise SpecError(
-            source, "jobs", f"{total} host roles",
+            source,
+            "jobs",
+            f"{total} host roles",
             f"expected at most {len(hosts)} (one process per host; enlarge the topology)",
         )

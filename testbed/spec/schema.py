@@ -208,8 +208,12 @@ class LstmSpec(Frozen):
 ModelSpec = Annotated[Union[MlpSpec, CnnSpec, MfSpec, LstmSpec], Field(discriminator="name")]
 
 # Which dataset each model trains on (the APNet workload types: MLP, CNN, MF, RNN).
-MODEL_DATASETS = {"mlp": ("digits",), "cnn": ("digits",), "mf": ("ratings",),
-                  "lstm": ("sequences",)}
+MODEL_DATASETS = {
+    "mlp": ("digits",),
+    "cnn": ("digits",),
+    "mf": ("ratings",),
+    "lstm": ("sequences",),
+}
 
 
 class _TransportBase(Frozen):

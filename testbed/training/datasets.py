@@ -55,8 +55,9 @@ def _split(x: np.ndarray, y: np.ndarray, seed: int, train: float = 0.8):
     return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
 
 
-def load_ratings(seed: int, users: int = 600, items: int = 300, rank: int = 8,
-                 observed: float = 0.2) -> Dataset:
+def load_ratings(
+    seed: int, users: int = 600, items: int = 300, rank: int = 8, observed: float = 0.2
+) -> Dataset:
     """Synthetic MovieLens-like ratings 1..5 from a rank-`rank` user x item matrix.
 
     The generating factors are fixed (seed 0) so every seed sees the same problem;
@@ -70,8 +71,9 @@ def load_ratings(seed: int, users: int = 600, items: int = 300, rank: int = 8,
     mask = rng.random((users, items)) < observed
     pairs = np.argwhere(mask).astype(np.int64)
     x_train, y_train, x_test, y_test = _split(pairs, ratings[mask], seed)
-    return Dataset("ratings", x_train, y_train, x_test, y_test, (2,), 0,
-                   {"users": users, "items": items})
+    return Dataset(
+        "ratings", x_train, y_train, x_test, y_test, (2,), 0, {"users": users, "items": items}
+    )
 
 
 def load_sequences(seed: int, count: int = 4000, length: int = 6, tokens: int = 8) -> Dataset:
@@ -84,8 +86,9 @@ def load_sequences(seed: int, count: int = 4000, length: int = 6, tokens: int = 
     x = rng.integers(0, tokens, size=(count, length)).astype(np.int64)
     y = x[:, 0].copy()
     x_train, y_train, x_test, y_test = _split(x, y, seed)
-    return Dataset("sequences", x_train, y_train, x_test, y_test, (length,), tokens,
-                   {"tokens": tokens})
+    return Dataset(
+        "sequences", x_train, y_train, x_test, y_test, (length,), tokens, {"tokens": tokens}
+    )
 
 
 DATASETS: dict[str, Callable[[int], Dataset]] = {

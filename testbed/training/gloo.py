@@ -22,11 +22,24 @@ from testbed.transports import MessageStats
 class GlooAllreduce:
     """One worker of a gloo process group; `exchange` = allreduce + local SGD step."""
 
-    def __init__(self, master: list, rank: int, world: int, lr: float, momentum: float,
-                 drop_fraction: float = 0.0, seed: int = 0):
+    def __init__(
+        self,
+        master: list,
+        rank: int,
+        world: int,
+        lr: float,
+        momentum: float,
+        drop_fraction: float = 0.0,
+        seed: int = 0,
+    ):
         ip, port = master
-        dist.init_process_group("gloo", init_method=f"tcp://{ip}:{port}", rank=rank,
-                                world_size=world, timeout=timedelta(seconds=300))
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://{ip}:{port}",
+            rank=rank,
+            world_size=world,
+            timeout=timedelta(seconds=300),
+        )
         self.rank, self.world = rank, world
         self.lr, self.momentum = lr, momentum
         self.drop_fraction = drop_fraction
@@ -46,8 +59,14 @@ class GlooAllreduce:
         self.velocity *= self.momentum
         self.velocity += averaged
         params -= self.lr * self.velocity
-        return [Message("all", f"worker{self.rank}", "allreduce",
-                        MessageStats(iteration, tensor.numel() * 4, elapsed))]
+        return [
+            Message(
+                "all",
+                f"worker{self.rank}",
+                "allreduce",
+                MessageStats(iteration, tensor.numel() * 4, elapsed),
+            )
+        ]
 
     def close(self) -> None:
         dist.destroy_process_group()

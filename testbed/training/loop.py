@@ -54,9 +54,18 @@ def run_server(cfg: RoleConfig, records: RecordWriter) -> None:
     _, model = _setup(cfg)
     flat = parameters_to_vector(model.parameters()).detach().numpy()
     lo, hi = shard_bounds(len(flat), spec.servers)[cfg.rank]
-    server = PSServer(make_transport(spec.transport, cfg.link_mbps), cfg.ip, cfg.port,
-                      spec.workers, flat[lo:hi], spec.lr, spec.momentum, spec.transport.fill,
-                      share_mbps=fair_share(cfg), rank=cfg.rank)
+    server = PSServer(
+        make_transport(spec.transport, cfg.link_mbps),
+        cfg.ip,
+        cfg.port,
+        spec.workers,
+        flat[lo:hi],
+        spec.lr,
+        spec.momentum,
+        spec.transport.fill,
+        share_mbps=fair_share(cfg),
+        rank=cfg.rank,
+    )
     try:
         server.accept()
         for it in range(spec.iterations):
@@ -74,16 +83,32 @@ def make_sync(cfg: RoleConfig):
     if t.kind == "gloo":
         from testbed.training.gloo import GlooAllreduce  # imports torch.distributed
 
-        return GlooAllreduce(cfg.workers[0], cfg.rank, spec.workers, spec.lr, spec.momentum,
-                             t.drop_fraction, seed)
+        return GlooAllreduce(
+            cfg.workers[0], cfg.rank, spec.workers, spec.lr, spec.momentum, t.drop_fraction, seed
+        )
     transport = make_transport(t, cfg.link_mbps)
     if spec.sync == "allreduce":
         from testbed.training.ring import RingAllreduce
 
-        return RingAllreduce(transport, cfg.workers, cfg.rank, spec.lr, spec.momentum, t.fill,
-                             t.drop_fraction, seed, share_mbps=fair_share(cfg))
-    return PSWorker(transport, cfg.servers, cfg.rank, t.drop_fraction, seed,
-                    shares=[fair_share(cfg)] * len(cfg.servers))
+        return RingAllreduce(
+            transport,
+            cfg.workers,
+            cfg.rank,
+            spec.lr,
+            spec.momentum,
+            t.fill,
+            t.drop_fraction,
+            seed,
+            share_mbps=fair_share(cfg),
+        )
+    return PSWorker(
+        transport,
+        cfg.servers,
+        cfg.rank,
+        t.drop_fraction,
+        seed,
+        shares=[fair_share(cfg)] * len(cfg.servers),
+    )
 
 
 def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
@@ -91,8 +116,9 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
     spec = cfg.spec
     data, model = _setup(cfg)
     loss_fn = models.loss_function(data)
-    sampler = datasets.BatchSampler(data.shard(cfg.rank, spec.workers), spec.batch_size,
-                                    cfg.seed * 1000 + cfg.rank)
+    sampler = datasets.BatchSampler(
+        data.shard(cfg.rank, spec.workers), spec.batch_size, cfg.seed * 1000 + cfg.rank
+    )
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     params = parameters_to_vector(model.parameters()).detach().numpy().copy()
     sync = make_sync(cfg)
@@ -114,9 +140,15 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
             for msg in received:
                 _message(records, spec, it, msg)
             records.write(
-                "iteration", job=spec.name, rank=cfg.rank, iteration=it,
-                iter_s=t2 - t0, compute_s=t1 - t0, comm_s=t2 - t1,
-                bytes_sent=int(grad.nbytes), train_loss=float(loss.item()),
+                "iteration",
+                job=spec.name,
+                rank=cfg.rank,
+                iteration=it,
+                iter_s=t2 - t0,
+                compute_s=t1 - t0,
+                comm_s=t2 - t1,
+                bytes_sent=int(grad.nbytes),
+                train_loss=float(loss.item()),
                 test_accuracy=accuracy(model, data) if evaluate else None,
             )
     finally:
@@ -139,7 +171,15 @@ def accuracy(model: nn.Module, data: datasets.Dataset) -> float:
 def _message(records: RecordWriter, spec, iteration: int, msg: Message) -> None:
     st = msg.stats
     records.write(
-        "message", job=spec.name, iteration=iteration, src=msg.src, dst=msg.dst, kind=msg.kind,
-        bytes=st.nbytes, fct_s=st.fct_s, delivered_fraction=st.delivered_fraction,
-        retransmitted_bytes=st.retransmitted_bytes, transport=spec.transport.kind,
+        "message",
+        job=spec.name,
+        iteration=iteration,
+        src=msg.src,
+        dst=msg.dst,
+        kind=msg.kind,
+        bytes=st.nbytes,
+        fct_s=st.fct_s,
+        delivered_fraction=st.delivered_fraction,
+        retransmitted_bytes=st.retransmitted_bytes,
+        transport=spec.transport.kind,
     )

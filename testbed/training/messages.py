@@ -20,8 +20,9 @@ class Message:
     stats: MessageStats
 
 
-def drop_entries(grad: np.ndarray, fraction: float, rng: np.random.Generator,
-                 marker: float) -> np.ndarray:
+def drop_entries(
+    grad: np.ndarray, fraction: float, rng: np.random.Generator, marker: float
+) -> np.ndarray:
     """A copy of `grad` with a random `fraction` of entries replaced by `marker`
     (APNet §2.2: how much gradient loss does a model tolerate?)."""
     out = grad.copy()

@@ -28,8 +28,11 @@ def cnn(spec, data: Dataset) -> nn.Module:
     for out in spec.channels:
         layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.ReLU()]
         channels = out
-    layers += [nn.MaxPool2d(2), nn.Flatten(),
-               nn.Linear(channels * (height // 2) * (width // 2), data.classes)]
+    layers += [
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(channels * (height // 2) * (width // 2), data.classes),
+    ]
     return nn.Sequential(*layers)
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from testbed.training.messages import Message, drop_entries, valid_mask
-from testbed.transports import Channel, MessageStats, Transport
+from testbed.transports import Channel, Transport
 
 CONNECT_TIMEOUT_S = 120.0
 
@@ -30,7 +30,9 @@ def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
-def average(buffers: list[np.ndarray], masks: list[np.ndarray | None], out: np.ndarray) -> np.ndarray:
+def average(
+    buffers: list[np.ndarray], masks: list[np.ndarray | None], out: np.ndarray
+) -> np.ndarray:
     """Per-entry mean over the buffers whose entry is valid (0 where none is)."""
     out[:] = 0
     counts = np.zeros(out.shape, dtype=np.float32)
@@ -48,8 +50,15 @@ def average(buffers: list[np.ndarray], masks: list[np.ndarray | None], out: np.n
 class PSWorker:
     """Worker side: push gradient shards, pull parameter shards."""
 
-    def __init__(self, transport: Transport, servers: list[list], rank: int,
-                 drop_fraction: float = 0.0, seed: int = 0, shares: list[float] | None = None):
+    def __init__(
+        self,
+        transport: Transport,
+        servers: list[list],
+        rank: int,
+        drop_fraction: float = 0.0,
+        seed: int = 0,
+        shares: list[float] | None = None,
+    ):
         self.channels: list[Channel] = [
             transport.connect(ip, port, rank, CONNECT_TIMEOUT_S) for ip, port in servers
         ]
@@ -85,9 +94,19 @@ class PSWorker:
 class PSServer:
     """One server shard: owns params[lo:hi] and its momentum buffer."""
 
-    def __init__(self, transport: Transport, ip: str, port: int, workers: int,
-                 shard: np.ndarray, lr: float, momentum: float, fill: str = "zero",
-                 share_mbps: float | None = None, rank: int = 0):
+    def __init__(
+        self,
+        transport: Transport,
+        ip: str,
+        port: int,
+        workers: int,
+        shard: np.ndarray,
+        lr: float,
+        momentum: float,
+        fill: str = "zero",
+        share_mbps: float | None = None,
+        rank: int = 0,
+    ):
         self.listener = transport.listen(ip, port)
         self.workers, self.rank = workers, rank
         self.params = shard.astype(np.float32).copy()
@@ -110,8 +129,9 @@ class PSServer:
     def step(self, iteration: int) -> list[Message]:
         """Gather gradients, update the shard, send it back. Returns the pushes received."""
         ranks = sorted(self.channels)
-        stats = list(self.pool.map(
-            lambda r: self.channels[r].recv(iteration, self.buffers[r]), ranks))
+        stats = list(
+            self.pool.map(lambda r: self.channels[r].recv(iteration, self.buffers[r]), ranks)
+        )
         masks = [valid_mask(self.buffers[r], st) for r, st in zip(ranks, stats)]
         if self.fill == "stale":
             for r, mask in zip(ranks, masks):
@@ -124,8 +144,9 @@ class PSServer:
         self.velocity += self.mean
         self.params -= self.lr * self.velocity
         list(self.pool.map(lambda r: self.channels[r].send(iteration, self.params), ranks))
-        return [Message(f"worker{r}", f"server{self.rank}", "push", st)
-                for r, st in zip(ranks, stats)]
+        return [
+            Message(f"worker{r}", f"server{self.rank}", "push", st) for r, st in zip(ranks, stats)
+        ]
 
     def close(self) -> None:
         self.pool.shutdown()

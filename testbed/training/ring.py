@@ -31,9 +31,18 @@ STRIDE = 2048
 class RingAllreduce:
     """One worker's side of the ring; `exchange` runs one allreduce + SGD step."""
 
-    def __init__(self, transport: Transport, ring: list[list], rank: int, lr: float,
-                 momentum: float, fill: str = "zero", drop_fraction: float = 0.0,
-                 seed: int = 0, share_mbps: float | None = None):
+    def __init__(
+        self,
+        transport: Transport,
+        ring: list[list],
+        rank: int,
+        lr: float,
+        momentum: float,
+        fill: str = "zero",
+        drop_fraction: float = 0.0,
+        seed: int = 0,
+        share_mbps: float | None = None,
+    ):
         self.rank, self.size = rank, len(ring)
         ip, port = ring[rank]
         listener = transport.listen(ip, port)
@@ -88,7 +97,7 @@ class RingAllreduce:
     def _swap(self, msg_id: int, acc: np.ndarray, send: tuple[int, int], recv: tuple[int, int]):
         """Send one chunk to the successor while receiving one from the predecessor."""
         buf = np.zeros(recv[1] - recv[0], dtype=np.float32)
-        sending = self.pool.submit(self.next.send, msg_id, acc[send[0]:send[1]].copy())
+        sending = self.pool.submit(self.next.send, msg_id, acc[send[0] : send[1]].copy())
         stats = self.prev.recv(msg_id, buf)
         sending.result()
         return stats, buf

@@ -9,8 +9,10 @@ from testbed.transports.base import Channel, Listener, MessageStats, Transport
 from testbed.transports.blt import BltTransport
 from testbed.transports.tcp import TcpTransport
 
-TRANSPORTS: dict[str, type[Transport]] = {TcpTransport.name: TcpTransport,
-                                          BltTransport.name: BltTransport}
+TRANSPORTS: dict[str, type[Transport]] = {
+    TcpTransport.name: TcpTransport,
+    BltTransport.name: BltTransport,
+}
 
 
 def make_transport(spec, link_mbps: float = 100.0) -> Transport:

@@ -39,7 +39,7 @@ class Channel(ABC):
     def recv(self, msg_id: int, out: np.ndarray) -> MessageStats:
         """Receive message `msg_id` into `out` (entries not delivered are left as they were)."""
 
-    def set_share(self, mbps: float) -> None:
+    def set_share(self, mbps: float) -> None:  # noqa: B027 - optional hook, default no-op
         """The sending rate this channel may use; only paced transports (blt) use it."""
 
     @abstractmethod

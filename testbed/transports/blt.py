@@ -44,7 +44,7 @@ from collections.abc import Callable
 import numpy as np
 
 from testbed.transports.base import Channel, Listener, MessageStats, Transport
-from testbed.transports.tcp import HELLO, MAGIC, _recv_exact, connect_with_retry
+from testbed.transports.tcp import HelloListener, _recv_exact, dial
 
 # Every UDP datagram starts with a kind byte. Data: kind, message id, packet index,
 # first entry, entry count.
@@ -89,8 +89,15 @@ class Pacer:
 class BltChannel(Channel):
     """One peer pair: a TCP control socket and a connected UDP socket."""
 
-    def __init__(self, ctl: socket.socket, udp: socket.socket, peer: int, loss_bound: float,
-                 share_mbps: float, drop: DropRule | None = None):
+    def __init__(
+        self,
+        ctl: socket.socket,
+        udp: socket.socket,
+        peer: int,
+        loss_bound: float,
+        share_mbps: float,
+        drop: DropRule | None = None,
+    ):
         ctl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ctl.settimeout(IO_TIMEOUT_S)
         self.ctl, self.udp, self.peer = ctl, udp, peer
@@ -137,7 +144,7 @@ class BltChannel(Channel):
         count = _count(seq, len(payload))
         DATA.pack_into(self.tx, 0, KIND_DATA, msg_id, seq, first, count)
         size = DATA.size + 4 * count
-        self.tx[DATA.size:size] = memoryview(payload[first : first + count]).cast("B")
+        self.tx[DATA.size : size] = memoryview(payload[first : first + count]).cast("B")
         self.pacer.wait(WIRE_OVERHEAD + size)
         self._udp(memoryview(self.tx)[:size])
 
@@ -163,11 +170,13 @@ class BltChannel(Channel):
     def _after_first_pass(self, lost: int, packets: int) -> None:
         """AIMD on the first pass of each message (see the module docstring)."""
         if lost > CONGESTION_FACTOR * self.loss_bound * packets:
-            self.pacer.rate_mbps = max(self.share_mbps * MIN_RATE_FRACTION,
-                                       self.pacer.rate_mbps / 2)
+            self.pacer.rate_mbps = max(
+                self.share_mbps * MIN_RATE_FRACTION, self.pacer.rate_mbps / 2
+            )
         else:
-            self.pacer.rate_mbps = min(self.share_mbps,
-                                       self.pacer.rate_mbps + INCREASE_FRACTION * self.share_mbps)
+            self.pacer.rate_mbps = min(
+                self.share_mbps, self.pacer.rate_mbps + INCREASE_FRACTION * self.share_mbps
+            )
 
     # ------------------------------------------------------------------ receiving
 
@@ -187,7 +196,9 @@ class BltChannel(Channel):
                 if att <= handled:
                     continue
                 if entries != len(out):
-                    raise ConnectionError(f"peer {self.peer}: {entries} entries, expected {len(out)}")
+                    raise ConnectionError(
+                        f"peer {self.peer}: {entries} entries, expected {len(out)}"
+                    )
                 self._drain(state)  # data sent before this END may still be queued
                 handled = att
                 if state.delivered >= 1 - self.loss_bound:
@@ -265,10 +276,14 @@ class _Reassembly:
         if len(datagram) < DATA.size:
             return
         _, got, seq, first, count = DATA.unpack_from(datagram)
-        if got != self.msg_id or first + count > self.entries or seq >= len(self.have) \
-                or len(datagram) != DATA.size + 4 * count:
+        if (
+            got != self.msg_id
+            or first + count > self.entries
+            or seq >= len(self.have)
+            or len(datagram) != DATA.size + 4 * count
+        ):
             return
-        self.view[4 * first : 4 * (first + count)] = datagram[DATA.size:]
+        self.view[4 * first : 4 * (first + count)] = datagram[DATA.size :]
         self.have[seq] = 1
 
     @property
@@ -286,8 +301,14 @@ class _Reassembly:
 
     def stats(self, fct_s: float, resent: int) -> MessageStats:
         mask = self.mask
-        return MessageStats(self.msg_id, self.out.nbytes, fct_s, float(mask.mean()), int(resent),
-                            None if mask.all() else mask)
+        return MessageStats(
+            self.msg_id,
+            self.out.nbytes,
+            fct_s,
+            float(mask.mean()),
+            int(resent),
+            None if mask.all() else mask,
+        )
 
 
 def _count(seq: int, entries: int) -> int:
@@ -312,29 +333,6 @@ def _udp_pair(ctl: socket.socket, local_ip: str) -> socket.socket:
     return udp
 
 
-class BltListener(Listener):
-    def __init__(self, transport: BltTransport, ip: str, port: int):
-        self.transport = transport
-        self.ip = ip
-        self.sock = socket.create_server((ip, port), backlog=128)
-
-    def accept(self, peers: int, timeout_s: float) -> dict[int, Channel]:
-        self.sock.settimeout(timeout_s)
-        channels: dict[int, Channel] = {}
-        while len(channels) < peers:
-            conn, _ = self.sock.accept()
-            conn.settimeout(timeout_s)
-            magic, rank = HELLO.unpack(_recv_exact(conn, HELLO.size))
-            if magic != MAGIC:
-                conn.close()
-                continue
-            channels[rank] = self.transport.channel(conn, self.ip, rank)
-        return channels
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 class BltTransport(Transport):
     """`transport: {kind: blt, loss_bound, fill, rate_mbps}`."""
 
@@ -346,13 +344,13 @@ class BltTransport(Transport):
         self.drop = drop
 
     def channel(self, ctl: socket.socket, local_ip: str, peer: int) -> BltChannel:
-        return BltChannel(ctl, _udp_pair(ctl, local_ip), peer, self.loss_bound, self.rate_mbps,
-                          self.drop)
+        return BltChannel(
+            ctl, _udp_pair(ctl, local_ip), peer, self.loss_bound, self.rate_mbps, self.drop
+        )
 
     def listen(self, ip: str, port: int) -> Listener:
-        return BltListener(self, ip, port)
+        return HelloListener(ip, port, lambda conn, rank: self.channel(conn, ip, rank))
 
     def connect(self, ip: str, port: int, rank: int, timeout_s: float) -> Channel:
-        ctl = connect_with_retry(ip, port, timeout_s)
-        ctl.sendall(HELLO.pack(MAGIC, rank))
+        ctl = dial(ip, port, rank, timeout_s)
         return self.channel(ctl, ctl.getsockname()[0], 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -53,10 +54,13 @@ class TcpChannel(Channel):
         self.sock.close()
 
 
-class TcpListener(Listener):
-    def __init__(self, ip: str, port: int, congestion_control: str):
+class HelloListener(Listener):
+    """Accepts TCP connections whose first bytes are HELLO(rank), and wraps each in the
+    channel `make_channel(socket, rank)` builds (shared by tcp and blt)."""
+
+    def __init__(self, ip: str, port: int, make_channel: Callable[[socket.socket, int], Channel]):
         self.sock = socket.create_server((ip, port), backlog=128)
-        self.congestion_control = congestion_control
+        self.make_channel = make_channel
 
     def accept(self, peers: int, timeout_s: float) -> dict[int, Channel]:
         self.sock.settimeout(timeout_s)
@@ -68,11 +72,18 @@ class TcpListener(Listener):
             if magic != MAGIC:
                 conn.close()
                 continue
-            channels[rank] = TcpChannel(conn, rank, self.congestion_control)
+            channels[rank] = self.make_channel(conn, rank)
         return channels
 
     def close(self) -> None:
         self.sock.close()
+
+
+def dial(ip: str, port: int, rank: int, timeout_s: float) -> socket.socket:
+    """Connect to a `HelloListener` and introduce ourselves as `rank`."""
+    sock = connect_with_retry(ip, port, timeout_s)
+    sock.sendall(HELLO.pack(MAGIC, rank))
+    return sock
 
 
 class TcpTransport(Transport):
@@ -84,12 +95,12 @@ class TcpTransport(Transport):
         self.congestion_control = spec.congestion_control
 
     def listen(self, ip: str, port: int) -> Listener:
-        return TcpListener(ip, port, self.congestion_control)
+        return HelloListener(
+            ip, port, lambda conn, rank: TcpChannel(conn, rank, self.congestion_control)
+        )
 
     def connect(self, ip: str, port: int, rank: int, timeout_s: float) -> Channel:
-        sock = connect_with_retry(ip, port, timeout_s)
-        sock.sendall(HELLO.pack(MAGIC, rank))
-        return TcpChannel(sock, 0, self.congestion_control)
+        return TcpChannel(dial(ip, port, rank, timeout_s), 0, self.congestion_control)
 
 
 def set_congestion_control(sock: socket.socket, algorithm: str) -> None:

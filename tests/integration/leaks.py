@@ -14,8 +14,9 @@ OUR_PROCESS = re.compile(rb"testbed\.training|-m\x00controllers|mininet:h\d+")
 
 def snapshot() -> dict[str, set]:
     """Bridges, root-namespace interfaces and qdiscs, our processes, ledgers, nft tables."""
-    bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
-                             text=True).stdout.split()
+    bridges = subprocess.run(
+        ["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True, text=True
+    ).stdout.split()
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
     return {

@@ -11,8 +11,6 @@ with probability about 0.6%.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from rich.console import Console
 from scipy.stats import binom
@@ -30,22 +28,38 @@ CONFIDENCE = 0.999
 
 
 def session(tmp_path, name, topology, network=None):
-    exp = validate({"name": name, "topology": topology, "network": network or {},
-                    "jobs": [{"name": "idle", "workers": 1}]}, "test")
-    return prepare(exp, "test", out=str(tmp_path / name),
-                   progress=RunProgress(Console(stderr=True, quiet=True)))
+    exp = validate(
+        {
+            "name": name,
+            "topology": topology,
+            "network": network or {},
+            "jobs": [{"name": "idle", "workers": 1}],
+        },
+        "test",
+    )
+    return prepare(
+        exp,
+        "test",
+        out=str(tmp_path / name),
+        progress=RunProgress(Console(stderr=True, quiet=True)),
+    )
 
 
 def assert_binomial(lost: int, n: int, q: float) -> None:
     lo, hi = binom.interval(CONFIDENCE, n, q)
-    assert lo <= lost <= hi, f"lost {lost}/{n} = {lost / n:.4f}; expected {q:.4f} (99.9%: {lo:.0f}..{hi:.0f})"
+    assert lo <= lost <= hi, (
+        f"lost {lost}/{n} = {lost / n:.4f}; expected {q:.4f} (99.9%: {lo:.0f}..{hi:.0f})"
+    )
 
 
 @pytest.mark.parametrize("loss_pct", [1, 10])
 def test_udp_loss_over_three_lossy_hops_both_directions(tmp_path, loss_pct):
     before = snapshot()
-    tb = session(tmp_path, f"loss{loss_pct}", {
-        "kind": "dumbbell", "hosts_per_side": 1, "link": {"loss_pct": loss_pct}})
+    tb = session(
+        tmp_path,
+        f"loss{loss_pct}",
+        {"kind": "dumbbell", "hosts_per_side": 1, "link": {"loss_pct": loss_pct}},
+    )
     with tb:
         q = 1 - (1 - loss_pct / 100) ** 3  # h->switch, switch->switch, switch->h
         for src, dst in (("h1", "h2"), ("h2", "h1")):
@@ -61,7 +75,9 @@ def test_udp_loss_over_three_lossy_hops_both_directions(tmp_path, loss_pct):
 
 
 def test_core_tier_loss_hits_only_inter_pod_paths(tmp_path):
-    tb = session(tmp_path, "core", {"kind": "fat-tree", "k": 4, "tiers": {"core": {"loss_pct": 10}}})
+    tb = session(
+        tmp_path, "core", {"kind": "fat-tree", "k": 4, "tiers": {"core": {"loss_pct": 10}}}
+    )
     with tb:
         inter = udp_loss(tb.network, "h1", "h16", count=N)  # agg->core, core->agg: 2 lossy hops
         assert_binomial(inter.sent - inter.received, inter.sent, 1 - 0.9**2)
@@ -70,9 +86,12 @@ def test_core_tier_loss_hits_only_inter_pod_paths(tmp_path):
 
 
 def test_tcp_under_nftables_loss_retransmits_after_real_network_loss(tmp_path):
-    tb = session(tmp_path, "tcploss", {"kind": "dumbbell", "hosts_per_side": 1,
-                                       "tiers": {"bottleneck": {"loss_pct": 5}}},
-                 network={"loss_backend": "nftables"})
+    tb = session(
+        tmp_path,
+        "tcploss",
+        {"kind": "dumbbell", "hosts_per_side": 1, "tiers": {"bottleneck": {"loss_pct": 5}}},
+        network={"loss_backend": "nftables"},
+    )
     with tb:
         before = tcp_counters(tb.network, "h2")
         transfer = tcp_transfer(tb.network, "h1", "h2", seconds=4)
@@ -88,8 +107,9 @@ def test_tcp_under_nftables_loss_retransmits_after_real_network_loss(tmp_path):
 def test_tcp_throughput_matches_configured_bandwidth(tmp_path, bw):
     """Goodput within 10% of the configured rate. TCP/IP/Ethernet headers take 4.4% of
     a full 1514-byte frame, so a correct shaper lands at ~95% of `bw`."""
-    tb = session(tmp_path, f"bw{bw}", {"kind": "dumbbell", "hosts_per_side": 1,
-                                       "link": {"bw_mbps": bw}})
+    tb = session(
+        tmp_path, f"bw{bw}", {"kind": "dumbbell", "hosts_per_side": 1, "link": {"bw_mbps": bw}}
+    )
     with tb:
         transfer = tcp_transfer(tb.network, "h1", "h2", seconds=5)
     assert 0.9 * bw <= transfer.mbps <= bw, f"{transfer.mbps:.1f} Mb/s on a {bw} Mb/s link"

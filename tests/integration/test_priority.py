@@ -17,17 +17,28 @@ from tests.integration.conftest import run_cli, write_spec
 
 pytestmark = pytest.mark.integration
 
-JOB = {"model": {"name": "mlp", "hidden": [256, 256]}, "workers": 2, "servers": 1,
-       "iterations": 20, "eval_every": 20}
+JOB = {
+    "model": {"name": "mlp", "hidden": [256, 256]},
+    "workers": 2,
+    "servers": 1,
+    "iterations": 20,
+    "eval_every": 20,
+}
 HIGH = {"name": "high", "placement": ["h1", "h5", "h6"], "priority": 0, **JOB}
 LOW = {"name": "low", "placement": ["h2", "h7", "h8"], "priority": 3, **JOB}
 
 
 def run(tmp_path, name, jobs, priority):
-    spec = {"name": name,
-            "topology": {"kind": "dumbbell", "hosts_per_side": 4,
-                         "tiers": {"bottleneck": {"bw_mbps": 20}}},
-            "controller": {"priority": priority}, "jobs": jobs}
+    spec = {
+        "name": name,
+        "topology": {
+            "kind": "dumbbell",
+            "hosts_per_side": 4,
+            "tiers": {"bottleneck": {"bw_mbps": 20}},
+        },
+        "controller": {"priority": priority},
+        "jobs": jobs,
+    }
     out = tmp_path / name
     proc = run_cli(["run", str(write_spec(tmp_path / f"{name}.yaml", spec)), "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -26,8 +26,12 @@ LONG_JOB = {
 def start_run(tmp_path):
     spec = write_spec(tmp_path / "long.yaml", LONG_JOB)
     out = tmp_path / "run"
-    proc = subprocess.Popen([*TESTBED, "run", str(spec), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*TESTBED, "run", str(spec), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return proc, out
 
 

@@ -33,9 +33,18 @@ def run_job(tmp_path, name, transport, sync, workers, servers, link=None, iterat
     spec = {
         "name": name,
         "topology": {"kind": "dumbbell", "hosts_per_side": 2, "link": link or {}},
-        "jobs": [{"name": "j", "workers": workers, "servers": servers, "sync": sync,
-                  "transport": transport, "iterations": iterations, "eval_every": 50,
-                  "momentum": 0.5}],
+        "jobs": [
+            {
+                "name": "j",
+                "workers": workers,
+                "servers": servers,
+                "sync": sync,
+                "transport": transport,
+                "iterations": iterations,
+                "eval_every": 50,
+                "momentum": 0.5,
+            }
+        ],
     }
     out = tmp_path / name
     proc = run_cli(["run", str(write_spec(tmp_path / f"{name}.yaml", spec)), "--out", str(out)])
@@ -66,10 +75,14 @@ def test_under_link_loss_blt_delivers_its_bound_and_tcp_everything(tmp_path, no_
     tcp = run_job(tmp_path, "tcp-loss", {"kind": "tcp"}, "ps", 3, 1, lossy, 60)
     blt_msgs = pd.read_csv(blt / "messages.csv")
     assert (blt_msgs["delivered_fraction"] >= 0.9).all()
-    assert (blt_msgs["delivered_fraction"] < 1).mean() > 0.2  # ~0.5 expected; tolerated loss happened
+    assert (
+        blt_msgs["delivered_fraction"] < 1
+    ).mean() > 0.2  # ~0.5 expected; tolerated loss happened
     assert blt_msgs["retransmitted_bytes"].sum() > 0  # and shortfalls were requested again
     tcp_msgs = pd.read_csv(tcp / "messages.csv")
     assert (tcp_msgs["delivered_fraction"] == 1.0).all()
     meta = json.loads((blt / "metadata.json").read_text())
-    lossy_dirs = [e for e in meta["links"] if e["configured_loss_pct"] == 5 and e["offered_packets"] > 500]
+    lossy_dirs = [
+        e for e in meta["links"] if e["configured_loss_pct"] == 5 and e["offered_packets"] > 500
+    ]
     assert lossy_dirs and not any(e["outside_ci99"] for e in lossy_dirs)

@@ -14,8 +14,9 @@ TESTBED = [sys.executable, "-m", "testbed"]
 
 
 def test_check_prints_resolved_spec():
-    proc = subprocess.run([*TESTBED, "check", "configs/quickstart.yaml"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [*TESTBED, "check", "configs/quickstart.yaml"], capture_output=True, text=True
+    )
     assert proc.returncode == 0
     assert "congestion_control: cubic" in proc.stdout  # a default filled in
 
@@ -51,8 +52,16 @@ def test_run_validates_before_root_check(monkeypatch, capsys):
 def test_doctor_reports_everything_it_promises():
     proc = subprocess.run([*TESTBED, "doctor"], capture_output=True, text=True)
     assert proc.returncode == 0
-    for word in ("root", "Open vSwitch", "datapath", "sch_netem", "nftables", "mininet",
-                 "os-ken", "torch"):
+    for word in (
+        "root",
+        "Open vSwitch",
+        "datapath",
+        "sch_netem",
+        "nftables",
+        "mininet",
+        "os-ken",
+        "torch",
+    ):
         assert word in proc.stdout
 
 

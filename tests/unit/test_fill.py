@@ -40,12 +40,21 @@ class NoTransport:
         class L:
             def close(self):
                 pass
+
         return L()
 
 
 def server(fill, inboxes):
-    s = PSServer(NoTransport(), "x", 0, len(inboxes), np.zeros(4, np.float32), lr=1.0,
-                 momentum=0.0, fill=fill)
+    s = PSServer(
+        NoTransport(),
+        "x",
+        0,
+        len(inboxes),
+        np.zeros(4, np.float32),
+        lr=1.0,
+        momentum=0.0,
+        fill=fill,
+    )
     s.channels = {r: FakeChannel(inbox) for r, inbox in enumerate(inboxes)}
     return s
 
@@ -54,15 +63,21 @@ MASK = np.array([True, False, True, True])
 
 
 def test_zero_fill_averages_each_entry_over_workers_that_delivered_it():
-    s = server("zero", [[(np.full(4, 2.0, np.float32), None)],
-                        [(np.full(4, 4.0, np.float32), MASK)]])
+    s = server(
+        "zero", [[(np.full(4, 2.0, np.float32), None)], [(np.full(4, 4.0, np.float32), MASK)]]
+    )
     s.step(0)
     assert s.params.tolist() == [-3.0, -2.0, -3.0, -3.0]  # entry 1: only worker 0 counted
 
 
 def test_stale_fill_reuses_that_workers_previous_gradient():
-    s = server("stale", [[(np.full(4, 2.0, np.float32), None), (np.full(4, 2.0, np.float32), None)],
-                         [(np.full(4, 4.0, np.float32), None), (np.full(4, 8.0, np.float32), MASK)]])
+    s = server(
+        "stale",
+        [
+            [(np.full(4, 2.0, np.float32), None), (np.full(4, 2.0, np.float32), None)],
+            [(np.full(4, 4.0, np.float32), None), (np.full(4, 8.0, np.float32), MASK)],
+        ],
+    )
     s.step(0)  # both full: mean 3
     s.step(1)  # worker 1 lost entry 1 -> its previous 4.0 is used there
     assert s.params.tolist() == [-3 - 5.0, -3 - 3.0, -3 - 5.0, -3 - 5.0]
@@ -75,7 +90,12 @@ def test_dropped_entries_travel_as_nan_and_are_not_averaged():
     assert 200 < np.isnan(sent).sum() < 300 and not np.isnan(grad).any()
     mask = valid_mask(sent, MessageStats(0, 4000, 0.0))
     assert mask.sum() == 1000 - np.isnan(sent).sum()
-    s = server("zero", [[(np.where(np.arange(4) == 2, np.nan, 1.0).astype(np.float32), None)],
-                        [(np.full(4, 3.0, np.float32), None)]])
+    s = server(
+        "zero",
+        [
+            [(np.where(np.arange(4) == 2, np.nan, 1.0).astype(np.float32), None)],
+            [(np.full(4, 3.0, np.float32), None)],
+        ],
+    )
     s.step(0)
     assert s.params.tolist() == [-2.0, -2.0, -3.0, -2.0]

@@ -58,7 +58,9 @@ def test_ruleset_counts_and_marks_with_threshold_never_drops_at_sender():
     offered = [r for r in rules if r["comment"].startswith("offered ")]
     assert len(marks) == len(offered) == 6
     for rule in marks:
-        draw = next(e["match"] for e in rule["expr"] if "match" in e and "numgen" in e["match"]["left"])
+        draw = next(
+            e["match"] for e in rule["expr"] if "match" in e and "numgen" in e["match"]["left"]
+        )
         assert draw["right"] == 25_000 and draw["left"]["numgen"]["mod"] == loss.SCALE
         assert rule["expr"][-1]["mangle"]["value"] == "ce"
     assert not any({"drop": None} in r["expr"] for r in rules)
@@ -67,21 +69,60 @@ def test_ruleset_counts_and_marks_with_threshold_never_drops_at_sender():
 def test_host_ruleset_discards_lost_packets_on_ingress():
     ns = loss.plan(dumbbell(loss_pct=1))["h3"]
     doc = loss.ruleset(ns, "t")["nftables"]
-    ingress = [c["add"]["chain"] for c in doc if "chain" in c["add"] and c["add"]["chain"]["hook"] == "ingress"]
+    ingress = [
+        c["add"]["chain"]
+        for c in doc
+        if "chain" in c["add"] and c["add"]["chain"]["hook"] == "ingress"
+    ]
     assert [c["dev"] for c in ingress] == ["h3-eth0"]
-    discard = [c["add"]["rule"] for c in doc if "rule" in c["add"] and c["add"]["rule"]["comment"].startswith("discard")]
+    discard = [
+        c["add"]["rule"]
+        for c in doc
+        if "rule" in c["add"] and c["add"]["rule"]["comment"].startswith("discard")
+    ]
     assert discard[0]["expr"][-1] == {"drop": None}
 
 
 def test_parse_counters_sums_per_direction():
-    listing = {"nftables": [
-        {"metainfo": {}},
-        {"rule": {"comment": "offered h1->left", "expr": [{"counter": {"packets": 10, "bytes": 1}}]}},
-        {"rule": {"comment": "offered h1->left", "expr": [{"counter": {"packets": 5, "bytes": 1}}]}},
-        {"rule": {"comment": "loss h1->left", "expr": [{"match": {}}, {"counter": {"packets": 2, "bytes": 1}}, {"drop": None}]}},
-        {"rule": {"comment": "loss left->right", "expr": [{"counter": {"packets": 1, "bytes": 1}}]}},
-        {"rule": {"comment": "discard h3-eth0", "expr": [{"counter": {"packets": 9, "bytes": 1}}]}},
-    ]}
+    listing = {
+        "nftables": [
+            {"metainfo": {}},
+            {
+                "rule": {
+                    "comment": "offered h1->left",
+                    "expr": [{"counter": {"packets": 10, "bytes": 1}}],
+                }
+            },
+            {
+                "rule": {
+                    "comment": "offered h1->left",
+                    "expr": [{"counter": {"packets": 5, "bytes": 1}}],
+                }
+            },
+            {
+                "rule": {
+                    "comment": "loss h1->left",
+                    "expr": [
+                        {"match": {}},
+                        {"counter": {"packets": 2, "bytes": 1}},
+                        {"drop": None},
+                    ],
+                }
+            },
+            {
+                "rule": {
+                    "comment": "loss left->right",
+                    "expr": [{"counter": {"packets": 1, "bytes": 1}}],
+                }
+            },
+            {
+                "rule": {
+                    "comment": "discard h3-eth0",
+                    "expr": [{"counter": {"packets": 9, "bytes": 1}}],
+                }
+            },
+        ]
+    }
     counters = loss.parse_counters(listing)
     assert counters["h1->left"] == loss.LossCounters(15, 2)
     assert counters["left->right"] == loss.LossCounters(0, 1)
@@ -89,8 +130,15 @@ def test_parse_counters_sums_per_direction():
 
 
 def platform(netem: bool, nft: bool = True) -> Platform:
-    return Platform(root=True, ovs_running=True, ovs_kernel_module=False, netem=netem,
-                    netem_seed=netem, nftables_egress=nft, tcp_congestion_controls=("cubic",))
+    return Platform(
+        root=True,
+        ovs_running=True,
+        ovs_kernel_module=False,
+        netem=netem,
+        netem_seed=netem,
+        nftables_egress=nft,
+        tcp_congestion_controls=("cubic",),
+    )
 
 
 def test_backend_choice():
@@ -101,8 +149,14 @@ def test_backend_choice():
 
 
 def spec(**topology):
-    return validate({"name": "x", "topology": {"kind": "dumbbell", **topology},
-                     "jobs": [{"name": "a", "workers": 1}]}, "s.yaml")
+    return validate(
+        {
+            "name": "x",
+            "topology": {"kind": "dumbbell", **topology},
+            "jobs": [{"name": "a", "workers": 1}],
+        },
+        "s.yaml",
+    )
 
 
 def test_delay_without_netem_is_an_error_naming_the_key():
@@ -113,8 +167,15 @@ def test_delay_without_netem_is_an_error_naming_the_key():
 
 
 def test_netem_backend_requested_without_netem_is_an_error():
-    exp = validate({"name": "x", "topology": {"kind": "dumbbell"}, "network": {"loss_backend": "netem"},
-                    "jobs": [{"name": "a", "workers": 1}]}, "s.yaml")
+    exp = validate(
+        {
+            "name": "x",
+            "topology": {"kind": "dumbbell"},
+            "network": {"loss_backend": "netem"},
+            "jobs": [{"name": "a", "workers": 1}],
+        },
+        "s.yaml",
+    )
     with pytest.raises(SpecError, match=r"network\.loss_backend = 'netem'"):
         check_features(exp, "s.yaml", platform(False))
 

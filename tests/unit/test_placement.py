@@ -8,8 +8,9 @@ from topologies import build_topology
 
 
 def experiment(*jobs, k=4):
-    return validate({"name": "p", "topology": {"kind": "fat-tree", "k": k}, "jobs": list(jobs)},
-                    "test")
+    return validate(
+        {"name": "p", "topology": {"kind": "fat-tree", "k": k}, "jobs": list(jobs)}, "test"
+    )
 
 
 def test_spread_alternates_pods_then_racks():

@@ -24,8 +24,13 @@ JOBS = [
 def setup(policy, jobs=JOBS, classes=4, thresholds=(1_000, 10_000, 100_000), spec=None):
     data = build_topology(spec or FatTreeSpec(k=4)).to_json()
     fabric = Fabric.from_json(data)
-    config = {"policy": policy, "classes": classes, "dscp": list(CLASS_DSCP), "jobs": jobs,
-              "thresholds_bytes": list(thresholds)}
+    config = {
+        "policy": policy,
+        "classes": classes,
+        "dscp": list(CLASS_DSCP),
+        "jobs": jobs,
+        "thresholds_bytes": list(thresholds),
+    }
     prio = make_priority(fabric, config)
     fake = FakeFabric(data)
     fake.program([prio, make_routing(fabric, "two-level")])
@@ -69,8 +74,12 @@ def test_fixed_marks_each_jobs_flows_with_its_class():
 
 def test_marks_are_installed_only_at_ingress_edge_switches():
     _, fake = setup("fixed")
-    marking = {name for name, sw in fake.switches.items()
-               for e in sw.tables.get(0, []) if e.cookie & COOKIE_MASK == COOKIE_TAG}
+    marking = {
+        name
+        for name, sw in fake.switches.items()
+        for e in sw.tables.get(0, [])
+        if e.cookie & COOKIE_MASK == COOKIE_TAG
+    }
     # h1 h2 | h3 | h5 | h7 | h9 | h11 | h16, and no aggregation or core switch
     assert marking == {"e0_0", "e0_1", "e1_0", "e1_1", "e2_0", "e2_1", "e3_1"}
 
@@ -83,8 +92,14 @@ def test_smallest_first_ranks_by_bytes_per_iteration():
 
 
 def test_smallest_first_buckets_when_jobs_outnumber_classes():
-    jobs = [{"name": f"j{i}", "hosts": [f"h{2 * i + 1}", f"h{2 * i + 2}"],
-             "iteration_bytes": 1000 * (8 - i)} for i in range(8)]
+    jobs = [
+        {
+            "name": f"j{i}",
+            "hosts": [f"h{2 * i + 1}", f"h{2 * i + 2}"],
+            "iteration_bytes": 1000 * (8 - i),
+        }
+        for i in range(8)
+    ]
     prio, _ = setup("smallest-first", jobs=jobs, classes=2, thresholds=(1,))
     classes = {job: cls for job, cls, _ in prio.take_events()}
     assert [classes[f"j{i}"] for i in range(8)] == [1, 1, 1, 1, 0, 0, 0, 0]

@@ -30,8 +30,9 @@ def run_ring(spec, world, grads, iterations=2, **kwargs):
 
     def worker(rank):
         try:
-            sync = RingAllreduce(make_transport(spec, 2000.0), ring, rank, lr=1.0, momentum=0.0,
-                                 **kwargs)
+            sync = RingAllreduce(
+                make_transport(spec, 2000.0), ring, rank, lr=1.0, momentum=0.0, **kwargs
+            )
             for it in range(iterations):
                 sync.exchange(it, grads[rank], params[rank])
             sync.close()

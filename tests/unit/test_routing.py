@@ -16,7 +16,9 @@ from tests.fakeflow import FakeFabric
 from topologies import build_topology
 
 SPECS = [
-    FatTreeSpec(k=2), FatTreeSpec(k=4), FatTreeSpec(k=6),
+    FatTreeSpec(k=2),
+    FatTreeSpec(k=4),
+    FatTreeSpec(k=6),
     LeafSpineSpec(kind="leaf-spine", spines=3, leaves=3, hosts_per_leaf=2),
     DumbbellSpec(kind="dumbbell", hosts_per_side=3),
 ]
@@ -48,7 +50,7 @@ def test_every_pair_reaches_its_destination(spec, routing):
 def test_fat_tree_paths_are_shortest(k):
     data, fake = programmed(FatTreeSpec(k=k), "ecmp")
     info = {h["name"]: h for h in data["hosts"]}
-    for src, dst in [("h1", "h2"), ("h1", f"h{k // 2 + 1}"), ("h1", f"h{k ** 3 // 4}")]:
+    for src, dst in [("h1", "h2"), ("h1", f"h{k // 2 + 1}"), ("h1", f"h{k**3 // 4}")]:
         same_edge = info[src]["switch"] == info[dst]["switch"]
         same_pod = info[src]["pod"] == info[dst]["pod"]
         hops = 1 if same_edge else 3 if same_pod else 5
@@ -72,8 +74,11 @@ def test_two_level_spreads_destinations_over_uplinks():
         assert end == dst
         cores.add(path[2])
     assert len(cores) == 2  # h1's edge switch: 2 uplinks x 1 path each for ids 2 and 3
-    everything = {fake.deliveries(src, dst)[0][1][2]
-                  for src in ("h1", "h2", "h3", "h4") for dst in ("h13", "h14", "h15", "h16")}
+    everything = {
+        fake.deliveries(src, dst)[0][1][2]
+        for src in ("h1", "h2", "h3", "h4")
+        for dst in ("h13", "h14", "h15", "h16")
+    }
     assert everything == {"c1_1", "c1_2", "c2_1", "c2_2"}
 
 

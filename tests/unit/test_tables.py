@@ -20,18 +20,52 @@ def fake_run(tmp_path, workers=2, iterations=3, truncate=False):
         path = run_dir / "raw" / "a" / f"worker{rank}.jsonl"
         lines = [{"type": "ready", "time": T0 + 5, "job": "a", "rank": rank}]
         for it in range(iterations):
-            lines.append({"type": "iteration", "time": T0 + 6 + it, "job": "a", "rank": rank,
-                          "iteration": it, "iter_s": 0.5, "compute_s": 0.2, "comm_s": 0.3,
-                          "bytes_sent": 400, "train_loss": 2.0 - it,
-                          "test_accuracy": 0.5 + it / 10 if rank == 0 and it == iterations - 1 else None})
-            lines.append({"type": "message", "time": T0 + 6 + it, "job": "a", "iteration": it,
-                          "src": "server0", "dst": f"worker{rank}", "kind": "pull", "bytes": 400,
-                          "fct_s": 0.01, "delivered_fraction": 1.0, "retransmitted_bytes": 0,
-                          "transport": "tcp"})
+            lines.append(
+                {
+                    "type": "iteration",
+                    "time": T0 + 6 + it,
+                    "job": "a",
+                    "rank": rank,
+                    "iteration": it,
+                    "iter_s": 0.5,
+                    "compute_s": 0.2,
+                    "comm_s": 0.3,
+                    "bytes_sent": 400,
+                    "train_loss": 2.0 - it,
+                    "test_accuracy": 0.5 + it / 10 if rank == 0 and it == iterations - 1 else None,
+                }
+            )
+            lines.append(
+                {
+                    "type": "message",
+                    "time": T0 + 6 + it,
+                    "job": "a",
+                    "iteration": it,
+                    "src": "server0",
+                    "dst": f"worker{rank}",
+                    "kind": "pull",
+                    "bytes": 400,
+                    "fct_s": 0.01,
+                    "delivered_fraction": 1.0,
+                    "retransmitted_bytes": 0,
+                    "transport": "tcp",
+                }
+            )
         text = "\n".join(json.dumps(line) for line in lines) + "\n"
         path.write_text(text + ('{"type": "iter' if truncate else ""))
-    summary = [{"job": "a", "transport": "tcp", "sync": "ps", "model": "mlp", "dataset": "digits",
-                "workers": workers, "servers": 1, "status": "ok", "launched_at": T0 + 1}]
+    summary = [
+        {
+            "job": "a",
+            "transport": "tcp",
+            "sync": "ps",
+            "model": "mlp",
+            "dataset": "digits",
+            "workers": workers,
+            "servers": 1,
+            "status": "ok",
+            "launched_at": T0 + 1,
+        }
+    ]
     return run_dir, summary
 
 

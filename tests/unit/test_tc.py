@@ -15,8 +15,18 @@ def flat(cmds):
 
 def test_single_band_tree_shape():
     cmds = tc.link_tree("e0_0-eth1", LinkParams(bw_mbps=50, queue_pkts=64))
-    assert cmds[0] == ["qdisc", "replace", "dev", "e0_0-eth1", "root", "handle", "1:", "htb",
-                       "default", "10"]
+    assert cmds[0] == [
+        "qdisc",
+        "replace",
+        "dev",
+        "e0_0-eth1",
+        "root",
+        "handle",
+        "1:",
+        "htb",
+        "default",
+        "10",
+    ]
     assert cmds[1][:8] == ["class", "add", "dev", "e0_0-eth1", "parent", "1:", "classid", "1:1"]
     assert cmds[2][5:8] == ["1:1", "classid", "1:10"]
     assert cmds[2][cmds[2].index("rate") + 1] == "50000kbit"  # one band owns the link
@@ -28,7 +38,9 @@ def test_single_band_tree_shape():
 def test_bands_have_tiny_rate_full_ceil_and_increasing_prio():
     cmds = tc.link_tree("x", LinkParams(bw_mbps=20), bands=4)
     assert cmds[0][-1] == "13"  # unclassified traffic -> lowest band (hex minor, like classids)
-    leaves = [c for c in cmds if c[:2] == ["class", "add"] and c[7].startswith("1:1") and c[7] != "1:1"]
+    leaves = [
+        c for c in cmds if c[:2] == ["class", "add"] and c[7].startswith("1:1") and c[7] != "1:1"
+    ]
     assert [c[7] for c in leaves] == ["1:10", "1:11", "1:12", "1:13"]
     for band, cmd in enumerate(leaves):
         assert cmd[cmd.index("rate") + 1] == f"{tc.BAND_FLOOR_KBIT}kbit"
@@ -37,22 +49,38 @@ def test_bands_have_tiny_rate_full_ceil_and_increasing_prio():
     assert sum(1 for c in cmds if c[:2] == ["qdisc", "replace"] and "parent" in c) == 4
 
 
-@pytest.mark.parametrize("params,netem_loss,seed,expected", [
-    (LinkParams(), False, None, ["pfifo", "limit", "100"]),
-    (LinkParams(loss_pct=1), False, None, ["pfifo", "limit", "100"]),  # loss is nft's job
-    (LinkParams(loss_pct=1.5, queue_pkts=50), True, 7,
-     ["netem", "limit", "50", "loss", "random", "1.5%", "seed", "7"]),
-    (LinkParams(delay_ms=5, jitter_ms=1), False, None,
-     ["netem", "limit", "100", "delay", "5ms", "1ms"]),
-    (LinkParams(delay_ms=2, loss_pct=10), True, None,
-     ["netem", "limit", "100", "delay", "2ms", "loss", "random", "10%"]),
-])
+@pytest.mark.parametrize(
+    "params,netem_loss,seed,expected",
+    [
+        (LinkParams(), False, None, ["pfifo", "limit", "100"]),
+        (LinkParams(loss_pct=1), False, None, ["pfifo", "limit", "100"]),  # loss is nft's job
+        (
+            LinkParams(loss_pct=1.5, queue_pkts=50),
+            True,
+            7,
+            ["netem", "limit", "50", "loss", "random", "1.5%", "seed", "7"],
+        ),
+        (
+            LinkParams(delay_ms=5, jitter_ms=1),
+            False,
+            None,
+            ["netem", "limit", "100", "delay", "5ms", "1ms"],
+        ),
+        (
+            LinkParams(delay_ms=2, loss_pct=10),
+            True,
+            None,
+            ["netem", "limit", "100", "delay", "2ms", "loss", "random", "10%"],
+        ),
+    ],
+)
 def test_leaf_qdisc(params, netem_loss, seed, expected):
     assert tc.leaf_qdisc(params, netem_loss, seed) == expected
 
 
-@pytest.mark.parametrize("mbps,text", [(0.5, "500kbit"), (100, "100000kbit"), (2.3456, "2346kbit"),
-                                       (0.0001, "1kbit")])
+@pytest.mark.parametrize(
+    "mbps,text", [(0.5, "500kbit"), (100, "100000kbit"), (2.3456, "2346kbit"), (0.0001, "1kbit")]
+)
 def test_rate_is_integer_kbit(mbps, text):
     assert tc.rate(mbps) == text
 

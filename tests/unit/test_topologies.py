@@ -67,8 +67,11 @@ def test_tier_parameters_reach_links():
 
 
 def test_directed_override_changes_one_direction_only():
-    spec = DumbbellSpec(kind="dumbbell", tiers={"bottleneck": LinkOverride(loss_pct=1)},
-                        directed=[{"src": "left", "dst": "right", "loss_pct": 5, "bw_mbps": 20}])
+    spec = DumbbellSpec(
+        kind="dumbbell",
+        tiers={"bottleneck": LinkOverride(loss_pct=1)},
+        directed=[{"src": "left", "dst": "right", "loss_pct": 5, "bw_mbps": 20}],
+    )
     params = {d.name: d.params for d in build_topology(spec).directions()}
     assert params["left->right"].loss_pct == 5 and params["left->right"].bw_mbps == 20
     assert params["right->left"].loss_pct == 1 and params["right->left"].bw_mbps == 100
@@ -77,7 +80,7 @@ def test_directed_override_changes_one_direction_only():
 
 def test_leaf_spine_full_bipartite():
     topo = build_topology(LeafSpineSpec(kind="leaf-spine", spines=3, leaves=4, hosts_per_leaf=5))
-    fabric = {(l.a, l.b) for l in topo.link_info if l.tier == "fabric"}
+    fabric = {(link.a, link.b) for link in topo.link_info if link.tier == "fabric"}
     assert fabric == {(f"leaf{i}", f"spine{s}") for i in range(1, 5) for s in range(1, 4)}
     assert len(topo.host_info) == 20
     assert sorted(topo.racks()) == [0, 1, 2, 3]
@@ -85,7 +88,7 @@ def test_leaf_spine_full_bipartite():
 
 def test_dumbbell_has_one_bottleneck():
     topo = build_topology(DumbbellSpec(kind="dumbbell", hosts_per_side=3))
-    assert [l.tier for l in topo.link_info].count("bottleneck") == 1
+    assert [link.tier for link in topo.link_info].count("bottleneck") == 1
     assert len(topo.host_info) == 6 and set(topo.switch_info) == {"left", "right"}
 
 

@@ -22,7 +22,10 @@ def test_digits_split_is_seeded_and_disjoint(digits):
     assert np.array_equal(digits.y_test, again.y_test)
     assert not np.array_equal(digits.y_test, other.y_test)
     assert len(digits.x_train) + len(digits.x_test) == 1797
-    assert digits.x_train.shape[1:] == (1, 8, 8) and 0 <= digits.x_train.min() <= digits.x_train.max() <= 1
+    assert (
+        digits.x_train.shape[1:] == (1, 8, 8)
+        and 0 <= digits.x_train.min() <= digits.x_train.max() <= 1
+    )
 
 
 def test_shards_partition_the_training_set(digits):
@@ -36,7 +39,9 @@ def test_sampler_cycles_through_shard_deterministically():
     b = datasets.BatchSampler(np.arange(10), 4, seed=3)
     first = [a.next().tolist() for _ in range(5)]
     assert first == [b.next().tolist() for _ in range(5)]
-    assert sorted(first[0] + first[1]) == sorted(set(first[0] + first[1]))  # no repeats within an epoch
+    assert sorted(first[0] + first[1]) == sorted(
+        set(first[0] + first[1])
+    )  # no repeats within an epoch
 
 
 @pytest.mark.parametrize("spec", [MlpSpec(hidden=(32, 16)), CnnSpec(name="cnn", channels=(8, 16))])

@@ -49,8 +49,9 @@ def transfer(sender, receiver, msg_id, data, out):
 
 
 def entries_of(packets):
-    return np.concatenate([np.arange(p * ENTRIES_PER_PACKET, min(N, (p + 1) * ENTRIES_PER_PACKET))
-                           for p in packets])
+    return np.concatenate(
+        [np.arange(p * ENTRIES_PER_PACKET, min(N, (p + 1) * ENTRIES_PER_PACKET)) for p in packets]
+    )
 
 
 def test_datagrams_fit_the_mtu_and_never_split_a_float():
@@ -105,7 +106,9 @@ def test_repeated_shortfall_takes_several_rounds():
     stats = transfer(sender, receiver, 3, data, out)
     assert stats.delivered_fraction == 1.0 and np.array_equal(out, data)
     resent_packets = PACKETS + PACKETS // 2  # attempt 1 resends all, attempt 2 the evens
-    assert stats.retransmitted_bytes == pytest.approx(4 * ENTRIES_PER_PACKET * resent_packets, rel=0.02)
+    assert stats.retransmitted_bytes == pytest.approx(
+        4 * ENTRIES_PER_PACKET * resent_packets, rel=0.02
+    )
 
 
 def test_consecutive_messages_do_not_mix():

@@ -66,7 +66,12 @@ def test_average_counts_only_delivered_entries():
     a = np.array([1, 1, 1, 1], np.float32)
     b = np.array([3, 3, 3, 3], np.float32)
     out = np.empty(4, np.float32)
-    assert average([a, b], [None, np.array([True, False, True, False])], out).tolist() == [2, 1, 2, 1]
+    assert average([a, b], [None, np.array([True, False, True, False])], out).tolist() == [
+        2,
+        1,
+        2,
+        1,
+    ]
     assert average([b], [np.zeros(4, bool)], out).tolist() == [0, 0, 0, 0]
 
 
@@ -75,8 +80,10 @@ def test_parameter_server_applies_mean_gradient_on_each_shard():
     params = np.linspace(-1, 1, 11).astype(np.float32)
     ports = [free_port(), free_port()]
     bounds = shard_bounds(len(params), 2)
-    servers = [PSServer(transport, "127.0.0.1", port, 2, params[lo:hi], lr=0.5, momentum=0.0)
-               for port, (lo, hi) in zip(ports, bounds)]
+    servers = [
+        PSServer(transport, "127.0.0.1", port, 2, params[lo:hi], lr=0.5, momentum=0.0)
+        for port, (lo, hi) in zip(ports, bounds)
+    ]
 
     def serve(server):
         server.accept()
