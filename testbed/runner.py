@@ -154,24 +154,25 @@ class Testbed:
                 signal.signal(signal.SIGTERM, self._sigterm)
 
     def _teardown(self) -> list[dict]:
-        links = []
-        steps = [
-            ("link monitor", self._stop_monitor),
-            ("controller", self.controller.stop),
-            ("network", self.network.stop),
-        ]
-        for what, step in steps:
-            try:
-                result = step()
-                links = result if what == "link monitor" and result else links
-            except Exception:  # keep tearing down; the ledger removes what is left
-                log.error("teardown of %s failed\n%s", what, traceback.format_exc())
-        leftover = self.ledger.release()
+        links = self._attempt("link monitor", self._stop_monitor) or []
+        self._attempt("controller", self.controller.stop)
+        self._attempt("network", self.network.stop)
+        leftover = self.ledger.release()  # whatever a failed step above left behind
         if leftover:
             log.warning("ledger removed leftovers: %s", ", ".join(leftover))
         return links
 
+    @staticmethod
+    def _attempt(what: str, step):
+        """Run one teardown step; log a failure and carry on with the next."""
+        try:
+            return step()
+        except Exception:
+            log.error("teardown of %s failed\n%s", what, traceback.format_exc())
+            return None
+
     def _stop_monitor(self) -> list[dict]:
+        """Final sample, then the per-direction report for metadata.json."""
         monitor, self.monitor = self.monitor, None
         if monitor is None:
             return []
