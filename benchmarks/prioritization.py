@@ -48,7 +48,9 @@ def spec(policy: str, iterations: int) -> dict:
             "hosts_per_side": 6,
             "tiers": {"bottleneck": {"bw_mbps": 20}},
         },
-        # las: demote after 1 MB and 5 MB; small sends ~2 MB in all, big ~30 MB
+        # las: demote after 2 MB and 10 MB sent. Over 40 iterations (pushes + pulls, as
+        # counted at the ingress edges) small sends ~1.5 MB, mid ~12 MB, big ~54 MB: the
+        # first threshold sits above the smallest job, like PIAS sizes its thresholds.
         "controller": {
             "priority": policy,
             "priority_classes": 3,
