@@ -39,3 +39,24 @@ def test_jobs_get_disjoint_hosts_and_explicit_lists_win():
     placed = place(exp, build_topology(exp.topology))
     assert placed["b"].servers == ("h2",) and placed["b"].workers == ("h16",)
     assert placed["a"].hosts == ("h1", "h3", "h4", "h5")
+
+
+def test_rack_local_fits_a_job_into_one_rack_when_it_can():
+    exp = validate(
+        {
+            "name": "p",
+            "topology": {"kind": "leaf-spine", "spines": 2, "leaves": 3, "hosts_per_leaf": 4},
+            "jobs": [
+                {"name": "a", "workers": 2, "servers": 1, "placement": "pack"},
+                {"name": "b", "workers": 3, "servers": 1, "placement": "rack-local"},
+                {"name": "c", "workers": 4, "servers": 1, "placement": "rack-local"},
+            ],
+        },
+        "test",
+    )
+    topo = build_topology(exp.topology)
+    placed = place(exp, topo)
+    racks = {job: {topo.host_info[h].rack for h in p.hosts} for job, p in placed.items()}
+    assert racks["a"] == {0}  # h1-h3, leaving one host free in rack 0
+    assert racks["b"] == {1}  # needs 4: rack 1 fits exactly (rack 0 has only 1 free)
+    assert len(placed["c"].hosts) == 5 and racks["c"] == {2, 0}  # 4 in rack 2 + 1 left in 0
