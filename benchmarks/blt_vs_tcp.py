@@ -22,9 +22,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from testbed.progress import RunProgress
-from testbed.runner import run_experiment
-from testbed.spec import validate
+from testbed.runner import run_spec
 
 
 def spec(transport: str, loss_pct: float, iterations: int) -> dict:
@@ -55,15 +53,8 @@ def spec(transport: str, loss_pct: float, iterations: int) -> dict:
 
 
 def measure(workdir: Path, transport: str, loss_pct: float, iterations: int) -> dict:
-    exp = validate(spec(transport, loss_pct, iterations), "benchmark")
-    result = run_experiment(
-        exp,
-        "benchmark",
-        out=str(workdir / exp.name),
-        progress=RunProgress(Console(stderr=True, quiet=True)),
-    )
-    if result.status == "interrupted":
-        raise KeyboardInterrupt  # the run tore itself down; stop the whole benchmark
+    data = spec(transport, loss_pct, iterations)
+    result = run_spec(data, workdir / data["name"], "benchmark")
     its = pd.read_csv(result.run_dir / "iterations.csv")
     step = its.groupby("iteration")["iter_s"].max()  # synchronous: the slowest worker
     acc = its.dropna(subset=["test_accuracy"]).sort_values("iteration")["test_accuracy"]

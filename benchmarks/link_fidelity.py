@@ -23,35 +23,17 @@ from scipy.stats import binom
 
 from testbed.network.measure import tcp_transfer, udp_loss
 from testbed.platform import probe
-from testbed.progress import RunProgress
-from testbed.runner import prepare
-from testbed.spec import validate
+from testbed.runner import bare_testbed
 
 LOSSES = (0, 1, 5, 10)
 RATES = (10, 50, 100)
 
 
 def session(workdir: Path, name: str, backend: str, tiers: dict, link: dict | None = None):
-    exp = validate(
-        {
-            "name": name,
-            "topology": {
-                "kind": "dumbbell",
-                "hosts_per_side": 1,
-                "link": link or {},
-                "tiers": tiers,
-            },
-            "network": {"loss_backend": backend},
-            "jobs": [{"name": "idle", "workers": 1}],
-        },
-        "benchmark",
-    )
-    return prepare(
-        exp,
-        "benchmark",
-        out=str(workdir / name),
-        progress=RunProgress(Console(stderr=True, quiet=True)),
-    )
+    topology = {"kind": "dumbbell", "hosts_per_side": 1, "link": link or {}, "tiers": tiers}
+    spec = {"name": name, "topology": topology, "network": {"loss_backend": backend},
+            "jobs": [{"name": "idle", "workers": 1}]}  # fmt: skip
+    return bare_testbed(spec, workdir / name, "benchmark")
 
 
 def loss_rows(workdir: Path, backend: str, packets: int) -> list[list[str]]:

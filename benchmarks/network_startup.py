@@ -17,28 +17,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from testbed.progress import RunProgress
-from testbed.runner import run_experiment
-from testbed.spec import validate
+from testbed.runner import run_spec
 
 
 def measure(k: int, workdir: Path) -> dict:
-    spec = validate(
-        {
-            "name": f"startup-k{k}",
-            "topology": {"kind": "fat-tree", "k": k},
-            "jobs": [{"name": "probe", "workers": 1, "servers": 1, "iterations": 1}],
-        },
-        "benchmark",
-    )
-    result = run_experiment(
-        spec,
-        "benchmark",
-        out=str(workdir / f"k{k}"),
-        progress=RunProgress(Console(stderr=True, quiet=True)),
-    )
-    if result.status == "interrupted":
-        raise KeyboardInterrupt  # the run tore itself down; stop the benchmark
+    spec = {
+        "name": f"startup-k{k}",
+        "topology": {"kind": "fat-tree", "k": k},
+        "jobs": [{"name": "probe", "workers": 1, "servers": 1, "iterations": 1}],
+    }
+    result = run_spec(spec, workdir / f"k{k}", "benchmark")
     meta = json.loads((result.run_dir / "metadata.json").read_text())
     hosts = k**3 // 4
     return {

@@ -24,9 +24,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from testbed.progress import RunProgress
-from testbed.runner import run_experiment
-from testbed.spec import validate
+from testbed.runner import run_spec
 
 JOBS = [
     {"name": "small", "model": {"name": "mlp", "hidden": [32]}, "placement": ["h1", "h7", "h8"]},
@@ -65,16 +63,8 @@ def spec(policy: str, iterations: int) -> dict:
 
 
 def measure(workdir: Path, policy: str, iterations: int) -> pd.DataFrame:
-    exp = validate(spec(policy, iterations), "benchmark")
-    result = run_experiment(
-        exp,
-        "benchmark",
-        out=str(workdir / exp.name),
-        progress=RunProgress(Console(stderr=True, quiet=True)),
-    )
-    if result.status == "interrupted":
-        raise KeyboardInterrupt  # the run tore itself down; stop the benchmark
-    return result.jobs.set_index("job")
+    data = spec(policy, iterations)
+    return run_spec(data, workdir / data["name"], "benchmark").jobs.set_index("job")
 
 
 def main() -> None:

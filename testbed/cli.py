@@ -44,28 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="validate a spec and print it resolved (no root)")
-    check.add_argument("spec")
-    check.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec key (repeatable)",
-    )
+    _spec_arguments(check)
     check.set_defaults(func=cmd_check)
 
     run = sub.add_parser("run", help="run an experiment (root)")
-    run.add_argument("spec")
+    _spec_arguments(run)
     run.add_argument("--out", help="run directory (default results/<name>/<UTC timestamp>)")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec key (repeatable)",
-    )
     run.set_defaults(func=cmd_run)
 
     doctor = sub.add_parser("doctor", help="report what this machine offers")
@@ -74,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove leftovers of crashed runs of ours")
     clean.set_defaults(func=cmd_clean)
     return parser
+
+
+def _spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a spec key (repeatable)")  # fmt: skip
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -44,23 +44,15 @@ class ControllerProcess:
     def start(self, timeout_s: float = 30) -> int:
         """Start the process; return its OpenFlow port once it is listening."""
         self.port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "controllers",
-            "--ofp-listen-host",
-            "127.0.0.1",
-            "--ofp-tcp-listen-port",
-            str(self.port),
-            "--mlnet-topology",
-            str(self.topology_path),
-            "--mlnet-jobs",
-            str(self.jobs_path),
-            "--mlnet-routing",
-            self.routing,
-            "--mlnet-ready-file",
-            str(self.ready_path),
-        ]
+        options = {
+            "--ofp-listen-host": "127.0.0.1",
+            "--ofp-tcp-listen-port": str(self.port),
+            "--mlnet-topology": str(self.topology_path),
+            "--mlnet-jobs": str(self.jobs_path),
+            "--mlnet-routing": self.routing,
+            "--mlnet-ready-file": str(self.ready_path),
+        }
+        argv = [sys.executable, "-m", "controllers", *(a for pair in options.items() for a in pair)]
         with open(self.log_path, "w") as log:
             self.popen = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from rich.console import Console
 
 from testbed import preflight
 from testbed.control import ControllerProcess
@@ -41,6 +42,7 @@ from testbed.progress import RunProgress
 from testbed.results.metadata import Metadata, now_utc
 from testbed.results.rundir import create_run_dir
 from testbed.results.tables import write_tables
+from testbed.spec import validate
 from testbed.spec.schema import Experiment
 from testbed.training.size import iteration_bytes
 from topologies import GraphTopo, build_topology
@@ -295,6 +297,30 @@ def run_experiment(
     )
     log.info("run %s: %s %s", run_dir, status, error)
     return RunResult(run_dir, status, error, frames["jobs"])
+
+
+def quiet() -> RunProgress:
+    """Progress that prints nothing (for scripts that print their own tables)."""
+    return RunProgress(Console(stderr=True, quiet=True))
+
+
+def run_spec(spec: dict, out: str | Path, source: str = "script") -> RunResult:
+    """Validate a spec given as data and run it without terminal output.
+
+    For benchmarks and scripts: an interrupted run has already torn itself down,
+    and then KeyboardInterrupt stops the caller too.
+    """
+    exp = validate(spec, source)
+    result = run_experiment(exp, source, out=str(out), progress=quiet())
+    if result.status == "interrupted":
+        raise KeyboardInterrupt
+    return result
+
+
+def bare_testbed(spec: dict, out: str | Path, source: str = "script") -> Testbed:
+    """An unstarted `Testbed` for a spec given as data, for probing links without jobs:
+    ``with bare_testbed(spec, out) as tb: ... tb.network ...``."""
+    return prepare(validate(spec, source), source, out=str(out), progress=quiet())
 
 
 def _seeding(backend: str, platform: Platform) -> str:

@@ -35,6 +35,11 @@ from topologies import GraphTopo
 
 log = logging.getLogger("testbed.network")
 
+# Userspace OVS does not fill checksums, and GSO super-packets would count as one
+# packet in a pfifo of `queue_pkts`: hosts compute and segment everything themselves.
+OFFLOADS_OFF = ["tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"]
+NO_IPV6 = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+
 
 @dataclass(frozen=True)
 class LinkEmulation:
@@ -146,46 +151,14 @@ class EmulatedNetwork:
     def _quiet_switch_ports(self) -> None:
         """No IPv6 on switch ports: their router solicitations and MLD reports would
         otherwise leave on the links and show up in the link counters."""
-        shell.run(
-            [
-                "sysctl",
-                "-q",
-                "-w",
-                *(f"net.ipv6.conf.{intf}.disable_ipv6=1" for intf in self.topo.interface_names()),
-            ]
-        )
+        ports = self.topo.interface_names()
+        shell.run(["sysctl", "-q", "-w", *(f"net.ipv6.conf.{i}.disable_ipv6=1" for i in ports)])
 
     def _configure_host(self, host: Host) -> None:
         intf = f"{host.name}-eth0"
         pid = host.pid
-        shell.run(
-            [
-                "ethtool",
-                "-K",
-                intf,
-                "tx",
-                "off",
-                "rx",
-                "off",
-                "tso",
-                "off",
-                "gso",
-                "off",
-                "gro",
-                "off",
-            ],
-            ns_pid=pid,
-        )
-        shell.run(
-            [
-                "sysctl",
-                "-q",
-                "-w",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-            ns_pid=pid,
-        )
+        shell.run(["ethtool", "-K", intf, *OFFLOADS_OFF], ns_pid=pid)
+        shell.run(["sysctl", "-q", "-w", *NO_IPV6], ns_pid=pid)
         neighbours = [
             ["neigh", "replace", info.ip, "lladdr", info.mac, "dev", intf, "nud", "permanent"]
             for name, info in self.topo.host_info.items()

@@ -43,33 +43,12 @@ def udp_loss(
 ) -> UdpLoss:
     """Send `count` numbered datagrams src->dst; count what arrives."""
     ip = net.topo.host_info[dst].ip
-    module = [sys.executable, "-m", "testbed.network.probe"]
-    receiver = net.host(dst).popen(
-        [*module, "recv", "--bind", ip, "--port", str(PROBE_PORT), "--count", str(count)],
-        stdout=PIPE,
-        stderr=PIPE,
-        text=True,
-    )
+    probe = [sys.executable, "-m", "testbed.network.probe"]
+    where = ["--port", str(PROBE_PORT), "--count", str(count)]
+    receiver = _start(net, dst, [*probe, "recv", "--bind", ip, *where])
     time.sleep(1.0)  # the receiver must be bound before the first datagram
-    sender = net.host(src).popen(
-        [
-            *module,
-            "send",
-            "--dst",
-            ip,
-            "--port",
-            str(PROBE_PORT),
-            "--count",
-            str(count),
-            "--rate-pps",
-            str(rate_pps),
-            "--size",
-            str(size),
-        ],
-        stdout=PIPE,
-        stderr=PIPE,
-        text=True,
-    )
+    pace = ["--rate-pps", str(rate_pps), "--size", str(size)]
+    sender = _start(net, src, [*probe, "send", "--dst", ip, *where, *pace])
     sent = _json_of(sender, "probe sender", count / rate_pps + 60)
     got = _json_of(receiver, "probe receiver", 60)
     return UdpLoss(sent["sent"], got["received"])
@@ -80,27 +59,10 @@ def tcp_transfer(
 ) -> TcpTransfer:
     """One iperf3 TCP transfer src->dst; goodput at the receiver, retransmits at the sender."""
     ip = net.topo.host_info[dst].ip
-    server = net.host(dst).popen(
-        ["iperf3", "-s", "-1", "-B", ip, "-p", str(IPERF_PORT)], stdout=PIPE, stderr=PIPE, text=True
-    )
+    server = _start(net, dst, ["iperf3", "-s", "-1", "-B", ip, "-p", str(IPERF_PORT)])
     time.sleep(0.5)
-    client = net.host(src).popen(
-        [
-            "iperf3",
-            "-c",
-            ip,
-            "-p",
-            str(IPERF_PORT),
-            "-t",
-            str(seconds),
-            "-J",
-            "-C",
-            congestion_control,
-        ],
-        stdout=PIPE,
-        stderr=PIPE,
-        text=True,
-    )
+    options = ["-p", str(IPERF_PORT), "-t", str(seconds), "-J", "-C", congestion_control]
+    client = _start(net, src, ["iperf3", "-c", ip, *options])
     report = _json_of(client, "iperf3 client", seconds + 60)
     server.communicate(timeout=30)
     end = report["end"]
@@ -109,11 +71,16 @@ def tcp_transfer(
     )
 
 
+def _start(net: EmulatedNetwork, host: str, argv: list[str]):
+    """A process in `host`'s namespace with captured text output."""
+    return net.host(host).popen(argv, stdout=PIPE, stderr=PIPE, text=True)
+
+
 def tcp_counters(net: EmulatedNetwork, host: str) -> dict[str, int]:
     """The host namespace's TCP MIB counters (/proc/net/snmp Tcp + netstat TcpExt)."""
     counters: dict[str, int] = {}
     for table in ("/proc/net/snmp", "/proc/net/netstat"):
-        proc = net.host(host).popen(["cat", table], stdout=PIPE, stderr=PIPE, text=True)
+        proc = _start(net, host, ["cat", table])
         lines = proc.communicate(timeout=10)[0].splitlines()
         for names, values in zip(lines[::2], lines[1::2]):
             prefix, *keys = names.split()

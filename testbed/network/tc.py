@@ -80,7 +80,11 @@ def leaf_qdisc(params: LinkParams, netem_loss: bool, seed: int | None) -> list[s
 
 
 def link_tree(
-    dev: str, params: LinkParams, netem_loss: bool = False, seed: int | None = None, bands: int = 1
+    dev: str,
+    params: LinkParams,
+    netem_loss: bool = False,
+    seed: int | None = None,
+    bands: int = 1,
 ) -> list[list[str]]:
     """Commands replacing `dev`'s root qdisc with the project's tree for one direction.
 
@@ -89,89 +93,36 @@ def link_tree(
     `bands`: number of priority leaves; unclassified traffic goes to the last one.
     """
     link = rate(params.bw_mbps)
-    cmds = [
-        [
-            "qdisc",
-            "replace",
-            "dev",
-            dev,
-            "root",
-            "handle",
-            ROOT,
-            "htb",
-            "default",
-            str(FIRST_LEAF + bands - 1),
-        ],
-        [
-            "class",
-            "add",
-            "dev",
-            dev,
-            "parent",
-            ROOT,
-            "classid",
-            LINK_CLASS,
-            "htb",
-            "rate",
-            link,
-            "ceil",
-            link,
-            "burst",
-            burst(params.bw_mbps),
-            "cburst",
-            burst(params.bw_mbps),
-            "quantum",
-            str(QUANTUM_BYTES),
-        ],
-    ]
+    bucket = burst(params.bw_mbps)
     guaranteed = link if bands == 1 else f"{BAND_FLOOR_KBIT}kbit"
+    default = str(FIRST_LEAF + bands - 1)
+    cmds = [["qdisc", "replace", "dev", dev, "root", "handle", ROOT, "htb", "default", default]]
+    cmds.append(_htb_class(dev, ROOT, LINK_CLASS, link, link, bucket))
     for band in range(bands):
-        cmds.append(
-            [
-                "class",
-                "add",
-                "dev",
-                dev,
-                "parent",
-                LINK_CLASS,
-                "classid",
-                leaf_classid(band),
-                "htb",
-                "rate",
-                guaranteed,
-                "ceil",
-                link,
-                "burst",
-                burst(params.bw_mbps),
-                "cburst",
-                burst(params.bw_mbps),
-                "prio",
-                str(band),
-                "quantum",
-                str(QUANTUM_BYTES),
-            ]
-        )
+        cmds.append(_htb_class(dev, LINK_CLASS, leaf_classid(band), guaranteed, link, bucket, band))
     return cmds + leaves(dev, params, netem_loss, seed, bands)
+
+
+def _htb_class(
+    dev: str, parent: str, classid: str, guaranteed: str, ceil: str, bucket: str, prio=None
+) -> list[str]:
+    args = ["class", "add", "dev", dev, "parent", parent, "classid", classid, "htb"]
+    args += ["rate", guaranteed, "ceil", ceil, "burst", bucket, "cburst", bucket]
+    args += [] if prio is None else ["prio", str(prio)]
+    return args + ["quantum", str(QUANTUM_BYTES)]
 
 
 def leaves(
     dev: str, params: LinkParams, netem_loss: bool, seed: int | None, bands: int = 1
 ) -> list[list[str]]:
     """(Re)place the queue under every leaf class, e.g. to switch netem loss on later."""
-    return [
-        [
-            "qdisc",
-            "replace",
-            "dev",
-            dev,
-            "parent",
-            leaf_classid(band),
-            "handle",
-            leaf_handle(band),
-            *leaf_qdisc(params, netem_loss, seed),
-        ]
-        for band in range(bands)
-    ]
+    queue = leaf_qdisc(params, netem_loss, seed)
+    return [_leaf(dev, band, queue) for band in range(bands)]
+
+
+def _leaf(dev: str, band: int, queue: list[str]) -> list[str]:
+    where = ["dev", dev, "parent", leaf_classid(band), "handle", leaf_handle(band)]
+    return ["qdisc", "replace", *where, *queue]
 
 
 # Priority class c is carried as DSCP CLASS_DSCP[c]: class selectors from CS7 down, so
@@ -182,26 +133,10 @@ CLASS_DSCP = tuple(8 * (7 - c) for c in range(8))
 
 def dscp_filters(dev: str, bands: int) -> list[list[str]]:
     """u32 filters steering each class's DSCP to its band (ECN bits ignored)."""
-    return [
-        [
-            "filter",
-            "add",
-            "dev",
-            dev,
-            "parent",
-            ROOT,
-            "protocol",
-            "ip",
-            "prio",
-            "1",
-            "u32",
-            "match",
-            "ip",
-            "tos",
-            f"0x{CLASS_DSCP[band] << 2:02x}",
-            "0xfc",
-            "flowid",
-            leaf_classid(band),
-        ]
-        for band in range(bands - 1)  # the lowest band is the default: no filter needed
-    ]
+    head = ["filter", "add", "dev", dev, "parent", ROOT, "protocol", "ip", "prio", "1", "u32"]
+    # the lowest band is HTB's default: it needs no filter
+    return [[*head, *_tos_match(band), "flowid", leaf_classid(band)] for band in range(bands - 1)]
+
+
+def _tos_match(band: int) -> list[str]:
+    return ["match", "ip", "tos", f"0x{CLASS_DSCP[band] << 2:02x}", "0xfc"]

@@ -12,47 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
-ITERATION_COLUMNS = [
-    "job",
-    "rank",
-    "iteration",
-    "iter_s",
-    "compute_s",
-    "comm_s",
-    "bytes_sent",
-    "train_loss",
-    "test_accuracy",
-    "time_s",
-]
-MESSAGE_COLUMNS = [
-    "job",
-    "iteration",
-    "src",
-    "dst",
-    "kind",
-    "bytes",
-    "fct_s",
-    "delivered_fraction",
-    "retransmitted_bytes",
-    "transport",
-]
-JOB_COLUMNS = [
-    "job",
-    "transport",
-    "sync",
-    "model",
-    "dataset",
-    "workers",
-    "servers",
-    "iterations",
-    "jct_s",
-    "startup_s",
-    "mean_iter_s",
-    "final_accuracy",
-    "status",
-    "priority_initial",
-    "priority_final",
-]
+# Column orders are part of the contract (design.md §3, results/README.md).
+ITERATION_COLUMNS = (
+    "job rank iteration iter_s compute_s comm_s bytes_sent train_loss test_accuracy time_s"
+).split()
+MESSAGE_COLUMNS = (
+    "job iteration src dst kind bytes fct_s delivered_fraction retransmitted_bytes transport"
+).split()
+JOB_COLUMNS = (
+    "job transport sync model dataset workers servers iterations jct_s startup_s mean_iter_s "
+    "final_accuracy status priority_initial priority_final"
+).split()
 
 
 def read_records(run_dir: Path) -> list[dict]:

@@ -12,13 +12,10 @@ with probability about 0.6%.
 from __future__ import annotations
 
 import pytest
-from rich.console import Console
 from scipy.stats import binom
 
 from testbed.network.measure import tcp_counters, tcp_transfer, udp_loss
-from testbed.progress import RunProgress
-from testbed.runner import prepare
-from testbed.spec import validate
+from testbed.runner import bare_testbed
 from tests.integration.leaks import new_leftovers, snapshot
 
 pytestmark = pytest.mark.integration
@@ -28,21 +25,9 @@ CONFIDENCE = 0.999
 
 
 def session(tmp_path, name, topology, network=None):
-    exp = validate(
-        {
-            "name": name,
-            "topology": topology,
-            "network": network or {},
-            "jobs": [{"name": "idle", "workers": 1}],
-        },
-        "test",
-    )
-    return prepare(
-        exp,
-        "test",
-        out=str(tmp_path / name),
-        progress=RunProgress(Console(stderr=True, quiet=True)),
-    )
+    spec = {"name": name, "topology": topology, "network": network or {},
+            "jobs": [{"name": "idle", "workers": 1}]}  # fmt: skip
+    return bare_testbed(spec, tmp_path / name, "test")
 
 
 def assert_binomial(lost: int, n: int, q: float) -> None:
