@@ -130,11 +130,6 @@ class EmulatedNetwork:
         assert self.net is not None, "network not started"
         return self.net.get(name)
 
-    @property
-    def hosts(self) -> list[Host]:
-        assert self.net is not None, "network not started"
-        return list(self.net.hosts)
-
     def ns_pid(self, node: str) -> int | None:
         """Namespace to run commands for `node` in: a host's, or None (root) for switches."""
         return self.host(node).pid if node in self.topo.host_info else None
