@@ -57,6 +57,7 @@ class TestbedController(app_manager.OSKenApp):
         self.ready_file = conf.ready_file
         self.pending = set(self.fabric.switches)
         self.datapaths: dict[str, object] = {}
+        self.names: dict[object, str] = {}  # datapath -> switch name
         self.errors = 0
         self._log_events()
         if self.priority.polls:
@@ -64,12 +65,15 @@ class TestbedController(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_switch_features(self, ev):
-        dp = ev.msg.datapath
-        name = self.fabric.by_dpid(dp.id)
+        # The id comes from the reply itself: `dp.id` is set by os-ken's own
+        # OFPHandler, which sees this event on another thread and may not have run yet
+        # (seen under QEMU's TCG: dp.id was None and a switch was never programmed).
+        dp, dpid = ev.msg.datapath, ev.msg.datapath_id
+        name = self.fabric.by_dpid(dpid)
         if name is None:
-            self.logger.warning("ignoring unknown switch dpid=%016x", dp.id)
+            self.logger.warning("ignoring unknown switch dpid=%016x", dpid)
             return
-        self.datapaths[name] = dp
+        self.datapaths[name], self.names[dp] = dp, name
         msgs = [
             *clear_switch(),
             discard_lost(),
@@ -78,11 +82,11 @@ class TestbedController(app_manager.OSKenApp):
         ]
         self._send(dp, msgs)
         dp.send_msg(parser.OFPBarrierRequest(dp))
-        self.logger.info("programmed %s (dpid=%016x): %d messages", name, dp.id, len(msgs))
+        self.logger.info("programmed %s (dpid=%016x): %d messages", name, dpid, len(msgs))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def on_barrier_reply(self, ev):
-        name = self.fabric.by_dpid(ev.msg.datapath.id)
+        name = self.names.get(ev.msg.datapath)
         if name in self.pending:
             self.pending.discard(name)
             if not self.pending:
@@ -90,7 +94,7 @@ class TestbedController(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev):
-        name = self.fabric.by_dpid(ev.msg.datapath.id)
+        name = self.names[ev.msg.datapath]
         counters = [(s.cookie, s.byte_count) for s in ev.msg.body]
         for switch, msg in self.priority.on_flow_stats(name, counters):
             self._send(self.datapaths[switch], [msg])
@@ -101,7 +105,7 @@ class TestbedController(app_manager.OSKenApp):
         self.errors += 1
         msg = ev.msg
         self.logger.error(
-            "switch dpid=%016x error type=%d code=%d", msg.datapath.id, msg.type, msg.code
+            "switch %s error type=%d code=%d", self.names.get(msg.datapath), msg.type, msg.code
         )
 
     def _poll(self):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 import yaml
@@ -75,6 +76,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the experiment; print the summary and, last, the run directory."""
+    # Started as a background job (`cmd &`), we inherit SIGINT ignored; Ctrl-C and
+    # `kill -INT` must still stop the run (the running testbed takes SIGTERM too).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     exp = load_experiment(args.spec, args.overrides)
     if os.geteuid() != 0:
         raise TestbedError(
@@ -108,6 +112,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     )
     module = "openvswitch kernel module " + ("present" if p.ovs_kernel_module else "absent")
     table.add_row("OVS datapath (auto)", f"{p.datapath('auto')} ({module})")
+    table.add_row(
+        "/dev/net/tun", _tri(p.tun, "present", "missing: the userspace datapath cannot run")
+    )
     table.add_row(
         "sch_netem",
         _tri(

@@ -33,6 +33,7 @@ class Platform:
     nftables_egress: bool | None
     tcp_congestion_controls: tuple[str, ...]
     versions: dict[str, str] = field(default_factory=dict)
+    tun: bool | None = True  # /dev/net/tun (userspace datapath); None: unknown, not root
 
     def datapath(self, requested: str) -> str:
         """The OVS datapath a run will use for `network.datapath: requested`."""
@@ -65,17 +66,24 @@ def probe() -> Platform:
         nftables_egress=_ok(["unshare", "-n", "nft", "-f", "-"], NFT_PROBE) if root else None,
         tcp_congestion_controls=tcp_congestion_controls(),
         versions=versions(),
+        tun=_tun(root),
     )
 
 
-def tcp_congestion_controls() -> tuple[str, ...]:
-    """Algorithms the kernel offers now, plus those it could load as modules."""
+# tcp_*.ko modules in net/ipv4 that are not congestion controls (seen on Debian 12's
+# stock kernel: tcp_diag, the socket-monitoring module, is one).
+NOT_CONGESTION_CONTROLS = {"diag"}
+
+
+def tcp_congestion_controls(modules: Path = Path("/lib/modules")) -> tuple[str, ...]:
+    """Algorithms the kernel offers now, plus those it could load as modules (the
+    kernel loads algorithm X as module tcp_X on first use)."""
     names = set(_read("/proc/sys/net/ipv4/tcp_available_congestion_control").split())
-    moddir = Path("/lib/modules") / _platform.release() / "kernel/net/ipv4"
+    moddir = modules / _platform.release() / "kernel/net/ipv4"
     if moddir.is_dir():
         for mod in moddir.glob("tcp_*.ko*"):
             names.add(mod.name.split(".")[0][len("tcp_") :])
-    return tuple(sorted(names))
+    return tuple(sorted(names - NOT_CONGESTION_CONTROLS))
 
 
 def versions() -> dict[str, str]:
@@ -106,6 +114,16 @@ def _ovs_module(root: bool) -> bool:
     if root:  # Ubuntu's ovs-ctl loads it at start; try the same, quietly
         _ok(["modprobe", "-q", "openvswitch"])
     return Path("/sys/module/openvswitch").exists()
+
+
+def _tun(root: bool) -> bool | None:
+    """Whether /dev/net/tun exists. systemd creates it at boot from modules.devname, and
+    opening it loads the module; without systemd (a container, the CI guest) it may be
+    missing until the module is loaded, which root tries, as ovs-ctl does for openvswitch."""
+    tun = Path("/dev/net/tun")
+    if not tun.exists() and root:
+        _ok(["modprobe", "-q", "tun"])
+    return True if tun.exists() else (False if root else None)
 
 
 def _ok(argv: list[str], stdin: str | None = None) -> bool:

@@ -31,6 +31,12 @@ def check(exp: Experiment, source: str, topo: GraphTopo, platform: Platform) -> 
 
 def check_features(exp: Experiment, source: str, platform: Platform) -> None:
     """Spec keys that ask for something this machine lacks."""
+    if platform.datapath(exp.network.datapath) == "user" and not platform.tun:
+        # Without it OVS fails to create the bridges and only says so in its own log.
+        raise TestbedError(
+            "the userspace OVS datapath needs /dev/net/tun, which is missing "
+            "(`modprobe tun` creates it)"
+        )
     if exp.network.datapath == "kernel" and not platform.ovs_kernel_module:
         raise SpecError(
             source,

@@ -91,6 +91,7 @@ class Testbed:
             loss_backend=self.loss_backend,
             seed=exp.seed if platform.netem_seed else None,
             bands=exp.controller.priority_classes if prioritized else 1,
+            burst_ms=exp.network.shaper_burst_ms,
         )
         self.placements = place(exp, topo)
         jobs = controller_jobs(exp, self.placements, self.t0, run_dir / "controller.csv")
@@ -101,7 +102,7 @@ class Testbed:
         self.monitor: LinkMonitor | None = None
         self.timings: dict[str, float] = {}
         self.closed = False
-        self._sigterm = None
+        self._inherited: dict[int, object] = {}  # signal -> handler before `start`
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -112,10 +113,15 @@ class Testbed:
     def start(self) -> Testbed:
         """Bring the network up; on any failure tear down what exists and re-raise.
 
-        From here until `close`, SIGTERM raises `Interrupted` (like Ctrl-C raises
-        KeyboardInterrupt), so both end in the same teardown.
+        From here until `close`, SIGINT raises KeyboardInterrupt and SIGTERM raises
+        `Interrupted`, so both end in the same teardown. Both handlers are installed
+        whatever was inherited: a shell starts a background job (``cmd &``) with SIGINT
+        ignored, and Python then never raises KeyboardInterrupt on its own.
         """
-        self._sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
+        self._inherited = {
+            signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupted),
+        }
         try:
             self.network.controller_port = self.controller.start()
             self.progress.phase(f"controller listening on 127.0.0.1:{self.network.controller_port}")
@@ -152,8 +158,8 @@ class Testbed:
             with _no_sigint():  # a second Ctrl-C must not cut the teardown short
                 return self._teardown()
         finally:
-            if self._sigterm is not None:
-                signal.signal(signal.SIGTERM, self._sigterm)
+            for signum, handler in self._inherited.items():
+                signal.signal(signum, handler)
 
     def _teardown(self) -> list[dict]:
         links = self._attempt("link monitor", self._stop_monitor) or []

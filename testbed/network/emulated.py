@@ -10,10 +10,10 @@ testbed needs on top, all recorded in the run's ledger first:
 - checksum/segmentation offloads off on host interfaces (userspace OVS does not
   fill checksums, and GSO super-packets would make queue lengths meaningless);
 - on the egress interface of every link direction, the project's tc tree
-  (`testbed.network.tc`): rate, queue, and netem when delay/jitter (or netem loss)
-  are asked for;
+  (`testbed.network.tc`): rate, queue, and a netem root when delay/jitter (or netem
+  loss) are asked for;
 - random loss last, by `enable_loss` (nftables rules of `testbed.network.loss`, or
-  netem leaves), so the reachability check sees the fabric itself, not the loss.
+  the netem roots), so the reachability check sees the fabric itself, not the loss.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from mininet.node import Host, OVSSwitch, RemoteController
 from testbed import shell
 from testbed.ledger import BRIDGE_MARK, Ledger, delete_bridges, delete_interfaces
 from testbed.network import loss, tc
+from testbed.spec.schema import DEFAULT_SHAPER_BURST_MS
 from topologies import GraphTopo
 
 log = logging.getLogger("testbed.network")
@@ -43,11 +44,13 @@ NO_IPV6 = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ip
 
 @dataclass(frozen=True)
 class LinkEmulation:
-    """How link parameters are realised: loss backend, netem seeding, priority bands."""
+    """How link parameters are realised: loss backend, netem seeding, priority bands,
+    the shapers' token-bucket depth."""
 
     loss_backend: str = "nftables"  # netem | nftables
     seed: int | None = None  # base netem seed; None where tc cannot seed netem
     bands: int = 1
+    burst_ms: float = DEFAULT_SHAPER_BURST_MS
 
     def netem_seed(self, index: int) -> int | None:
         """Seed of the netem on the `index`-th link direction (distinct per direction)."""
@@ -171,9 +174,7 @@ class EmulatedNetwork:
             return
         self._tc_per_namespace(
             lambda i, d: (
-                tc.leaves(
-                    d.interface, d.params, True, self.emulation.netem_seed(i), self.bands_of(d.src)
-                )
+                [tc.switch_loss_on(d.interface, d.params, self.emulation.netem_seed(i))]
                 if d.params.loss_pct
                 else []
             )
@@ -182,13 +183,19 @@ class EmulatedNetwork:
     def _emulate_links(self) -> None:
         """The tc tree on every egress interface, loss not yet switched on. Switch ports
         get one band per priority class; hosts send unmarked traffic, so one band."""
+        netem_loss = self.emulation.loss_backend == "netem"
 
         def tree(index, d):
-            if d.src in self.topo.host_info or self.emulation.bands == 1:
-                return tc.link_tree(d.interface, d.params)
-            return tc.link_tree(
-                d.interface, d.params, bands=self.emulation.bands
-            ) + tc.dscp_filters(d.interface, self.emulation.bands)
+            bands = self.bands_of(d.src)
+            cmds = tc.link_tree(
+                d.interface,
+                d.params,
+                netem_loss,
+                bands=bands,
+                loss_on=False,
+                burst_ms=self.emulation.burst_ms,
+            )
+            return cmds + (tc.dscp_filters(d.interface, bands) if bands > 1 else [])
 
         self._tc_per_namespace(tree)
 

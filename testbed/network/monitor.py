@@ -5,10 +5,10 @@ anyway, so sampling adds no probes to the network:
 
 - bytes/packets: the switch-side end of each veth in the root namespace (the host
   end of a veth sends exactly what the switch end receives);
-- qdisc drops (queue overflow): the HTB root of the egress interface's tc tree;
+- qdisc drops (queue overflow): the HTB qdisc of the egress interface's tc tree;
 - emulated-loss drops and offered packets: the nft counters of the direction (packets
   marked lost at the sender's egress, discarded at the receiver), or for netem the
-  netem leaves' drops beyond what overflowed.
+  netem root's drops beyond its child HTB's (see `testbed.network.tc`).
 
 `report()` condenses the samples into one entry per direction for metadata.json:
 configured vs measured loss (with the binomial 99% interval) and configured vs
@@ -171,7 +171,7 @@ class LinkMonitor:
             tx_p = rx_p = got["rx_packets"]
         qdisc_drops = qdisc.get("htb_drops", 0)
         loss_drops = (
-            counters.dropped if counters else max(0, qdisc.get("leaf_drops", 0) - qdisc_drops)
+            counters.dropped if counters else max(0, qdisc.get("netem_drops", 0) - qdisc_drops)
         )
         offered = counters.offered if counters else tx_p + qdisc_drops + loss_drops
         return {
@@ -210,26 +210,12 @@ class LinkMonitor:
         return counters
 
     def _qdisc_stats(self) -> dict[str, dict]:
-        """Interface -> {htb_drops, leaf_drops}: one tc call for the root namespace, one
-        per host (host interfaces live in their own namespaces)."""
+        """Interface -> {htb_drops, netem_drops, bands}: one tc call for the root
+        namespace, one per host (host interfaces live in their own namespaces)."""
         listings = [_tc_stats(None)]
         for name in self.net.topo.host_names():
             listings.append(_tc_stats(self.net.host(name).pid, f"{name}-eth0"))
-        stats: dict[str, dict] = {}
-        for listing in listings:
-            for q in listing:
-                entry = stats.setdefault(q["dev"], {"htb_drops": 0, "leaf_drops": 0, "bands": {}})
-                if q["kind"] == "htb" and q.get("root"):
-                    entry["htb_drops"] = q.get("drops", 0)
-                elif q["kind"] in ("netem", "pfifo") and q.get("parent", "").startswith("1:"):
-                    entry["leaf_drops"] += q.get("drops", 0)
-                    band = int(q["parent"].split(":")[1], 16) - tc.FIRST_LEAF_HEX
-                    entry["bands"][band] = {
-                        "bytes": q.get("bytes", 0),
-                        "packets": q.get("packets", 0),
-                        "drops": q.get("drops", 0),
-                    }
-        return stats
+        return qdisc_stats([q for listing in listings for q in listing])
 
     # ------------------------------------------------------------------ summary
 
@@ -242,6 +228,29 @@ class LinkMonitor:
                 continue
             out.append(summarize(d, last, self.peaks[d.name].peak_mbps))
         return out
+
+
+def qdisc_stats(qdiscs: list[dict]) -> dict[str, dict]:
+    """Interface -> {htb_drops, netem_drops, bands} from ``tc -s -j qdisc show`` entries.
+
+    HTB's drops are queue overflow; the netem root's drops are its emulated loss plus
+    every drop of its child HTB, so loss = netem_drops - htb_drops (`testbed.network.tc`).
+    """
+    stats: dict[str, dict] = {}
+    for q in qdiscs:
+        entry = stats.setdefault(q["dev"], {"htb_drops": 0, "netem_drops": 0, "bands": {}})
+        if q["kind"] == "htb" and q.get("handle") == tc.ROOT:
+            entry["htb_drops"] = q.get("drops", 0)
+        elif q["kind"] == "netem" and q.get("handle") == tc.NETEM:
+            entry["netem_drops"] = q.get("drops", 0)
+        elif q["kind"] == "pfifo" and q.get("parent", "").startswith(tc.ROOT):
+            band = int(q["parent"].split(":")[1], 16) - tc.FIRST_LEAF_HEX
+            entry["bands"][band] = {
+                "bytes": q.get("bytes", 0),
+                "packets": q.get("packets", 0),
+                "drops": q.get("drops", 0),
+            }
+    return stats
 
 
 def summarize(d: Direction, last: dict, peak_mbps: float) -> dict:

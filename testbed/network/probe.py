@@ -3,13 +3,15 @@
     python -m testbed.network.probe recv --bind IP --port P --count N
     python -m testbed.network.probe send --dst IP --port P --count N --rate-pps R
 
-The receiver prints one JSON line: how many distinct sequence numbers arrived.
-It stops when all have, or after `--idle-s` of silence once traffic started.
+The receiver prints one JSON line: how many distinct sequence numbers arrived, and
+a digest of which did not (equal digests: the same packets were lost). It stops
+when all have arrived, or after `--idle-s` of silence once traffic started.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import socket
 import struct
@@ -52,7 +54,8 @@ def recv(bind: str, port: int, count: int, idle_s: float, timeout_s: float) -> d
             got += 1
         else:
             dupes += 1
-    return {"expected": count, "received": got, "duplicates": dupes}
+    lost = hashlib.sha256(bytes(seen)).hexdigest()
+    return {"expected": count, "received": got, "duplicates": dupes, "lost_sha256": lost}
 
 
 def main() -> None:

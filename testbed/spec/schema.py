@@ -135,11 +135,18 @@ TopologySpec = Annotated[
 # ------------------------------------------------------------------ network, ctrl
 
 
+# HTB's token bucket holds this many ms of each link's rate (see testbed.network.tc).
+DEFAULT_SHAPER_BURST_MS = 2.0
+
+
 class NetworkSpec(Frozen):
     """How the emulated network is realised on this machine."""
 
     datapath: Literal["auto", "user", "kernel"] = "auto"
     loss_backend: Literal["auto", "netem", "nftables"] = "auto"
+    # The bucket must outlast the machine's longest usual delay in dequeuing, or the
+    # link loses rate; deeper buckets let longer line-rate bursts through after idle.
+    shaper_burst_ms: Float = Field(DEFAULT_SHAPER_BURST_MS, gt=0, le=100)
 
 
 class ControllerSpec(Frozen):

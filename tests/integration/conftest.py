@@ -1,7 +1,16 @@
-"""Integration tier: real Mininet + OVS + os-ken + PyTorch runs through the CLI."""
+"""Integration tier: real Mininet + OVS + os-ken + PyTorch runs through the CLI.
+
+Every harness a test starts goes through `start_cli` (or `run_cli`, built on it), which
+registers the process. After each test, pass or fail, `_runs_are_dead_and_cleaned`
+stops whatever is still running (SIGTERM, which the harness answers with a full
+teardown; SIGKILL if that hangs) and releases the ledgers of dead harnesses, so one
+failing test never leaves bridges that make the next one fail with "names already
+exist".
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +18,74 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testbed.ledger import leftovers
 from tests.integration.leaks import new_leftovers, snapshot
 
 TESTBED = [sys.executable, "-m", "testbed"]
 RUN_TIMEOUT_S = 600
+# A harness tears down a k=4 fat-tree in a few seconds; under TCG in the CI guest it
+# takes several times that. After this long it is hung, and SIGKILL + ledger it is.
+TERM_GRACE_S = 90
+
+_started: list[subprocess.Popen] = []
+
+
+def start_cli(args: list[str], **popen_kwargs) -> subprocess.Popen:
+    """Start `testbed ARGS...` in the background, registered for the after-test sweep."""
+    proc = subprocess.Popen(
+        [*TESTBED, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_kwargs
+    )
+    _started.append(proc)
+    return proc
 
 
 def run_cli(args: list[str], timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """`testbed ARGS...` as a user would run it."""
-    return subprocess.run([*TESTBED, *args], capture_output=True, text=True, timeout=timeout)
+    """`testbed ARGS...` as a user would run it; a run still going at `timeout` is
+    stopped (and torn down) before the test fails."""
+    proc = start_cli(args)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        pytest.fail(f"`testbed {' '.join(args)}` still running after {timeout:.0f} s; stopped")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (the harness tears its run down), then SIGKILL if it does not exit."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=TERM_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def release_dead_runs() -> list[str]:
+    """What `testbed clean` does: release every ledger whose harness is gone."""
+    return [item for ledger in leftovers() for item in ledger.release()]
+
+
+@pytest.fixture(autouse=True)
+def _runs_are_dead_and_cleaned():
+    yield
+    while _started:
+        stop(_started.pop())
+    if os.geteuid() == 0:
+        release_dead_runs()
+
+
+@pytest.fixture(scope="session")
+def quickstart(tmp_path_factory):
+    """One run of configs/quickstart.yaml as a user would start it: (process, run dir,
+    what it left behind). Shared by the smoke tests and the stock-kernel test of the
+    kernel datapath (which `auto` picks where the module is loaded), because under TCG
+    in the CI guest each run costs about 6 minutes."""
+    before = snapshot()
+    out = tmp_path_factory.mktemp("quickstart") / "run"
+    proc = run_cli(["run", "configs/quickstart.yaml", "--out", str(out)])
+    return proc, out, new_leftovers(before, snapshot())
 
 
 def write_spec(path: Path, spec: dict) -> Path:
@@ -33,5 +101,5 @@ def no_leftovers():
     leaked = new_leftovers(before, snapshot())
     if leaked:
         # Remove them so one failure does not cascade into every later test.
-        subprocess.run([*TESTBED, "clean"], capture_output=True)
+        release_dead_runs()
         pytest.fail(f"run left behind: {leaked}")

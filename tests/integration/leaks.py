@@ -13,14 +13,18 @@ OUR_PROCESS = re.compile(rb"testbed\.training|-m\x00controllers|mininet:h\d+")
 
 
 def snapshot() -> dict[str, set]:
-    """Bridges, root-namespace interfaces and qdiscs, our processes, ledgers, nft tables."""
+    """Bridges, kernel datapaths, root-namespace interfaces and qdiscs, our processes,
+    ledgers, nft tables."""
     bridges = subprocess.run(
         ["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True, text=True
     ).stdout.split()
+    # Kernel datapaths (e.g. system@ovs-system); none where the module is absent.
+    datapaths = subprocess.run(["ovs-dpctl", "dump-dps"], capture_output=True, text=True).stdout
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
     return {
         "bridges": set(bridges),
+        "datapaths": set(datapaths.split()),
         "interfaces": set(os.listdir("/sys/class/net")),
         "processes": _our_processes(),
         "ledgers": {p.name for p in STATE_DIR.glob("*.json")},

@@ -1,4 +1,5 @@
-"""End to end: the quickstart-sized run on a k=4 fat-tree with 4 workers, 1 server."""
+"""End to end: the quickstart-sized run on a k=4 fat-tree with 4 workers, 1 server
+(the `quickstart` fixture in conftest runs it once per session)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,10 @@ import pytest
 
 from testbed.network.monitor import COLUMNS as LINK_COLUMNS
 from testbed.results.tables import ITERATION_COLUMNS, JOB_COLUMNS
-from tests.integration.conftest import run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 ACCURACY_FLOOR = 0.8  # digits MLP reaches ~0.92 after 200 synchronous steps with seed 1
-
-
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory):
-    from tests.integration.leaks import new_leftovers, snapshot
-
-    before = snapshot()
-    out = tmp_path_factory.mktemp("quickstart") / "run"
-    proc = run_cli(["run", "configs/quickstart.yaml", "--out", str(out)])
-    leaked = new_leftovers(before, snapshot())
-    return proc, out, leaked
 
 
 def test_run_succeeds_and_prints_run_dir_last(quickstart):

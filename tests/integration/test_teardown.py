@@ -1,17 +1,17 @@
-"""A run stopped by Ctrl-C/SIGTERM tears down everything and keeps partial results;
-a harness killed outright leaves a ledger that `testbed clean` empties."""
+"""A run stopped by Ctrl-C/SIGTERM tears down everything and keeps partial results,
+also when it was started with SIGINT ignored (as a shell starts ``cmd &``); a
+harness killed outright leaves a ledger that `testbed clean` empties."""
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import TESTBED, run_cli, write_spec
+from tests.integration.conftest import run_cli, start_cli, write_spec
 from tests.integration.leaks import new_leftovers, snapshot
 
 pytestmark = pytest.mark.integration
@@ -23,16 +23,15 @@ LONG_JOB = {
 }
 
 
-def start_run(tmp_path):
+def ignore_sigint():
+    """What a non-interactive shell does to a background job before exec."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_run(tmp_path, **popen_kwargs):
     spec = write_spec(tmp_path / "long.yaml", LONG_JOB)
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [*TESTBED, "run", str(spec), "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return proc, out
+    return start_cli(["run", str(spec), "--out", str(out)], **popen_kwargs), out
 
 
 def wait_for_iterations(proc, out, n=5, timeout_s=180):
@@ -44,14 +43,26 @@ def wait_for_iterations(proc, out, n=5, timeout_s=180):
         if records.exists() and records.read_text().count('"type": "iteration"') >= n:
             return
         time.sleep(0.2)
-    proc.kill()
-    pytest.fail("training did not start in time")
+    pytest.fail("training did not start in time")  # the conftest sweep stops the run
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_tears_down_and_keeps_partial_results(tmp_path, sig):
+STARTS = {
+    "SIGINT": (signal.SIGINT, None),
+    "SIGTERM": (signal.SIGTERM, None),
+    # `make test &` from a script: the harness inherits SIGINT ignored and must still stop.
+    "SIGINT-inherited-ignored": (signal.SIGINT, ignore_sigint),
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.smoke) if c == "SIGINT-inherited-ignored" else c
+     for c in STARTS],
+)  # fmt: skip
+def test_signal_tears_down_and_keeps_partial_results(tmp_path, case):
+    sig, preexec = STARTS[case]
     before = snapshot()
-    proc, out = start_run(tmp_path)
+    proc, out = start_run(tmp_path, preexec_fn=preexec)
     wait_for_iterations(proc, out)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.integration.conftest import run_cli, write_spec
+from tests.integration.linkcheck import assert_directions
 
 pytestmark = pytest.mark.integration
 
@@ -85,4 +86,4 @@ def test_under_link_loss_blt_delivers_its_bound_and_tcp_everything(tmp_path, no_
     lossy_dirs = [
         e for e in meta["links"] if e["configured_loss_pct"] == 5 and e["offered_packets"] > 500
     ]
-    assert lossy_dirs and not any(e["outside_ci99"] for e in lossy_dirs)
+    assert_directions(lossy_dirs)

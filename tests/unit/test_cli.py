@@ -58,6 +58,7 @@ def test_doctor_reports_everything_it_promises():
         "datapath",
         "sch_netem",
         "nftables",
+        "/dev/net/tun",
         "mininet",
         "os-ken",
         "torch",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from testbed.network.monitor import summarize
+from testbed.network.monitor import qdisc_stats, summarize
 from testbed.spec.schema import DumbbellSpec, LinkParams
 from topologies import build_topology
 
@@ -38,3 +38,22 @@ def test_any_drop_on_a_lossless_direction_is_flagged():
 def test_no_traffic_has_no_measurement():
     out = summarize(direction(5), row(0, 0), 0)
     assert out["measured_loss_pct"] is None and not out["outside_ci99"]
+
+
+def test_netem_loss_is_netem_drops_beyond_its_child_htbs():
+    """`tc -s -j qdisc show` of a lossy netem direction with 2 bands (as Linux 6.1 lists
+    it): netem counts 100 losses plus the 20 overflows its child HTB counted."""
+    listing = [
+        {"kind": "netem", "handle": "5:", "root": True, "dev": "left-eth2", "drops": 120},
+        {"kind": "htb", "handle": "1:", "parent": "5:1", "dev": "left-eth2", "drops": 20},
+        {"kind": "pfifo", "handle": "10:", "parent": "1:10", "dev": "left-eth2",
+         "drops": 5, "bytes": 10, "packets": 1},
+        {"kind": "pfifo", "handle": "11:", "parent": "1:11", "dev": "left-eth2",
+         "drops": 15, "bytes": 30, "packets": 3},
+        {"kind": "htb", "handle": "1:", "root": True, "dev": "left-eth1", "drops": 7},
+    ]  # fmt: skip
+    stats = qdisc_stats(listing)
+    lossy = stats["left-eth2"]
+    assert lossy["netem_drops"] - lossy["htb_drops"] == 100
+    assert lossy["bands"][1] == {"bytes": 30, "packets": 3, "drops": 15}
+    assert stats["left-eth1"] == {"htb_drops": 7, "netem_drops": 0, "bands": {}}

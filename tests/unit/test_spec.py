@@ -130,6 +130,8 @@ BAD = [
     ({"name": None}, "name", None, "missing required key"),
     ({"seed": -1}, "seed", "-1", ">= 0"),
     ({"network.datapath": "dpdk"}, "network.datapath", "'dpdk'", "'auto', 'user' or 'kernel'"),
+    ({"network.shaper_burst_ms": 0}, "network.shaper_burst_ms", "0", "> 0"),
+    ({"network.shaper_burst_ms": 500.0}, "network.shaper_burst_ms", "500.0", "<= 100"),
     ({"controller.routing": "ospf"}, "controller.routing", "'ospf'", "two-level"),
     ({"jobs": []}, "jobs", "[]", "at least 1"),
     ({"jobs.0.workers": 0}, "jobs.0.workers", "0", ">= 1"),

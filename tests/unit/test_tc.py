@@ -52,30 +52,31 @@ def test_bands_have_tiny_rate_full_ceil_and_increasing_prio():
 @pytest.mark.parametrize(
     "params,netem_loss,seed,expected",
     [
-        (LinkParams(), False, None, ["pfifo", "limit", "100"]),
-        (LinkParams(loss_pct=1), False, None, ["pfifo", "limit", "100"]),  # loss is nft's job
-        (
-            LinkParams(loss_pct=1.5, queue_pkts=50),
-            True,
-            7,
-            ["netem", "limit", "50", "loss", "random", "1.5%", "seed", "7"],
-        ),
-        (
-            LinkParams(delay_ms=5, jitter_ms=1),
-            False,
-            None,
-            ["netem", "limit", "100", "delay", "5ms", "1ms"],
-        ),
+        (LinkParams(), False, None, None),
+        (LinkParams(loss_pct=1), False, None, None),  # loss is nft's job: no netem
+        (LinkParams(loss_pct=1.5, queue_pkts=50), True, 7, ["loss", "random", "1.5%", "seed", "7"]),
+        (LinkParams(delay_ms=5, jitter_ms=1), False, None, ["delay", "5ms", "1ms"]),
         (
             LinkParams(delay_ms=2, loss_pct=10),
             True,
             None,
-            ["netem", "limit", "100", "delay", "2ms", "loss", "random", "10%"],
+            ["delay", "2ms", "loss", "random", "10%"],
         ),
     ],
 )
-def test_leaf_qdisc(params, netem_loss, seed, expected):
-    assert tc.leaf_qdisc(params, netem_loss, seed) == expected
+def test_netem_goes_above_the_shaper_only_where_needed(params, netem_loss, seed, expected):
+    cmds = tc.link_tree("x", params, netem_loss, seed)
+    roots = [c for c in cmds if "root" in c]
+    assert len(roots) == 1
+    if expected is None:
+        assert roots[0][roots[0].index("handle") + 1 :][:2] == ["1:", "htb"]
+        return
+    netem = ["netem", "limit", str(tc.DELAY_LINE_PKTS), *expected]
+    assert roots[0] == ["qdisc", "replace", "dev", "x", "root", "handle", "5:", *netem]
+    htb = next(c for c in cmds if "htb" in c and c[0] == "qdisc")
+    assert htb[4:8] == ["parent", "5:1", "handle", "1:"]  # the shaper is netem's child
+    # the buffer is the same pfifo as on any other direction
+    assert cmds[-1][-3:] == ["pfifo", "limit", str(params.queue_pkts)]
 
 
 @pytest.mark.parametrize(
@@ -95,3 +96,30 @@ def test_token_bucket_holds_a_few_milliseconds_of_rate():
     link_class = cmds[1]
     assert link_class[link_class.index("burst") + 1] == "25000b"  # 2 ms at 100 Mb/s
     assert tc.burst(1) == f"{tc.BURST_MIN_BYTES}b"  # never below a few full frames
+    deeper = tc.link_tree("x", LinkParams(bw_mbps=100), burst_ms=10)
+    assert deeper[1][deeper[1].index("cburst") + 1] == "125000b"  # network.shaper_burst_ms
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        LinkParams(),
+        LinkParams(loss_pct=5),
+        LinkParams(loss_pct=5, delay_ms=3),
+        LinkParams(delay_ms=3),
+    ],
+)
+@pytest.mark.parametrize("netem_loss", [False, True])
+def test_switching_loss_on_changes_the_netem_the_tree_was_built_with(params, netem_loss):
+    """The kernel cannot change a qdisc's kind in place (`qdisc replace ... handle 10:
+    netem` over a pfifo failed on Debian 12's kernel): a direction that netem will make
+    lossy has its netem, loss off, from the start; switching loss on is a `change`."""
+    built = tc.link_tree("x", params, netem_loss, bands=2, loss_on=False)
+    assert not any("loss" in cmd for cmd in built)
+    if not (netem_loss and params.loss_pct):
+        return
+    switch = tc.switch_loss_on("x", params, seed=3)
+    assert switch[:7] == ["qdisc", "change", "dev", "x", "root", "handle", "5:"]
+    assert switch[switch.index("loss") :] == ["loss", "random", "5%", "seed", "3"]
+    assert built[0][:7] == ["qdisc", "replace", "dev", "x", "root", "handle", "5:"]
+    assert built[0][7:] == switch[7 : switch.index("loss")]  # same netem, loss added

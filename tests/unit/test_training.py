@@ -28,6 +28,20 @@ def test_digits_split_is_seeded_and_disjoint(digits):
     )
 
 
+def test_digits_are_exactly_scikit_learns(digits):
+    """The loader reads scikit-learn's bundled CSV itself (no sklearn import); the
+    arrays and the split must be what scikit-learn's own loader gives."""
+    from sklearn.datasets import load_digits
+
+    sk = load_digits()
+    x = (sk.images / 16.0).astype(np.float32)[:, None, :, :]
+    order = np.random.default_rng(1).permutation(len(x))
+    cut = int(0.8 * len(x))
+    assert np.array_equal(digits.x_train, x[order[:cut]])
+    assert np.array_equal(digits.y_test, sk.target[order[cut:]])
+    assert digits.y_train.dtype == np.int64 and digits.x_train.dtype == np.float32
+
+
 def test_shards_partition_the_training_set(digits):
     shards = [set(digits.shard(r, 3).tolist()) for r in range(3)]
     assert set.union(*shards) == set(range(len(digits.x_train)))

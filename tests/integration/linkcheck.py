@@ -1,0 +1,51 @@
+"""Helpers shared by the link-emulation tests (`test_links`, `test_stock_kernel`).
+
+Statistical rule: a probe's n datagrams cross directions that each drop
+independently with probability p, so the number lost is Binomial(n, q) with
+q = 1 - (1-p)^hops. A count is accepted inside the binomial 99.9% interval, so each
+probe fails a correct emulator with probability 0.1%; each test module says how many
+probes it makes (the suite's total stays below 1%).
+"""
+
+from __future__ import annotations
+
+from scipy.stats import binom
+
+from testbed.network.measure import UdpLoss
+from testbed.runner import Testbed, bare_testbed
+
+CONFIDENCE = 0.999
+
+
+def session(
+    tmp_path, name: str, topology: dict, network: dict | None = None, seed: int = 1
+) -> Testbed:
+    """An unstarted testbed with no training job, for probing links (``with ... as tb``)."""
+    spec = {"name": name, "seed": seed, "topology": topology, "network": network or {},
+            "jobs": [{"name": "idle", "workers": 1}]}  # fmt: skip
+    return bare_testbed(spec, tmp_path / name, "test")
+
+
+def assert_loss(probe: UdpLoss, q: float) -> None:
+    """The probe lost a Binomial(n, q) count, and only on the links: a receiver that
+    could not keep up would drop datagrams in its own socket buffer instead."""
+    assert probe.receiver_drops == 0, f"receiver socket dropped {probe.receiver_drops} datagrams"
+    lost, n = probe.sent - probe.received, probe.sent
+    lo, hi = binom.interval(CONFIDENCE, n, q)
+    assert lo <= lost <= hi, (
+        f"lost {lost}/{n} = {lost / n:.4f}; expected {q:.4f} (99.9%: {lo:.0f}..{hi:.0f})"
+    )
+
+
+def assert_directions(entries: list[dict]) -> None:
+    """Every direction's emulator counters (metadata.json ``links``) agree with its
+    configured loss. The m directions form one family: each is held to the 1 - 0.1%/m
+    interval (Bonferroni), so the family fails a correct emulator with at most 0.1%.
+    (The ``outside_ci99`` flag users see is per direction at 99%: with 6 lossy
+    directions, 6% of correct runs would show one.)"""
+    assert entries, "no lossy direction carried traffic"
+    level = 1 - (1 - CONFIDENCE) / len(entries)
+    for e in entries:
+        n, p = e["offered_packets"], e["configured_loss_pct"] / 100
+        lo, hi = binom.interval(level, n, p)
+        assert lo <= e["loss_drops"] <= hi, f"{e['direction']}: {e['loss_drops']}/{n} lost, p={p}"
