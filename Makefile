@@ -1,10 +1,12 @@
-# Entry points. Both targets bootstrap first (packages, OVS daemons, .venv), so
-# each works on a fresh Debian 12 / Ubuntu 22.04+ machine. Run them as root.
+# Entry points. Every target that runs something bootstraps first (packages, OVS
+# daemons, .venv), so each works on a fresh Debian 12 / Ubuntu 22.04+ machine.
+# Run them as root.
 VENV := .venv
+PYTHON := $(VENV)/bin/python
 SPEC ?= configs/quickstart.yaml
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap run test unit lint clean-runs
+.PHONY: bootstrap run test unit smoke vm-test vm-tier vm-clean lint clean-runs
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -12,11 +14,30 @@ bootstrap:
 run: bootstrap
 	$(VENV)/bin/testbed run $(SPEC)
 
+# Every tier on this machine.
 test: bootstrap
-	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 unit: bootstrap
-	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The fast tier a CI job runs: the quickstart, one loss probe, one teardown check.
+smoke: bootstrap
+	$(PYTHON) -m pytest tests -m smoke $(PYTEST_ARGS)
+
+# Boots a Debian 12 guest with a stock kernel (netem, OVS kernel module) under QEMU
+# and runs `vm-tier` there. The image is built once and cached (see testbed/vm).
+vm-test:
+	@bash scripts/bootstrap.sh --vm
+	$(PYTHON) -m testbed.vm test -- $(PYTEST_ARGS)
+
+# What vm-test runs inside the guest: smoke plus the tests only a stock kernel can run.
+vm-tier: bootstrap
+	$(PYTHON) -m pytest tests -m "smoke or stock_kernel" $(PYTEST_ARGS)
+
+# Removes the guest image cache (nothing else of vm-test stays on the host).
+vm-clean:
+	python3 -m testbed.vm clean
 
 lint: bootstrap
 	$(VENV)/bin/ruff check testbed controllers topologies tests benchmarks

@@ -7,12 +7,28 @@
 #   .venv            -> /usr/bin/python3 --system-site-packages (Mininet's module is a distro package)
 #   torch            -> CPU build (a bare `torch` requirement pulls a multi-GB CUDA build)
 #   the project      -> editable install with its test extras
+#
+#   --vm             also install what `make vm-test` needs on this host (QEMU, mmdebstrap)
+#   --in-image       run inside the CI guest image's chroot while it is built
+#                    (testbed/vm/image.py): packages come with the image and no daemon
+#                    may start, since a chroot shares the build host's kernel
+#   --print-packages print the distro packages a machine needs, one line, and exit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 PACKAGES="mininet openvswitch-switch iproute2 nftables ethtool iperf3 fping procps python3-venv python3-pip"
+VM_PACKAGES="qemu-system-x86 mmdebstrap e2fsprogs"
+
+mode="${1:-}"
+case "$mode" in
+  "") ;;
+  --vm) PACKAGES="$PACKAGES $VM_PACKAGES" ;;
+  --in-image) ;;
+  --print-packages) echo "$PACKAGES"; exit 0 ;;
+  *) echo "bootstrap: unknown option '$mode' (expected --vm, --in-image or --print-packages)" >&2; exit 2 ;;
+esac
 
 say() { echo "bootstrap: $*"; }
 # pip warns about every unreachable extra index this VM configures; keep real errors only.
@@ -33,7 +49,7 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-if ! ovs-vsctl --timeout=5 show >/dev/null 2>&1; then
+if [ "$mode" != "--in-image" ] && ! ovs-vsctl --timeout=5 show >/dev/null 2>&1; then
   say "starting Open vSwitch daemons"
   # ovs-ctl warns about ulimit in containers/VMs without CAP_SYS_RESOURCE; harmless.
   /usr/share/openvswitch/scripts/ovs-ctl start >/dev/null 2>&1 || true

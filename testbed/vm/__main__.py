@@ -1,0 +1,141 @@
+"""``python -m testbed.vm build | test | run | clean | facts`` (root, except facts).
+
+    build   build the guest image, or say that the cached one is current
+    test    boot the guest, run `make vm-tier` there (the smoke tier plus the tests
+            only a stock kernel can run), bring the results back to
+            results/vm-test/<UTC>/, and print the summary as the last line
+    run     boot the guest and run any command in the checkout there, e.g.
+            `python -m testbed.vm run -- .venv/bin/python benchmarks/link_fidelity.py`
+    clean   remove the image cache
+    facts   (inside the guest) the kernel's features as JSON
+
+Exit codes: the job's own exit code for test and run; 1 for a failed build or boot;
+130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import sys
+
+from testbed.results.rundir import utc_stamp
+from testbed.vm import guest, image, qemu, report
+from testbed.vm.image import VmError
+
+OUT = "/mnt/work/out"  # the guest's side of the work disk's out/ folder
+VM_TIER = ["make", "vm-tier"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # As a background job we inherit SIGINT ignored; Ctrl-C/kill -INT must still stop
+    # QEMU, and SIGTERM too (both unwind through the `finally` that kills it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return args.func(args)
+    except VmError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vm: interrupted; the guest was stopped", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m testbed.vm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build or reuse the guest image").set_defaults(func=cmd_build)
+    test = sub.add_parser("test", help="run the VM tier of the tests in the guest")
+    test.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    test.set_defaults(func=cmd_test)
+    run = sub.add_parser("run", help="run a command in the checkout inside the guest")
+    run.add_argument("argv", nargs="+", help="the command (after --)")
+    run.set_defaults(func=cmd_run)
+    for p in (test, run):
+        p.add_argument("--timeout-s", type=float, default=45 * 60, help="stop the guest then")
+        p.add_argument("--memory-mb", type=int, default=4096)
+        p.add_argument("--cpus", type=int, default=min(2, os.cpu_count() or 1))
+        p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+        p.add_argument("--cpu-model", default="", help="QEMU -cpu (default: host/max)")
+    sub.add_parser("clean", help="remove the image cache").set_defaults(func=cmd_clean)
+    sub.add_parser("facts", help="(in the guest) kernel features").set_defaults(func=cmd_facts)
+    return parser
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the image unless the cached one matches the recipe."""
+    built = image.ensure(sys.executable)
+    print(f"vm image: {built.directory} (kernel {built.manifest['kernel']})")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """The VM tier in a fresh guest; the summary line is printed last."""
+    pytest_args = [f"--junitxml={OUT}/junit.xml", f"--basetemp={OUT}/pytest", "-v"]
+    make = [*VM_TIER, "PYTEST_ARGS=" + shlex.join([*pytest_args, *args.pytest_args])]
+    result = _boot(args, shlex.join(make), "vm-test")
+    counts = report.junit_counts(result.out_dir / "junit.xml")
+    if counts is None:
+        print(f"vm-test: no junit.xml came back from the guest ({result.out_dir})")
+    print(report.summary_line(counts, result.facts, result.accel))
+    return 1 if result.error or counts is None else _exit(result)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Any command in the guest's checkout; its output is on the console."""
+    result = _boot(args, shlex.join(args.argv), "vm-run")
+    return 1 if result.error else _exit(result)
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    removed = image.clean()
+    print(f"vm: removed {image.CACHE}" if removed else "vm: no image cache")
+    return 0
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    print(json.dumps(report.guest_facts(), indent=1))
+    return 0
+
+
+def _boot(args: argparse.Namespace, command: str, kind: str) -> guest.GuestRun:
+    """Build or reuse the image, pick the accelerator, run `command` in a fresh guest."""
+    built = image.ensure(sys.executable)
+    accel, why = qemu.probe_accel(built) if args.accel == "auto" else (args.accel, "requested")
+    out_dir = image.REPO / "results" / kind / utc_stamp()
+    out_dir.mkdir(parents=True)
+    print(f"vm: booting kernel {built.manifest['kernel']} under {accel} ({why}); "
+          f"{args.cpus} vCPUs, {args.memory_mb} MiB; results in {out_dir}")  # fmt: skip
+    print(f"vm: guest runs: {command}")
+    result = guest.run(
+        built,
+        command,
+        out_dir,
+        accel,
+        timeout_s=args.timeout_s,
+        memory_mb=args.memory_mb,
+        cpus=args.cpus,
+        cpu_model=args.cpu_model,
+        echo=lambda line: print(f"guest | {line}", flush=True),
+    )
+    print(f"vm: guest finished in {result.seconds:.0f} s (job exit {result.job_exit})")
+    if result.error:
+        print(result.error, file=sys.stderr)
+    return result
+
+
+def _exit(result: guest.GuestRun) -> int:
+    return result.job_exit if result.job_exit is not None else 1
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
