@@ -153,7 +153,7 @@ class BltChannel(Channel):
         while True:
             readable = self._wait()
             if self.udp in readable:
-                size = self.udp.recv_into(self.rx)
+                size = self._recv_udp()
                 if size and self.rx[0] == KIND_DATA:
                     self.early.append(bytes(self.rx[:size]))  # the peer's next message
                 elif size >= CONTROL.size:
@@ -222,7 +222,7 @@ class BltChannel(Channel):
         try:
             while True:
                 try:
-                    size = self.udp.recv_into(self.rx)
+                    size = self._recv_udp()
                 except BlockingIOError:
                     return ends
                 if size and self.rx[0] == KIND_DATA:
@@ -247,6 +247,18 @@ class BltChannel(Channel):
         self.ctl.sendall(header + bitmap)
         if len(header) + len(bitmap) <= UDP_ROOM:
             self._udp(header + bitmap)
+
+    def _recv_udp(self) -> int:
+        """One datagram into `rx`; its size, or 0 for a pending ICMP error.
+
+        A peer that has finished and closed its UDP socket makes our last datagrams
+        bounce as "port unreachable", which the next recv raises as
+        ConnectionRefusedError. That is not data and not a failure: the control
+        connection carries every reply too, and says when the peer is really gone."""
+        try:
+            return self.udp.recv_into(self.rx)
+        except ConnectionRefusedError:
+            return 0
 
     def _udp(self, datagram) -> None:
         try:

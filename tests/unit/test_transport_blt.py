@@ -162,3 +162,45 @@ def test_control_survives_losing_either_copy(lose, monkeypatch):
         out = np.zeros(N, np.float32)
         stats = transfer(sender, receiver, msg_id, data, out)
         assert stats.delivered_fraction == 1.0 and np.array_equal(out, data)
+
+
+class BouncedOnce:
+    """A UDP socket whose next recv raises the ConnectionRefusedError that an ICMP
+    "port unreachable" leaves behind (our datagram reached a peer that had closed)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.bounced = sock, False
+
+    def recv_into(self, buffer) -> int:
+        if not self.bounced:
+            self.bounced = True
+            raise ConnectionRefusedError(111, "Connection refused")
+        return self.sock.recv_into(buffer)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+@pytest.mark.parametrize("side", ["sender", "receiver"])
+def test_a_bounced_datagram_does_not_fail_the_exchange(side):
+    """At the end of a job a finished peer closes its UDP socket first; the ICMP error
+    that our last datagrams to it raise is not data and not a failure (the control
+    connection carries every reply)."""
+    sender, receiver = pair(0.1)
+    channel = sender if side == "sender" else receiver
+    channel.udp = BouncedOnce(channel.udp)
+    data, out = np.arange(N, dtype=np.float32), np.zeros(N, np.float32)
+    errors = []
+    t = threading.Thread(target=lambda: _record(errors, sender.send, 0, data))
+    t.start()
+    stats = receiver.recv(0, out)
+    t.join(timeout=30)
+    assert channel.udp.bounced and errors == []
+    assert stats.delivered_fraction == 1.0 and np.array_equal(out, data)
+
+
+def _record(errors: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the test asserts there is none
+        errors.append(exc)
