@@ -4,10 +4,12 @@
 Order of a run:
   1. preflight (root, OVS, free names, platform features) — nothing created yet
   2. run directory, resolved spec, metadata, ledger
-  3. controller process, then the Mininet network (switches connect at once)
+  3. the forkserver (it imports torch meanwhile), the controller process, then the
+     Mininet network (switches connect at once)
   4. wait for "all switches programmed", check all-pairs reachability
   5. sample links into links.csv; launch jobs at their start offsets, follow them
-  6. stop processes, sampler, network; release the ledger; write CSVs and metadata
+  6. stop processes, forkserver, sampler, network; release the ledger; write CSVs and
+     metadata
 
 `Testbed` (steps 3-4 and their teardown) is usable on its own: the link-fidelity
 tests and benchmarks use it to get a ready network without training jobs.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import time
 import traceback
@@ -30,7 +33,8 @@ from rich.console import Console
 from testbed import preflight
 from testbed.control import ControllerProcess
 from testbed.errors import TestbedError
-from testbed.jobs.launch import JobRunner
+from testbed.jobs.forkserver import ForkServer
+from testbed.jobs.launch import PROCESS_ENV, JobRunner
 from testbed.jobs.placement import Placement, place
 from testbed.ledger import Ledger
 from testbed.network.emulated import EmulatedNetwork, LinkEmulation
@@ -269,22 +273,34 @@ def run_experiment(
         hosts={name: info.ip for name, info in topo.host_info.items()},
     )
     jobs: JobRunner | None = None
+    forkserver = _forkserver(exp, run_dir) if exp.launcher == "fork" else None
     links: list[dict] = []
     status, error = "failed", ""
     try:
         with progress:
             try:
+                if forkserver:  # imports torch while the network is being built
+                    forkserver.start(testbed.ledger)
                 testbed.start()
                 meta.update(**testbed.timings)
-                jobs = JobRunner(exp, testbed.network, placements, run_dir, testbed.ledger)
+                if forkserver:
+                    forkserver.wait_ready()
+                    ready_s = round(forkserver.ready_at - testbed.t0, 3)
+                    meta.update(forkserver_ready_s=ready_s)
+                    progress.phase(f"forkserver ready: torch and datasets loaded at {ready_s} s")
+                jobs = JobRunner(
+                    exp, testbed.network, placements, run_dir, testbed.ledger, forkserver
+                )
                 _follow(jobs, progress)
                 failed = [j for j in jobs.jobs if j.status != "ok"]
                 status = "failed" if failed else "ok"
                 error = "; ".join(f"{j.spec.name}: {j.error}" for j in failed)
             finally:
-                if jobs:
-                    with _no_sigint():
+                with _no_sigint():
+                    if jobs:
                         jobs.stop_all()
+                    if forkserver:
+                        forkserver.stop()
                 links = testbed.close()
     except (KeyboardInterrupt, Interrupted):
         status, error = "interrupted", "interrupted by signal"
@@ -303,6 +319,15 @@ def run_experiment(
     )
     log.info("run %s: %s %s", run_dir, status, error)
     return RunResult(run_dir, status, error, frames["jobs"])
+
+
+def _forkserver(exp: Experiment, run_dir: Path) -> ForkServer:
+    """The run's forkserver, preloading every (dataset, seed) its jobs train on."""
+    return ForkServer(
+        [(job.dataset, exp.seed) for job in exp.jobs],
+        run_dir / "logs" / "forkserver.log",
+        {**os.environ, **PROCESS_ENV},
+    )
 
 
 def quiet() -> RunProgress:

@@ -1,27 +1,34 @@
 """Start, watch and stop the training processes of every job.
 
-One process per host role, launched inside its Mininet host with ``mnexec`` in a
-session of its own (so its whole process group can be killed), its output going
-to ``logs/<job>-<role><rank>-<host>.log``. A job starts `start_s` seconds after the
+One process per host role, inside its Mininet host's network namespace, in a session
+of its own (so its whole process group can be killed), its output going to
+``logs/<job>-<role><rank>-<host>.log``. With ``launcher: fork`` (the default) the
+run's forkserver forks it (`testbed.jobs.forkserver`); with ``launcher: exec`` it is a
+fresh interpreter started with ``mnexec``. A job starts `start_s` seconds after the
 network is ready; it ends ``ok`` when every process exits 0, ``failed`` as soon as
 one exits otherwise (the rest are stopped).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from subprocess import STDOUT, Popen
+from subprocess import STDOUT, Popen, TimeoutExpired
 
+from testbed.jobs.forkserver import ForkedProcess, ForkServer, log_tail
 from testbed.jobs.placement import Placement
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.emulated import EmulatedNetwork
 from testbed.spec.schema import Experiment, JobSpec
 from testbed.training.role import RoleConfig
 
+log = logging.getLogger("testbed.jobs")
+
+STOP_TIMEOUT_S = 30  # for the exit status of a process already killed
 PS_PORT = 7070  # every process has a host of its own, so one port number suffices
 
 # One thread per process: the machine's cores are shared by every host and OVS.
@@ -35,8 +42,9 @@ class RoleProcess:
     config: RoleConfig
     config_path: Path
     log_path: Path
-    popen: Popen | None = None
+    popen: Popen | ForkedProcess | None = None
     ident: list[int] = field(default_factory=list)
+    ended_at: float | None = None  # when it exited (the forkserver's clock) or was seen to
 
     @property
     def label(self) -> str:
@@ -69,9 +77,11 @@ class JobRunner:
         placements: dict[str, Placement],
         run_dir: Path,
         ledger: Ledger,
+        forkserver: ForkServer | None = None,
     ):
         self.net = net
         self.ledger = ledger
+        self.forkserver = forkserver  # None: exec a fresh interpreter per process
         self.jobs = [
             JobRun(job, placements[job.name], self._plan(exp, job, placements[job.name], run_dir))
             for job in exp.jobs
@@ -128,20 +138,22 @@ class JobRunner:
         return due
 
     def _launch(self, job: JobRun) -> None:
-        env = {**os.environ, **PROCESS_ENV}
         job.launched_at = time.time()
         job.status = "running"
         for proc in job.processes:  # servers first: workers retry until they listen
-            host = self.net.host(proc.config.host)
             # gloo resolves the hostname outside the namespace unless told the interface.
-            env["GLOO_SOCKET_IFNAME"] = f"{proc.config.host}-eth0"
-            with open(proc.log_path, "w") as log:
-                proc.popen = host.popen(
-                    [sys.executable, "-m", "testbed.training", str(proc.config_path)],
-                    stdout=log,
-                    stderr=STDOUT,
-                    env=dict(env),
-                )
+            env = {"GLOO_SOCKET_IFNAME": f"{proc.config.host}-eth0"}
+            host = self.net.host(proc.config.host)
+            if self.forkserver is not None:
+                proc.popen = self.forkserver.spawn(proc.config_path, proc.log_path, host.pid, env)
+            else:
+                with open(proc.log_path, "w") as log:
+                    proc.popen = host.popen(
+                        [sys.executable, "-m", "testbed.training", str(proc.config_path)],
+                        stdout=log,
+                        stderr=STDOUT,
+                        env={**os.environ, **PROCESS_ENV, **env},
+                    )
             self.ledger.add_process(proc.popen.pid)
             proc.ident = identity(proc.popen.pid)
 
@@ -152,12 +164,18 @@ class JobRunner:
             if job.status != "running":
                 continue
             codes = [p.popen.poll() for p in job.processes if p.popen]
+            seen = time.time()  # one time for every exit this poll sees: a tie, not an order
+            for proc, code in zip(job.processes, codes):
+                if code is not None and proc.ended_at is None:
+                    proc.ended_at = getattr(proc.popen, "exited_at", None) or seen
             failed = [p for p, c in zip(job.processes, codes) if c not in (None, 0)]
             if failed:
-                first = failed[0]
+                first = min(failed, key=_blame_order)
                 job.error = (
-                    f"{first.label} exited {first.popen.returncode}: {_tail(first.log_path)}"
+                    f"{first.label} exited {first.popen.returncode}: {log_tail(first.log_path)}"
                 )
+                if self.forkserver is not None and self.forkserver.exited is not None:
+                    job.error += f" (the forkserver exited {self.forkserver.exited} first)"
                 job.status = "failed"
                 self._stop(job)
             elif all(c == 0 for c in codes):
@@ -181,8 +199,11 @@ class JobRunner:
         for proc in job.processes:
             if proc.popen is not None:
                 if proc.popen.poll() is None:
-                    kill_group(*proc.ident)
-                proc.popen.wait()
+                    kill_group(*proc.ident)  # dead on return: SIGTERM, then SIGKILL
+                try:
+                    proc.popen.wait(timeout=STOP_TIMEOUT_S)
+                except TimeoutExpired:  # reaped by no one in time: the ledger has its group
+                    log.warning("%s: no exit status after %d s", proc.label, STOP_TIMEOUT_S)
 
     # ------------------------------------------------------------------ reporting
 
@@ -207,9 +228,8 @@ class JobRunner:
         ]
 
 
-def _tail(path: Path, lines: int = 1) -> str:
-    try:
-        text = path.read_text().strip().splitlines()
-    except OSError:
-        return "(no log)"
-    return " | ".join(text[-lines:]) if text else "(empty log)"
+def _blame_order(proc: RoleProcess) -> tuple[float, bool]:
+    """Which failed process a job's error names: the one that ended first; among those
+    seen in the same poll, one killed by a signal (a cause) before one that exited with
+    an error (usually a peer's reset connection: a consequence)."""
+    return (proc.ended_at, proc.popen.returncode >= 0)

@@ -315,4 +315,8 @@ class Experiment(Frozen):
     network: NetworkSpec = NetworkSpec()
     controller: ControllerSpec = ControllerSpec()
     results: ResultsSpec = ResultsSpec()
+    # How training processes start. fork: one forkserver per run imports torch and loads
+    # the datasets once, then forks each process into its host (testbed.training.forkserver).
+    # exec: a fresh interpreter per process, as before; the control arm of benchmarks/scale.py.
+    launcher: Literal["fork", "exec"] = "fork"
     jobs: tuple[JobSpec, ...] = Field(min_length=1)

@@ -6,6 +6,7 @@ disjoint shards of the training set.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,8 +112,10 @@ DATASETS: dict[str, Callable[[int], Dataset]] = {
 }
 
 
+@functools.cache
 def load(name: str, seed: int) -> Dataset:
-    """Load dataset `name` with the split fixed by `seed`."""
+    """Load dataset `name` with the split fixed by `seed` (once per process: the
+    forkserver loads it before forking, and its children share the arrays)."""
     return DATASETS[name](seed)
 
 

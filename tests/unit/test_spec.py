@@ -129,6 +129,7 @@ BAD = [
     ({"name": "Bad Name"}, "name", "'Bad Name'", "matching"),
     ({"name": None}, "name", None, "missing required key"),
     ({"seed": -1}, "seed", "-1", ">= 0"),
+    ({"launcher": "spawn"}, "launcher", "'spawn'", "'fork' or 'exec'"),
     ({"network.datapath": "dpdk"}, "network.datapath", "'dpdk'", "'auto', 'user' or 'kernel'"),
     ({"network.shaper_burst_ms": 0}, "network.shaper_burst_ms", "0", "> 0"),
     ({"network.shaper_burst_ms": 500.0}, "network.shaper_burst_ms", "500.0", "<= 100"),
@@ -287,6 +288,7 @@ def test_schema_lists_every_documented_top_level_key():
         "network",
         "controller",
         "results",
+        "launcher",
         "jobs",
     }
 
