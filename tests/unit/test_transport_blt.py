@@ -188,6 +188,10 @@ def test_a_bounced_datagram_does_not_fail_the_exchange(side):
     connection carries every reply)."""
     sender, receiver = pair(0.1)
     channel = sender if side == "sender" else receiver
+    peer = receiver if side == "sender" else sender
+    # A stray datagram makes the UDP socket readable before the reply can arrive over
+    # TCP, so the bouncing recv is certain to be called (loopback delivers at once).
+    peer.udp.send(b"x")
     channel.udp = BouncedOnce(channel.udp)
     data, out = np.arange(N, dtype=np.float32), np.zeros(N, np.float32)
     errors = []
