@@ -93,6 +93,8 @@ def main(argv: list[str]) -> int:
             os.read(wakeup, 4096)
         _reap(children, block=False)
         if requests in readable:
+            # One request at a time: the harness waits for each reply before it sends
+            # the next, so no second line can sit unseen in the reader's buffer.
             line = requests.readline()
             if not line:
                 break
