@@ -10,8 +10,15 @@ workers on the right, so all gradient and parameter traffic crosses the bottlene
     mid:   MLP [256]      ~19k parameters  ( 77 kB per message)
     big:   MLP [256, 256] ~85k parameters  (340 kB per message)
 
-Prints per-job JCT and class, mean JCT per policy and its ratio to `none`
-(MLNET reports -25% median makespan from prioritization alone).
+Arms differ only in the policy. Every switch port buffers `queue_pkts` packets
+whatever the number of bands (testbed.network.tc splits it among them), and the
+control arm `none, same bands` has the prioritized arms' exact tc trees with nothing
+marked (`network.priority_bands: always`), so its ratio separates the priorities from
+the buffer partitioning. `none` is what a user gets by default (one fifo per port).
+
+Prints per-job JCT and class, mean JCT per arm and its ratio to the control arm
+(MLNET reports -25% median makespan from prioritization alone). An arm with a job
+that did not end `ok` gets no ratio.
 """
 
 from __future__ import annotations
@@ -35,17 +42,26 @@ JOBS = [
         "placement": ["h3", "h11", "h12"],
     },
 ]
-POLICIES = ("none", "smallest-first", "las")
+# arm -> (controller.priority, network.priority_bands)
+ARMS = {
+    "none": ("none", "auto"),
+    "none, same bands": ("none", "always"),
+    "smallest-first": ("smallest-first", "auto"),
+    "las": ("las", "auto"),
+}
+CONTROL = "none, same bands"
 
 
-def spec(policy: str, iterations: int) -> dict:
+def spec(arm: str, iterations: int) -> dict:
+    policy, bands = ARMS[arm]
     return {
-        "name": f"prio-{policy}",
+        "name": f"prio-{policy}-{bands}",
         "topology": {
             "kind": "dumbbell",
             "hosts_per_side": 6,
             "tiers": {"bottleneck": {"bw_mbps": 20}},
         },
+        "network": {"priority_bands": bands},
         # las: demote after 2 MB and 10 MB sent. Over 40 iterations (pushes + pulls, as
         # counted at the ingress edges) small sends ~1.5 MB, mid ~12 MB, big ~54 MB: the
         # first threshold sits above the smallest job, like PIAS sizes its thresholds.
@@ -53,7 +69,7 @@ def spec(policy: str, iterations: int) -> dict:
             "priority": policy,
             "priority_classes": 3,
             "poll_ms": 200,
-            "las_thresholds_mb": [1, 5],
+            "las_thresholds_mb": [2, 10],
         },
         "jobs": [
             {**job, "workers": 2, "servers": 1, "iterations": iterations, "eval_every": iterations}
@@ -62,8 +78,8 @@ def spec(policy: str, iterations: int) -> dict:
     }
 
 
-def measure(workdir: Path, policy: str, iterations: int) -> pd.DataFrame:
-    data = spec(policy, iterations)
+def measure(workdir: Path, arm: str, iterations: int) -> pd.DataFrame:
+    data = spec(arm, iterations)
     return run_spec(data, workdir / data["name"], "benchmark").jobs.set_index("job")
 
 
@@ -72,12 +88,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = {p: measure(Path(tmp), p, args.iterations) for p in POLICIES}
+        results = {arm: measure(Path(tmp), arm, args.iterations) for arm in ARMS}
     table = Table(title=f"three jobs on a 20 Mb/s bottleneck, {args.iterations} iterations each")
-    for col in ("policy", *[f"{j['name']} JCT s (class)" for j in JOBS], "mean JCT s", "vs none"):
+    columns = ("arm", *[f"{j['name']} JCT s (class)" for j in JOBS], "mean JCT s", "vs control")
+    for col in columns:
         table.add_column(col, justify="right")
-    base = results["none"]["jct_s"].mean()
-    for policy, jobs in results.items():
+    control = results[CONTROL]
+    base = control["jct_s"].mean() if (control["status"] == "ok").all() else None
+    for arm, jobs in results.items():
         cells = []
         for job in (j["name"] for j in JOBS):
             row = jobs.loc[job]
@@ -88,7 +106,8 @@ def main() -> None:
             )
             cells.append(f"{row['jct_s']:.1f} ({cls}) {row['status']}")
         mean = jobs["jct_s"].mean()
-        table.add_row(policy, *cells, f"{mean:.1f}", f"{mean / base:.2f}x")
+        ok = base is not None and (jobs["status"] == "ok").all()
+        table.add_row(arm, *cells, f"{mean:.1f}", f"{mean / base:.2f}x" if ok else "- (not ok)")
     Console(width=150).print(table)
 
 

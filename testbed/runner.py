@@ -90,11 +90,10 @@ class Testbed:
         )
         self.datapath = platform.datapath(exp.network.datapath)
         self.loss_backend, self.loss_reason = platform.loss_backend(exp.network.loss_backend)
-        prioritized = exp.controller.priority != "none"
         emulation = LinkEmulation(
             loss_backend=self.loss_backend,
             seed=exp.seed if platform.netem_seed else None,
-            bands=exp.controller.priority_classes if prioritized else 1,
+            bands=exp.switch_bands(),
             burst_ms=exp.network.shaper_burst_ms,
         )
         self.placements = place(exp, topo)

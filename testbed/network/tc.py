@@ -6,7 +6,7 @@ Shape (design.md §4), per egress interface, built from validated numbers only::
     qdisc 1:      htb; the root, or netem's child    unclassified -> the default leaf
     class 1:1     rate = ceil = link rate            (the link)
     class 1:10+i  one leaf per priority band i       (1 band unless prioritizing)
-    qdisc 10+i:   pfifo limit queue_pkts             (the buffer, on every direction)
+    qdisc 10+i:   pfifo limit band_limits(...)[i]    (the buffer, on every direction)
 
 netem sits above the shaper (the tc-netem manual's recipe for rate plus delay), not in
 the leaf, for two reasons. Every direction then has the same buffer, a pfifo of
@@ -19,6 +19,18 @@ drops (in the leaf, HTB counts netem's loss as drops too, and the two cancel).
 With one band the leaf gets the whole link rate. With several, every leaf has a
 tiny guaranteed rate and may borrow up to the link rate, and HTB serves lower
 `prio` first: a strict-ish priority that still cannot starve a class forever.
+
+The port's buffer is `queue_pkts` packets whatever the number of bands, so that a
+prioritized run and the run it is compared with hold the same number of packets per
+port. Each band has its own fifo (HTB needs one per leaf to reorder by priority, and
+no Linux qdisc both shapes per band and shares one limit), so the buffer is *split*:
+every band gets queue_pkts // bands packets and the remainder goes to the highest
+bands, one each (`band_limits`). That is a statically partitioned switch buffer; a
+shared buffer with dynamic thresholds, as in most switch ASICs, is not modelled. The
+spec requires queue_pkts >= priority_classes wherever bands are built, so that no
+band is left without a buffer. Compare a prioritized run with
+`network.priority_bands: always` under `priority: none` (the same split, nothing
+marked) to separate the priorities from the partitioning.
 
 Builders return argument lists for ``tc`` (without the program name) so the caller
 can run them one by one or in a batch.
@@ -63,6 +75,15 @@ def burst(mbps: float, burst_ms: float = DEFAULT_SHAPER_BURST_MS) -> str:
 def rate(mbps: float) -> str:
     """A tc rate in kbit (integer, so tc parses it exactly)."""
     return f"{max(1, round(mbps * 1000))}kbit"
+
+
+def band_limits(queue_pkts: int, bands: int) -> list[int]:
+    """Per-band fifo limits that add up to `queue_pkts`: an even split, the remainder
+    to the highest-priority bands (band 0 first). Needs queue_pkts >= bands."""
+    if queue_pkts < bands:
+        raise ValueError(f"{queue_pkts} packets cannot buffer {bands} bands")
+    share, extra = divmod(queue_pkts, bands)
+    return [share + (band < extra) for band in range(bands)]
 
 
 def leaf_classid(band: int) -> str:
@@ -125,10 +146,10 @@ def link_tree(
         ["qdisc", "replace", "dev", dev, *htb_at, "handle", ROOT, "htb", "default", default]
     )
     cmds.append(_htb_class(dev, ROOT, LINK_CLASS, link, link, bucket))
-    for band in range(bands):
+    for band, limit in enumerate(band_limits(params.queue_pkts, bands)):
         cmds.append(_htb_class(dev, LINK_CLASS, leaf_classid(band), guaranteed, link, bucket, band))
         where = ["dev", dev, "parent", leaf_classid(band), "handle", leaf_handle(band)]
-        cmds.append(["qdisc", "replace", *where, "pfifo", "limit", str(params.queue_pkts)])
+        cmds.append(["qdisc", "replace", *where, "pfifo", "limit", str(limit)])
     return cmds
 
 

@@ -17,6 +17,7 @@ def check_rules(exp: Experiment, source: str) -> None:
     topo = build_topology(exp.topology)
     hosts = topo.host_names()
     _check_directed(exp, source, topo)
+    _check_band_buffers(exp, source, topo)
     _check_job_names(exp, source)
     for i, job in enumerate(exp.jobs):
         _check_job(job, f"jobs.{i}", source, hosts)
@@ -41,6 +42,35 @@ def _check_directed(exp: Experiment, source: str, topo) -> None:
                 f"{d.src}->{d.dst}",
                 "expected src and dst joined by a link of the topology",
             )
+
+
+def _check_band_buffers(exp: Experiment, source: str, topo) -> None:
+    """Each band gets a share of a switch port's queue_pkts (testbed.network.tc), so
+    there must be at least one packet per band."""
+    bands = exp.switch_bands()
+    if bands == 1:
+        return
+    for d in topo.directions():
+        if d.src in topo.switch_info and d.params.queue_pkts < bands:
+            raise SpecError(
+                source,
+                _queue_key(exp, topo, d),
+                d.params.queue_pkts,
+                f"expected >= {bands} packets: the port's buffer is split among "
+                f"controller.priority_classes ({bands}) bands",
+            )
+
+
+def _queue_key(exp: Experiment, topo, d) -> str:
+    """The key path that set direction `d`'s queue_pkts (most specific first)."""
+    for i, o in reversed(list(enumerate(exp.topology.directed))):  # the last one wins
+        if (o.src, o.dst) == (d.src, d.dst) and o.queue_pkts is not None:
+            return f"topology.directed.{i}.queue_pkts"
+    tier = d.link.tier
+    override = exp.topology.tiers.get(tier)
+    if override is not None and override.queue_pkts is not None:
+        return f"topology.tiers.{tier}.queue_pkts"
+    return "topology.link.queue_pkts"
 
 
 def _check_job_names(exp: Experiment, source: str) -> None:

@@ -147,6 +147,10 @@ class NetworkSpec(Frozen):
     # The bucket must outlast the machine's longest usual delay in dequeuing, or the
     # link loses rate; deeper buckets let longer line-rate bursts through after idle.
     shaper_burst_ms: Float = Field(DEFAULT_SHAPER_BURST_MS, gt=0, le=100)
+    # Switch ports get controller.priority_classes bands (each with its share of
+    # queue_pkts) when the controller prioritizes (auto), or always: the control arm
+    # of a prioritization study, the same partitioned buffers with nothing marked.
+    priority_bands: Literal["auto", "always"] = "auto"
 
 
 class ControllerSpec(Frozen):
@@ -320,3 +324,9 @@ class Experiment(Frozen):
     # exec: a fresh interpreter per process, as before; the control arm of benchmarks/scale.py.
     launcher: Literal["fork", "exec"] = "fork"
     jobs: tuple[JobSpec, ...] = Field(min_length=1)
+
+    def switch_bands(self) -> int:
+        """Priority bands on every switch port: one per class when the controller
+        prioritizes or `network.priority_bands` is always, otherwise one."""
+        banded = self.controller.priority != "none" or self.network.priority_bands == "always"
+        return self.controller.priority_classes if banded else 1

@@ -9,6 +9,9 @@ families, so a correct emulator fails it with probability about 0.7%.
 
 from __future__ import annotations
 
+import json
+from subprocess import PIPE
+
 import pytest
 
 from testbed.network.measure import snmp_counters, tcp_transfer, udp_loss
@@ -80,3 +83,30 @@ def test_tcp_throughput_matches_configured_bandwidth(tmp_path, bw):
     with tb:
         transfer = tcp_transfer(tb.network, "h1", "h2", seconds=5)
     assert 0.9 * bw <= transfer.mbps <= bw, f"{transfer.mbps:.1f} Mb/s on a {bw} Mb/s link"
+
+
+@pytest.mark.parametrize("priority_bands,bands", [("auto", 1), ("always", 4)])
+def test_each_port_buffers_queue_pkts_whatever_the_number_of_bands(tmp_path, priority_bands, bands):
+    """Read back the tc tree of every egress interface of a running network: the pfifo
+    limits under its leaves add up to the configured queue_pkts, per direction."""
+    topology = {
+        "kind": "dumbbell",
+        "hosts_per_side": 2,
+        "link": {"queue_pkts": 50},
+        "tiers": {"bottleneck": {"queue_pkts": 30}},
+    }
+    tb = session(tmp_path, f"bands{bands}", topology, network={"priority_bands": priority_bands})
+    with tb:
+        for d in tb.topo.directions():
+            switch_port = d.src in tb.topo.switch_info
+            limits = _fifo_limits(tb.network, d.src, d.interface)
+            assert len(limits) == (bands if switch_port else 1), d.name
+            assert sum(limits) == d.params.queue_pkts, (d.name, limits)
+        assert {d.params.queue_pkts for d in tb.topo.directions()} == {30, 50}
+
+
+def _fifo_limits(net, node: str, interface: str) -> list[int]:
+    """The packet limits of the pfifo qdiscs on `interface`, as the kernel reports them."""
+    proc = net.host(node).popen(["tc", "-j", "qdisc", "show", "dev", interface], stdout=PIPE)
+    qdiscs = json.loads(proc.communicate(timeout=10)[0])
+    return [q["options"]["limit"] for q in qdiscs if q["kind"] == "pfifo"]

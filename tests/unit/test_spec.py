@@ -226,6 +226,29 @@ def test_bad_spec_is_one_line_naming_file_key_value_expectation(
     assert expected in message
 
 
+@pytest.mark.parametrize(
+    "edits,path",
+    [
+        (
+            {"controller.priority": "fixed", "topology.tiers.core.queue_pkts": 3},
+            "topology.tiers.core.queue_pkts",
+        ),
+        (
+            {"network.priority_bands": "always", "topology.link.queue_pkts": 2},
+            "topology.link.queue_pkts",
+        ),
+    ],
+)
+def test_switch_ports_need_a_packet_per_band(tmp_path, edits, path):
+    with pytest.raises(SpecError, match=rf"{path} = [23]: expected >= 4 packets"):
+        load_experiment(write(tmp_path, edit(edits)))
+
+
+def test_unbanded_ports_may_hold_fewer_packets_than_classes(tmp_path):
+    exp = load_experiment(write(tmp_path, edit({"topology.link.queue_pkts": 2})))
+    assert exp.switch_bands() == 1
+
+
 def test_duplicate_job_names(tmp_path):
     spec = edit({"jobs": [{"name": "a", "workers": 2}, {"name": "a", "workers": 2}]})
     with pytest.raises(SpecError, match=r"jobs\.1\.name = 'a': expected a name unique"):

@@ -49,6 +49,19 @@ def test_bands_have_tiny_rate_full_ceil_and_increasing_prio():
     assert sum(1 for c in cmds if c[:2] == ["qdisc", "replace"] and "parent" in c) == 4
 
 
+@pytest.mark.parametrize("queue,bands", [(100, 1), (100, 4), (7, 3), (4, 4), (101, 8)])
+def test_bands_split_the_port_buffer_without_changing_its_total(queue, bands):
+    cmds = tc.link_tree("x", LinkParams(queue_pkts=queue), bands=bands)
+    limits = [int(c[-1]) for c in cmds if c[-3:-1] == ["pfifo", "limit"]]
+    assert len(limits) == bands and sum(limits) == queue
+    assert max(limits) - min(limits) <= 1 and limits == sorted(limits, reverse=True)
+
+
+def test_fewer_packets_than_bands_is_refused():
+    with pytest.raises(ValueError, match="3 packets cannot buffer 4 bands"):
+        tc.band_limits(3, 4)
+
+
 @pytest.mark.parametrize(
     "params,netem_loss,seed,expected",
     [
