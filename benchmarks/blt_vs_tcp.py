@@ -7,9 +7,23 @@ The job: a parameter server on one side of a dumbbell and 4 workers on the other
 every link 100 Mb/s, random loss on the bottleneck link (each direction), so every
 message crosses exactly one lossy link; an MLP with 85k parameters (340 kB per
 message), so each iteration moves ~2.7 MB through the bottleneck and waits on the
-slowest message. For each loss rate and transport it prints the mean and p99 of the
-iteration time (slowest worker per iteration), the blt/tcp speedup, and the final
-test accuracy.
+slowest message.
+
+Four arms per loss rate, differing only in the transport (same seed, placement,
+buffers and model):
+
+- `tcp`: cubic, unpaced (what a user gets);
+- `tcp paced`: cubic, each connection capped at the share blt paces the same channel
+  at (`pacing: fair-share`, SO_MAX_PACING_RATE);
+- `blt bound 0`: blt made reliable (`loss_bound: 0`): blt's pacing, AIMD and NACKs,
+  no loss tolerated;
+- `blt bound 0.1`: the bounded-loss-tolerant transport.
+
+`blt bound 0` against `tcp paced` is what blt's own loss recovery buys at the same
+pacing; `blt bound 0.1` against `blt bound 0` is what tolerating loss buys. For each
+arm it prints the mean and p99 of the iteration time (slowest worker per iteration),
+the speedup over `tcp`, and the final test accuracy. An arm whose run is not `ok`,
+or whose `tcp` arm is not, gets no speedup.
 """
 
 from __future__ import annotations
@@ -24,10 +38,17 @@ from rich.table import Table
 
 from testbed.runner import run_spec
 
+ARMS = {
+    "tcp": {"kind": "tcp"},
+    "tcp paced": {"kind": "tcp", "pacing": "fair-share"},
+    "blt bound 0": {"kind": "blt", "loss_bound": 0.0},
+    "blt bound 0.1": {"kind": "blt", "loss_bound": 0.1},
+}
 
-def spec(transport: str, loss_pct: float, iterations: int) -> dict:
+
+def spec(arm: str, loss_pct: float, iterations: int) -> dict:
     return {
-        "name": f"{transport}-loss{loss_pct:g}",
+        "name": f"{arm.replace(' ', '-').replace('.', '')}-loss{loss_pct:g}",
         "topology": {
             "kind": "dumbbell",
             "hosts_per_side": 4,
@@ -41,7 +62,7 @@ def spec(transport: str, loss_pct: float, iterations: int) -> dict:
                 "workers": 4,
                 "servers": 1,
                 "placement": ["h1", "h5", "h6", "h7", "h8"],
-                "transport": {"kind": transport},
+                "transport": ARMS[arm],
                 "iterations": iterations,
                 "batch_size": 32,
                 "lr": 0.1,
@@ -52,8 +73,8 @@ def spec(transport: str, loss_pct: float, iterations: int) -> dict:
     }
 
 
-def measure(workdir: Path, transport: str, loss_pct: float, iterations: int) -> dict:
-    data = spec(transport, loss_pct, iterations)
+def measure(workdir: Path, arm: str, loss_pct: float, iterations: int) -> dict:
+    data = spec(arm, loss_pct, iterations)
     result = run_spec(data, workdir / data["name"], "benchmark")
     its = pd.read_csv(result.run_dir / "iterations.csv")
     step = its.groupby("iteration")["iter_s"].max()  # synchronous: the slowest worker
@@ -66,6 +87,13 @@ def measure(workdir: Path, transport: str, loss_pct: float, iterations: int) -> 
     }
 
 
+def speedup(base: dict, row: dict, key: str) -> str:
+    """base/row of `key`, only when both runs ended `ok`."""
+    if base["status"] != "ok" or row["status"] != "ok":
+        return "- (not ok)"
+    return f"{base[key] / row[key]:.2f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--losses", type=float, nargs="+", default=[0, 1, 5, 10])
@@ -74,7 +102,7 @@ def main() -> None:
     table = Table(title=f"blt vs tcp, PS with 4 workers, {args.iterations} iterations")
     for col in (
         "loss %",
-        "transport",
+        "arm",
         "status",
         "mean iter s",
         "p99 iter s",
@@ -85,19 +113,17 @@ def main() -> None:
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for loss in args.losses:
-            tcp = measure(Path(tmp), "tcp", loss, args.iterations)
-            blt = measure(Path(tmp), "blt", loss, args.iterations)
-            for name, row in (("tcp", tcp), ("blt", blt)):
-                speed_mean = tcp["mean_s"] / row["mean_s"] if name == "blt" else 1.0
-                speed_p99 = tcp["p99_s"] / row["p99_s"] if name == "blt" else 1.0
+            rows = {arm: measure(Path(tmp), arm, loss, args.iterations) for arm in ARMS}
+            tcp = rows["tcp"]
+            for arm, row in rows.items():
                 table.add_row(
                     f"{loss:g}",
-                    name,
+                    arm,
                     row["status"],
                     f"{row['mean_s']:.3f}",
                     f"{row['p99_s']:.3f}",
-                    f"{speed_mean:.2f}x",
-                    f"{speed_p99:.2f}x",
+                    speedup(tcp, row, "mean_s"),
+                    speedup(tcp, row, "p99_s"),
                     f"{row['accuracy']:.3f}",
                 )
     Console(width=140).print(table)

@@ -244,6 +244,10 @@ class TcpSpec(_TransportBase):
     # Set explicitly on every socket: this kernel defaults to bbr, which hides
     # random loss; cubic is Linux's usual default.
     congestion_control: Annotated[str, Strict(), Field(pattern=r"^[a-z0-9_]+$")] = "cubic"
+    # fair-share: cap each connection's sending rate (SO_MAX_PACING_RATE, the kernel's
+    # TCP pacing) at the share blt would pace the same channel at: the control arm
+    # that separates blt's loss tolerance from its pacing (benchmarks/blt_vs_tcp.py).
+    pacing: Literal["none", "fair-share"] = "none"
 
 
 class BltSpec(_TransportBase):

@@ -28,19 +28,33 @@ IO_TIMEOUT_S = 300.0  # a silent peer for this long means it died: fail, don't h
 class TcpChannel(Channel):
     """Length-prefixed messages over a connected TCP socket."""
 
-    def __init__(self, sock: socket.socket, peer: int, congestion_control: str):
+    def __init__(
+        self, sock: socket.socket, peer: int, congestion_control: str, paced: bool = False
+    ):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         set_congestion_control(sock, congestion_control)
         sock.settimeout(IO_TIMEOUT_S)
         self.sock = sock
         self.peer = peer
+        self.paced = paced
+
+    def set_share(self, mbps: float) -> None:
+        """With `pacing: fair-share`, cap the sending rate at `mbps`. Since Linux 4.13
+        TCP paces by itself when asked (no fq qdisc needed); the cap counts IP and TCP
+        headers but not Ethernet's, so at equal numbers TCP carries ~1% more than blt,
+        whose pacer counts Ethernet too."""
+        if self.paced:
+            rate = int(mbps * 1e6 / 8)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, rate)
+            if self.sock.getsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE) != rate:
+                raise OSError(f"the kernel did not take SO_MAX_PACING_RATE {rate}")
 
     def send(self, msg_id: int, data: np.ndarray) -> None:
         payload = memoryview(np.ascontiguousarray(data, dtype=np.float32)).cast("B")
         self.sock.sendall(HEADER.pack(MAGIC, msg_id, payload.nbytes, time.time()))
         self.sock.sendall(payload)
 
-    def recv(self, msg_id: int, out: np.ndarray) -> MessageStats:
+    def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
         magic, got_id, nbytes, sent_at = HEADER.unpack(_recv_exact(self.sock, HEADER.size))
         if magic != MAGIC or got_id != msg_id or nbytes != out.nbytes:
             raise ConnectionError(
@@ -93,14 +107,18 @@ class TcpTransport(Transport):
 
     def __init__(self, spec):
         self.congestion_control = spec.congestion_control
+        self.paced = spec.pacing == "fair-share"
 
     def listen(self, ip: str, port: int) -> Listener:
         return HelloListener(
-            ip, port, lambda conn, rank: TcpChannel(conn, rank, self.congestion_control)
+            ip,
+            port,
+            lambda conn, rank: TcpChannel(conn, rank, self.congestion_control, self.paced),
         )
 
     def connect(self, ip: str, port: int, rank: int, timeout_s: float) -> Channel:
-        return TcpChannel(dial(ip, port, rank, timeout_s), 0, self.congestion_control)
+        sock = dial(ip, port, rank, timeout_s)
+        return TcpChannel(sock, 0, self.congestion_control, self.paced)
 
 
 def set_congestion_control(sock: socket.socket, algorithm: str) -> None:
@@ -111,13 +129,25 @@ def set_congestion_control(sock: socket.socket, algorithm: str) -> None:
         raise OSError(f"TCP congestion control {algorithm!r} requested, kernel uses {used!r}")
 
 
+CONNECT_ATTEMPT_S = 5.0
+SO_MAX_PACING_RATE = getattr(socket, "SO_MAX_PACING_RATE", 47)  # Linux <asm/socket.h>
+
+
 def connect_with_retry(ip: str, port: int, timeout_s: float) -> socket.socket:
-    """Connect, retrying while the listener is still starting up."""
+    """Connect, retrying while the listener is still starting up.
+
+    Each attempt may take CONNECT_ATTEMPT_S; the connected socket then gets the whole
+    `timeout_s` for the handshake that follows (HELLO, blt's PORT exchange). A server
+    sets its peers up one at a time, on a CPU busy with every other process's start-up
+    and under loss, so that handshake may take longer than one attempt: with the
+    attempt's 5 s left on the socket, a 12-worker blt job failed at start-up."""
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:
         try:
-            return socket.create_connection((ip, port), timeout=min(5.0, timeout_s))
+            sock = socket.create_connection((ip, port), timeout=min(CONNECT_ATTEMPT_S, timeout_s))
+            sock.settimeout(timeout_s)
+            return sock
         except OSError:
             if time.monotonic() + delay > deadline:
                 raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -208,3 +209,31 @@ def _record(errors: list, fn, *args) -> None:
         fn(*args)
     except Exception as exc:  # noqa: BLE001 - the test asserts there is none
         errors.append(exc)
+
+
+def test_a_server_slower_than_one_connect_attempt_does_not_fail_the_worker(monkeypatch):
+    """The server answers the PORT exchange 3x later than one connect attempt may take
+    (a busy server setting its workers up one by one). The worker waits for it."""
+    from testbed.transports import tcp
+
+    monkeypatch.setattr(tcp, "CONNECT_ATTEMPT_S", 0.2)
+    spec = BltSpec(kind="blt", loss_bound=0.1)
+    port = free_port()
+    listener = BltTransport(spec).listen("127.0.0.1", port)
+    got = {}
+
+    def slow_server():
+        time.sleep(0.6)  # the worker has connected and sent its PORT by now
+        got.update(listener.accept(1, 10))
+
+    t = threading.Thread(target=slow_server)
+    t.start()
+    sender = BltTransport(spec).connect("127.0.0.1", port, 0, 10)
+    t.join()
+    listener.close()
+    data = np.arange(1000, dtype=np.float32)
+    out = np.zeros_like(data)
+    transfer(sender, got[0], 1, data, out)
+    np.testing.assert_array_equal(out, data)
+    sender.close()
+    got[0].close()

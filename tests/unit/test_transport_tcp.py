@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -42,6 +43,34 @@ def test_messages_round_trip_with_congestion_control_set():
     with pytest.raises(ConnectionError, match="expected message 9"):
         got[1].recv(9, out)
     for ch in [*clients, *got.values()]:
+        ch.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("pacing", ["none", "fair-share"])
+def test_fair_share_pacing_holds_tcp_to_the_share(pacing):
+    """4 MB at a share of 40 Mb/s takes 0.8 s when paced. Loopback's 64 kB segments make
+    pacing coarse (one segment is 13 ms, and the first window leaves at once), so more
+    than 0.5 s is asked; unpaced, loopback moves it in milliseconds."""
+    transport = make_transport(TcpSpec(pacing=pacing))
+    port = free_port()
+    listener = transport.listen("127.0.0.1", port)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(listener.accept(1, 10)))
+    t.start()
+    client = transport.connect("127.0.0.1", port, 0, 10)
+    t.join()
+    client.set_share(40.0)
+    data = np.ones(1_000_000, dtype=np.float32)
+    out = np.zeros_like(data)
+    start = time.monotonic()
+    sender = threading.Thread(target=client.send, args=(1, data))
+    sender.start()
+    got[0].recv(1, out)
+    sender.join()
+    elapsed = time.monotonic() - start
+    assert (elapsed > 0.5) == (pacing == "fair-share"), elapsed
+    for ch in (client, got[0]):
         ch.close()
     listener.close()
 
