@@ -91,6 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Console()
     if len(result.jobs):
         out.print(summary_table(result.jobs))
+    if result.fidelity and not result.fidelity["trustworthy"]:
+        reasons = "; ".join(result.fidelity["reasons"])
+        print(f"not trustworthy as a network measurement: {reasons}", file=sys.stderr)
     if result.status != "ok":
         print(f"run {result.status}: {result.error}", file=sys.stderr)
     print(result.run_dir)

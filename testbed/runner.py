@@ -43,6 +43,7 @@ from testbed.network.reach import unreachable_pairs
 from testbed.network.tc import CLASS_DSCP
 from testbed.platform import Platform, probe
 from testbed.progress import RunProgress
+from testbed.results.fidelity import CpuSampler, assess
 from testbed.results.metadata import Metadata, now_utc
 from testbed.results.rundir import create_run_dir
 from testbed.results.tables import write_tables
@@ -65,6 +66,7 @@ class RunResult:
     status: str
     error: str
     jobs: pd.DataFrame
+    fidelity: dict | None = None
 
 
 class Testbed:
@@ -270,8 +272,10 @@ def run_experiment(
             for name, p in placements.items()
         },
         hosts={name: info.ip for name, info in topo.host_info.items()},
+        t0_unix=testbed.t0,
     )
     jobs: JobRunner | None = None
+    cpu: CpuSampler | None = None
     forkserver = _forkserver(exp, run_dir) if exp.launcher == "fork" else None
     links: list[dict] = []
     status, error = "failed", ""
@@ -290,12 +294,21 @@ def run_experiment(
                 jobs = JobRunner(
                     exp, testbed.network, placements, run_dir, testbed.ledger, forkserver
                 )
+                cpu = CpuSampler(
+                    run_dir / "cpu.csv",
+                    exp.results.sample_s,
+                    testbed.t0,
+                    lambda: _process_groups(testbed, forkserver, jobs),
+                )
+                cpu.start()
                 _follow(jobs, progress)
                 failed = [j for j in jobs.jobs if j.status != "ok"]
                 status = "failed" if failed else "ok"
                 error = "; ".join(f"{j.spec.name}: {j.error}" for j in failed)
             finally:
                 with _no_sigint():
+                    if cpu:
+                        cpu.stop()
                     if jobs:
                         jobs.stop_all()
                     if forkserver:
@@ -308,16 +321,32 @@ def run_experiment(
     except Exception as exc:  # a bug: keep the traceback in the log, results on disk
         log.error("unexpected error\n%s", traceback.format_exc())
         error = f"unexpected {type(exc).__name__}: {exc} (traceback in logs/harness.log)"
-    frames = write_tables(run_dir, jobs.summaries() if jobs else [], testbed.t0)
+    frames = write_tables(run_dir)
+    rates = {d.name: d.params.bw_mbps for d in topo.directions()}
+    fidelity = assess(run_dir, links, rates)
     meta.update(
         status=status,
         error=error,
         ended_utc=now_utc(),
         links=links,
+        fidelity=fidelity,
         duration_s=round(time.time() - testbed.t0, 3),
     )
     log.info("run %s: %s %s", run_dir, status, error)
-    return RunResult(run_dir, status, error, frames["jobs"])
+    return RunResult(run_dir, status, error, frames["jobs"], fidelity)
+
+
+def _process_groups(testbed: Testbed, forkserver, jobs: JobRunner) -> dict[str, list[int]]:
+    """The run's own process groups by name, for cpu.csv (each was started in a group
+    of its own: the ledger kills them the same way)."""
+    groups = {}
+    if testbed.controller.popen is not None:
+        groups["controller"] = [testbed.controller.popen.pid]
+    if forkserver is not None and forkserver.proc is not None:
+        groups["forkserver"] = [forkserver.proc.pid]
+    for job in jobs.jobs:
+        groups[f"job:{job.spec.name}"] = [p.popen.pid for p in job.processes if p.popen]
+    return groups
 
 
 def _forkserver(exp: Experiment, run_dir: Path) -> ForkServer:

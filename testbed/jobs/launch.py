@@ -11,6 +11,7 @@ one exits otherwise (the rest are stopped).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from testbed.jobs.forkserver import ForkedProcess, ForkServer, log_tail
 from testbed.jobs.placement import Placement
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.emulated import EmulatedNetwork
+from testbed.results.tables import JOB_STATE
 from testbed.spec.schema import Experiment, JobSpec
 from testbed.training.role import RoleConfig
 
@@ -86,6 +88,9 @@ class JobRunner:
             JobRun(job, placements[job.name], self._plan(exp, job, placements[job.name], run_dir))
             for job in exp.jobs
         ]
+        self.run_dir = run_dir
+        for job in self.jobs:
+            self._persist(job)
 
     # ------------------------------------------------------------------ planning
 
@@ -140,6 +145,7 @@ class JobRunner:
     def _launch(self, job: JobRun) -> None:
         job.launched_at = time.time()
         job.status = "running"
+        self._persist(job)
         for proc in job.processes:  # servers first: workers retry until they listen
             # gloo resolves the hostname outside the namespace unless told the interface.
             env = {"GLOO_SOCKET_IFNAME": f"{proc.config.host}-eth0"}
@@ -181,6 +187,7 @@ class JobRunner:
             elif all(c == 0 for c in codes):
                 job.status = "ok"
             if job.done:
+                self._persist(job)
                 ended.append(job)
         return ended
 
@@ -193,6 +200,7 @@ class JobRunner:
         for job in self.jobs:
             if not job.done:
                 job.status = "interrupted"
+                self._persist(job)
             self._stop(job)
 
     def _stop(self, job: JobRun) -> None:
@@ -207,25 +215,31 @@ class JobRunner:
 
     # ------------------------------------------------------------------ reporting
 
-    def summaries(self) -> list[dict]:
-        """Per-job facts for jobs.csv (timings come from the records)."""
-        return [
-            {
-                "job": job.spec.name,
-                "transport": job.spec.transport.kind,
-                "sync": job.spec.sync,
-                "model": job.spec.model.name,
-                "dataset": job.spec.dataset,
-                "workers": job.spec.workers,
-                "servers": job.spec.servers,
-                "status": job.status,
-                "launched_at": job.launched_at,
-                "start_s": job.spec.start_s,
-                "hosts": " ".join(job.placement.hosts),
-                "error": job.error,
-            }
-            for job in self.jobs
-        ]
+    def _persist(self, job: JobRun) -> None:
+        """Write the job's state to raw/<job>/job.json at every change, so that jobs.csv
+        can be rebuilt from the run directory alone (testbed.results.tables)."""
+        path = self.run_dir / "raw" / job.spec.name / JOB_STATE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary(job), indent=1) + "\n")
+        os.replace(tmp, path)
+
+
+def summary(job: JobRun) -> dict:
+    """One job's facts for jobs.csv: its spec fields, status and launch time."""
+    return {
+        "job": job.spec.name,
+        "transport": job.spec.transport.kind,
+        "sync": job.spec.sync,
+        "model": job.spec.model.name,
+        "dataset": job.spec.dataset,
+        "workers": job.spec.workers,
+        "servers": job.spec.servers,
+        "status": job.status,
+        "launched_at": job.launched_at,
+        "start_s": job.spec.start_s,
+        "hosts": " ".join(job.placement.hosts),
+        "error": job.error,
+    }
 
 
 def _blame_order(proc: RoleProcess) -> tuple[float, bool]:

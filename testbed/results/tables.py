@@ -1,7 +1,9 @@
-"""Tidy CSVs built from the per-process JSONL records of a run directory.
+"""Tidy CSVs built from the run directory alone: the per-process JSONL records, each
+job's state (``raw/<job>/job.json``, written by the launcher at every change), the
+parameter snapshots taken at evaluations, controller.csv and metadata.json's
+``t0_unix``. So the tables can be rebuilt after the fact, even from a crashed run::
 
-Only the run directory is read, so the tables can be rebuilt after the fact
-(``testbed.results.tables.write_tables(run_dir, ...)``) even from a crashed run.
+    python -c "from testbed.results.tables import write_tables; write_tables(RUN_DIR)"
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from testbed.training.role import SNAPSHOTS
 
 # Column orders are part of the contract (design.md §3, results/README.md).
 ITERATION_COLUMNS = (
-    "job rank iteration iter_s compute_s comm_s bytes_sent train_loss test_accuracy time_s"
+    "job rank iteration iter_s compute_s comm_s bytes_sent train_loss test_accuracy "
+    "param_divergence time_s"
 ).split()
 MESSAGE_COLUMNS = (
     "job iteration src dst kind bytes fct_s delivered_fraction retransmitted_bytes transport"
@@ -23,6 +29,50 @@ JOB_COLUMNS = (
     "job transport sync model dataset workers servers iterations jct_s startup_s mean_iter_s "
     "final_accuracy status priority_initial priority_final"
 ).split()
+
+
+JOB_STATE = "job.json"  # raw/<job>/job.json: a job's spec fields, status, launch time
+
+
+def read_job_states(run_dir: Path) -> list[dict]:
+    """Every job's last persisted state, in job order of the spec (as launched)."""
+    states = [json.loads(p.read_text()) for p in (run_dir / "raw").glob(f"*/{JOB_STATE}")]
+    order = _spec_order(run_dir)
+    return sorted(states, key=lambda s: order.get(s["job"], len(order)))
+
+
+def _spec_order(run_dir: Path) -> dict[str, int]:
+    import yaml  # only to order jobs as the resolved spec lists them
+
+    try:
+        spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) or {}
+    except OSError:
+        return {}
+    return {job["name"]: i for i, job in enumerate(spec.get("jobs", []))}
+
+
+def run_start(run_dir: Path) -> float:
+    """The run's t0 (Unix time) from metadata.json; times in the tables count from it."""
+    return float(json.loads((run_dir / "metadata.json").read_text())["t0_unix"])
+
+
+def param_divergence(run_dir: Path) -> pd.DataFrame:
+    """Per job and evaluated iteration: max over workers w of |θ_w - θ_0| / |θ_0|."""
+    rows = []
+    for job_dir in sorted((run_dir / "raw").glob(f"*/{SNAPSHOTS}")):
+        by_iteration: dict[int, dict[str, Path]] = {}
+        for path in job_dir.glob("it*-worker*.npy"):
+            it, worker = path.stem.split("-")
+            by_iteration.setdefault(int(it[2:]), {})[worker] = path
+        for it, paths in sorted(by_iteration.items()):
+            if "worker0" not in paths:
+                continue
+            base = np.load(paths["worker0"])
+            norm = float(np.linalg.norm(base)) or 1.0
+            worst = max(float(np.linalg.norm(np.load(p) - base)) for p in paths.values())
+            rows.append({"job": job_dir.parent.name, "iteration": it, "rank": 0,
+                         "param_divergence": worst / norm})  # fmt: skip
+    return pd.DataFrame(rows, columns=["job", "iteration", "rank", "param_divergence"])
 
 
 def read_records(run_dir: Path) -> list[dict]:
@@ -37,11 +87,19 @@ def read_records(run_dir: Path) -> list[dict]:
     return records
 
 
-def iterations_table(records: Iterable[dict], t0: float) -> pd.DataFrame:
-    """One row per worker per iteration; `time_s` is seconds since the run started."""
+def iterations_table(
+    records: Iterable[dict], t0: float, divergence: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per worker per iteration; `time_s` is seconds since the run started;
+    `param_divergence` on rank 0's rows at evaluations (from the snapshots)."""
     rows = [r for r in records if r["type"] == "iteration"]
-    df = pd.DataFrame(rows, columns=[*ITERATION_COLUMNS, "time"])
+    columns = [c for c in ITERATION_COLUMNS if c != "param_divergence"]
+    df = pd.DataFrame(rows, columns=[*columns, "time"])
     df["time_s"] = df["time"] - t0
+    if divergence is None:
+        divergence = pd.DataFrame(columns=["job", "iteration", "rank", "param_divergence"])
+    keys = ["job", "iteration", "rank"]
+    df = df.merge(divergence.astype({"iteration": "int64", "rank": "int64"}), on=keys, how="left")
     return df[ITERATION_COLUMNS].sort_values(["job", "iteration", "rank"], ignore_index=True)
 
 
@@ -85,15 +143,15 @@ def jobs_table(
     return pd.DataFrame(rows, columns=JOB_COLUMNS + extra)
 
 
-def write_tables(run_dir: Path, jobs: list[dict], t0: float) -> dict[str, pd.DataFrame]:
-    """Write iterations.csv, messages.csv and jobs.csv; return the frames."""
+def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """Write iterations.csv, messages.csv and jobs.csv from `run_dir` alone; return them."""
     records = read_records(run_dir)
     events = run_dir / "controller.csv"
     classes = pd.read_csv(events) if events.exists() else None
     frames = {
-        "iterations": iterations_table(records, t0),
+        "iterations": iterations_table(records, run_start(run_dir), param_divergence(run_dir)),
         "messages": messages_table(records),
-        "jobs": jobs_table(records, jobs, classes),
+        "jobs": jobs_table(records, read_job_states(run_dir), classes),
     }
     for name, frame in frames.items():
         frame.to_csv(run_dir / f"{name}.csv", index=False)

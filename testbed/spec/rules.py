@@ -90,13 +90,6 @@ def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
         raise SpecError(source, f"{path}.workers", job.workers, "expected >= 2 for sync: allreduce")
     if job.transport.kind == "gloo" and job.sync != "allreduce":
         raise SpecError(source, f"{path}.sync", job.sync, "expected allreduce for transport gloo")
-    if job.transport.kind == "gloo" and job.transport.fill != "zero":
-        raise SpecError(
-            source,
-            f"{path}.transport.fill",
-            job.transport.fill,
-            "expected zero: gloo's allreduce cannot reuse stale entries",
-        )
     allowed = MODEL_DATASETS[job.model.name]
     if job.dataset not in allowed:
         raise SpecError(

@@ -18,7 +18,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from testbed.training import datasets, models
 from testbed.training.messages import Message
 from testbed.training.ps import PSServer, PSWorker, shard_bounds
-from testbed.training.role import RecordWriter, RoleConfig
+from testbed.training.role import RecordWriter, RoleConfig, snapshot_path
 from testbed.transports import make_transport
 
 
@@ -84,7 +84,14 @@ def make_sync(cfg: RoleConfig):
         from testbed.training.gloo import GlooAllreduce  # imports torch.distributed
 
         return GlooAllreduce(
-            cfg.workers[0], cfg.rank, spec.workers, spec.lr, spec.momentum, t.drop_fraction, seed
+            cfg.workers[0],
+            cfg.rank,
+            spec.workers,
+            spec.lr,
+            spec.momentum,
+            t.drop_fraction,
+            seed,
+            t.fill,
         )
     transport = make_transport(t, cfg.link_mbps)
     if spec.sync == "allreduce":
@@ -100,6 +107,7 @@ def make_sync(cfg: RoleConfig):
             t.drop_fraction,
             seed,
             share_mbps=fair_share(cfg),
+            lossy=t.kind == "blt" and t.loss_bound > 0,
         )
     return PSWorker(
         transport,
@@ -136,7 +144,10 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
             vector_to_parameters(torch.from_numpy(params), model.parameters())
             t2 = time.perf_counter()
             last = it == spec.iterations - 1
-            evaluate = cfg.rank == 0 and ((it + 1) % spec.eval_every == 0 or last)
+            evaluating = (it + 1) % spec.eval_every == 0 or last
+            if evaluating:  # every worker: param_divergence compares the replicas
+                _snapshot(cfg, it, params)
+            evaluate = cfg.rank == 0 and evaluating
             for msg in received:
                 _message(records, spec, it, msg)
             records.write(
@@ -153,6 +164,12 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
             )
     finally:
         sync.close()
+
+
+def _snapshot(cfg: RoleConfig, iteration: int, params: np.ndarray) -> None:
+    path = snapshot_path(cfg.records, iteration)
+    path.parent.mkdir(exist_ok=True)
+    np.save(path, params)
 
 
 def accuracy(model: nn.Module, data: datasets.Dataset) -> float:

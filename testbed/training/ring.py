@@ -7,11 +7,34 @@ the predecessor's partial sum of one chunk to the local one, then W-1 allgather
 steps pass the finished chunks around. Each worker divides by W and applies SGD
 with momentum locally.
 
-Missing entries (lost or dropped on purpose): in reduce-scatter, ``zero`` adds
-nothing for them (the sum is still divided by W, so the average shrinks), ``stale``
-adds the value received for that chunk and step in the previous iteration; in
-allgather they keep the worker's previous averaged gradient (``stale``) or 0
-(``zero``: no update for that entry).
+Replicas stay bit-identical, also under loss. The design: an entry is *missing*
+(NaN) as soon as one of its W contributions is, and every worker agrees on which
+entries are missing before it updates.
+
+- Entries dropped on purpose (`drop_fraction`) are NaN, as at the parameter server
+  and in gloo. Entries a lossy transport did not deliver become NaN on arrival.
+- NaN propagates by IEEE arithmetic: in reduce-scatter, a partial sum with a missing
+  contribution is NaN, so no sum is ever divided by W with contributions left out
+  (a lost partial sum holds the contributions of several workers, and there is no
+  cheap way to send per-entry counts with it). In allgather a worker forwards what
+  it received, NaN included, never a substitute of its own.
+- Because NaN is forwarded, the last worker on a chunk's allgather path holds the
+  union of everything lost on that chunk. With a lossy transport (blt with
+  ``loss_bound > 0``), one more ring pass carries these missing-entry bitmaps
+  (1 bit per entry, ~3% of the gradient) *reliably* (``recv(reliable=True)``), so
+  every worker marks the same entries missing. tcp and lossless blt deliver every
+  NaN themselves and skip the pass.
+- `fill` then treats the agreed entries identically everywhere: ``zero`` gives them
+  no gradient this step, ``stale`` reuses the previous averaged gradient, which is
+  itself identical on every worker.
+
+Every worker therefore computes the same floats in the same order, and
+`param_divergence` (iterations.csv) is 0. The price of this choice: at the
+parameter server `zero` averages an entry over the workers that delivered it, while
+here an entry any contribution misses is left out of the step for everyone (gloo,
+which cannot count per entry either, does the same). With W workers and a
+per-message loss fraction q, an entry survives with probability about
+(1 - q)^(2W - 2).
 """
 
 from __future__ import annotations
@@ -42,6 +65,7 @@ class RingAllreduce:
         drop_fraction: float = 0.0,
         seed: int = 0,
         share_mbps: float | None = None,
+        lossy: bool = False,
     ):
         self.rank, self.size = rank, len(ring)
         ip, port = ring[rank]
@@ -58,16 +82,16 @@ class RingAllreduce:
         self.pool = pool
         self.lr, self.momentum, self.fill = lr, momentum, fill
         self.drop_fraction = drop_fraction
+        self.lossy = lossy  # the transport may leave entries out: agree on them
         self.rng = np.random.default_rng(seed)
         self.velocity: np.ndarray | None = None
-        self.stale: dict[int, np.ndarray] = {}
         self.averaged: np.ndarray | None = None
 
     def exchange(self, iteration: int, grad: np.ndarray, params: np.ndarray) -> list[Message]:
         """Allreduce-average `grad`, then update `params` in place. Returns messages received."""
+        acc = grad.astype(np.float32)  # a copy: the ring sums into it
         if self.drop_fraction:
-            grad = drop_entries(grad, self.drop_fraction, self.rng, 0.0)
-        acc = grad.astype(np.float32).copy()
+            acc = drop_entries(acc, self.drop_fraction, self.rng, np.nan)
         if self.averaged is None:
             self.averaged = np.zeros_like(acc)
             self.velocity = np.zeros_like(acc)
@@ -77,40 +101,56 @@ class RingAllreduce:
             send_c, recv_c = (self.rank - step) % self.size, (self.rank - step - 1) % self.size
             stats, buf = self._swap(iteration * STRIDE + step, acc, chunks[send_c], chunks[recv_c])
             lo, hi = chunks[recv_c]
-            acc[lo:hi] += self._fill_reduce(step, buf, stats)
+            acc[lo:hi] += _missing_as_nan(buf, stats)
             received.append(self._message("reduce", stats))
         for step in range(self.size - 1):  # allgather
             send_c, recv_c = (self.rank - step + 1) % self.size, (self.rank - step) % self.size
             code = iteration * STRIDE + self.size + step
             stats, buf = self._swap(code, acc, chunks[send_c], chunks[recv_c])
             lo, hi = chunks[recv_c]
-            previous = self.averaged[lo:hi] * self.size if self.fill == "stale" else 0.0
-            mask = valid_mask(buf, stats)
-            acc[lo:hi] = buf if mask is None else np.where(mask, buf, previous)
+            acc[lo:hi] = _missing_as_nan(buf, stats)
             received.append(self._message("gather", stats))
-        np.divide(acc, self.size, out=self.averaged)
+        if self.lossy:
+            received += self._agree(iteration, acc, chunks)
+        self._update(acc, params)
+        return received
+
+    def _agree(self, iteration: int, acc: np.ndarray, chunks) -> list[Message]:
+        """Make every worker's NaN set the same: worker r was last on chunk r+2's
+        allgather path, so it knows all that chunk lost; pass those bitmaps around."""
+        received = []
+        for step in range(self.size - 1):
+            send_c, recv_c = (self.rank + 2 - step) % self.size, (self.rank + 1 - step) % self.size
+            lo, hi = chunks[send_c]
+            bits = _pack(np.isnan(acc[lo:hi]))
+            lo, hi = chunks[recv_c]
+            buf = np.zeros(_packed_len(hi - lo), dtype=np.float32)
+            code = iteration * STRIDE + 2 * self.size + step
+            sending = self.pool.submit(self.next.send, code, bits)
+            stats = self.prev.recv(code, buf, reliable=True)
+            sending.result()
+            acc[lo:hi][_unpack(buf, hi - lo)] = np.nan
+            received.append(self._message("agree", stats))
+        return received
+
+    def _update(self, acc: np.ndarray, params: np.ndarray) -> None:
+        """Average, fill the agreed missing entries, momentum SGD step."""
+        missing = np.isnan(acc)
+        fresh = acc / self.size
+        if missing.any():
+            fresh[missing] = self.averaged[missing] if self.fill == "stale" else 0.0
+        self.averaged = fresh
         self.velocity *= self.momentum
         self.velocity += self.averaged
         params -= self.lr * self.velocity
-        return received
 
     def _swap(self, msg_id: int, acc: np.ndarray, send: tuple[int, int], recv: tuple[int, int]):
         """Send one chunk to the successor while receiving one from the predecessor."""
-        buf = np.zeros(recv[1] - recv[0], dtype=np.float32)
+        buf = np.full(recv[1] - recv[0], np.nan, dtype=np.float32)
         sending = self.pool.submit(self.next.send, msg_id, acc[send[0] : send[1]].copy())
         stats = self.prev.recv(msg_id, buf)
         sending.result()
         return stats, buf
-
-    def _fill_reduce(self, step: int, buf: np.ndarray, stats) -> np.ndarray:
-        mask = valid_mask(buf, stats)
-        if mask is None:
-            self.stale[step] = buf
-            return buf
-        fallback = self.stale.get(step, 0.0) if self.fill == "stale" else 0.0
-        filled = np.where(mask, buf, fallback)
-        self.stale[step] = filled
-        return filled
 
     def _message(self, kind: str, stats) -> Message:
         prev = (self.rank - 1) % self.size
@@ -120,3 +160,28 @@ class RingAllreduce:
         self.pool.shutdown()
         self.next.close()
         self.prev.close()
+
+
+def _missing_as_nan(buf: np.ndarray, stats) -> np.ndarray:
+    """`buf` with every entry that did not arrive (or arrived as NaN) set to NaN."""
+    mask = valid_mask(buf, stats)
+    if mask is not None:
+        buf[~mask] = np.nan
+    return buf
+
+
+def _packed_len(entries: int) -> int:
+    """float32 words that carry one bit per entry."""
+    return -(-entries // 32)
+
+
+def _pack(missing: np.ndarray) -> np.ndarray:
+    """One bit per entry, carried as float32 words (transports move raw bytes)."""
+    bits = np.packbits(missing)
+    words = np.zeros(4 * _packed_len(len(missing)), dtype=np.uint8)
+    words[: len(bits)] = bits
+    return words.view(np.float32)
+
+
+def _unpack(words: np.ndarray, entries: int) -> np.ndarray:
+    return np.unpackbits(words.view(np.uint8))[:entries].astype(bool)

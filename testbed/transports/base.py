@@ -36,8 +36,11 @@ class Channel(ABC):
         """Send `data` (float32, 1-D) as message `msg_id`."""
 
     @abstractmethod
-    def recv(self, msg_id: int, out: np.ndarray) -> MessageStats:
-        """Receive message `msg_id` into `out` (entries not delivered are left as they were)."""
+    def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
+        """Receive message `msg_id` into `out` (entries not delivered are left as they were).
+
+        `reliable`: wait for every entry, whatever the transport's loss bound (for the
+        small bookkeeping messages that keep replicas consistent)."""
 
     def set_share(self, mbps: float) -> None:  # noqa: B027 - optional hook, default no-op
         """The sending rate this channel may use; only paced transports (blt) use it."""

@@ -9,7 +9,7 @@ probes it makes (the suite's total stays below 1%).
 
 from __future__ import annotations
 
-from scipy.stats import binom
+from scipy.stats import binom, chi2
 
 from testbed.network.measure import UdpLoss
 from testbed.runner import Testbed, bare_testbed
@@ -40,12 +40,29 @@ def assert_loss(probe: UdpLoss, q: float) -> None:
 def assert_directions(entries: list[dict]) -> None:
     """Every direction's emulator counters (metadata.json ``links``) agree with its
     configured loss. The m directions form one family: each is held to the 1 - 0.1%/m
-    interval (Bonferroni), so the family fails a correct emulator with at most 0.1%.
-    (The ``outside_ci99`` flag users see is per direction at 99%: with 6 lossy
-    directions, 6% of correct runs would show one.)"""
+    interval (Bonferroni), so the family fails a correct emulator with at most 0.1%
+    (metadata.json's fidelity flag does the same at a family-wise 99%)."""
     assert entries, "no lossy direction carried traffic"
     level = 1 - (1 - CONFIDENCE) / len(entries)
     for e in entries:
         n, p = e["offered_packets"], e["configured_loss_pct"] / 100
         lo, hi = binom.interval(level, n, p)
         assert lo <= e["loss_drops"] <= hi, f"{e['direction']}: {e['loss_drops']}/{n} lost, p={p}"
+
+
+def assert_dispersion(entries: list[dict]) -> None:
+    """Loss is independent per packet: over m directions, the sum of the squared
+    standardized loss counts z = (lost - np) / sqrt(np(1-p)) is chi-square with m
+    degrees of freedom (each count binomial given its n; np >= 50 keeps the normal
+    approximation good). Accepted inside the two-sided 99.9% range, so a correct
+    emulator fails it with probability 0.1%. Bursty or correlated loss inflates it
+    (overdispersion); loss that is too regular, e.g. every 20th packet, deflates it."""
+    z2 = 0.0
+    for e in entries:
+        n, p = e["offered_packets"], e["configured_loss_pct"] / 100
+        assert n * p >= 50, f"{e['direction']}: too few packets ({n}) for the approximation"
+        z2 += (e["loss_drops"] - n * p) ** 2 / (n * p * (1 - p))
+    lo, hi = chi2.interval(CONFIDENCE, len(entries))
+    assert lo <= z2 <= hi, (
+        f"sum of z^2 over {len(entries)} directions: {z2:.1f}, expected {lo:.1f}..{hi:.1f}"
+    )

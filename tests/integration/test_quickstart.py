@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
 from testbed.network.monitor import COLUMNS as LINK_COLUMNS
-from testbed.results.tables import ITERATION_COLUMNS, JOB_COLUMNS
+from testbed.results.tables import ITERATION_COLUMNS, JOB_COLUMNS, write_tables
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
@@ -89,7 +90,39 @@ def test_links_are_sampled_and_summarised(quickstart):
     assert meta["platform"]["loss_backend"] in ("netem", "nftables")
     busy = {entry["direction"]: entry for entry in meta["links"]}
     assert busy["h1->e0_0"]["peak_mbps"] <= 100 * 1.05  # never above the shaped rate
-    assert not any(entry["outside_ci99"] for entry in meta["links"])
+    assert meta["fidelity"]["loss_outside_familywise_ci99"] == []  # no loss configured
+
+
+def test_fidelity_is_recorded_with_cpu_samples(quickstart):
+    _, out, _ = quickstart
+    fidelity = json.loads((out / "metadata.json").read_text())["fidelity"]
+    cpu = pd.read_csv(out / "cpu.csv")
+    assert {"machine", "harness", "controller", "job:mlp"} <= set(cpu["source"])
+    assert 0 < fidelity["cpu_busy_p50_pct"] <= fidelity["cpu_busy_p95_pct"] <= 100
+    assert fidelity["trustworthy"] == (not fidelity["reasons"])
+    assert (pd.read_csv(out / "links.csv")["backlog_pkts"] >= 0).all()
+
+
+def test_replicas_agree_at_every_evaluation(quickstart):
+    """Parameter server over TCP: every worker pulls the same parameters."""
+    _, out, _ = quickstart
+    its = pd.read_csv(out / "iterations.csv")
+    divergence = its.dropna(subset=["param_divergence"])
+    assert len(divergence) == 10  # eval_every 20 of 200 iterations
+    assert (divergence["param_divergence"] == 0).all()
+
+
+def test_tables_are_a_function_of_the_run_directory(quickstart, tmp_path):
+    """Delete the tables of a copy of the run, rebuild them from the directory alone."""
+    _, out, _ = quickstart
+    copy = shutil.copytree(out, tmp_path / "copy")
+    names = ("iterations", "messages", "jobs")
+    before = {name: pd.read_csv(copy / f"{name}.csv") for name in names}
+    for name in names:
+        (copy / f"{name}.csv").unlink()
+    write_tables(copy)
+    for name in names:
+        pd.testing.assert_frame_equal(pd.read_csv(copy / f"{name}.csv"), before[name])
 
 
 def test_nothing_of_the_run_remains(quickstart):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from testbed.network.monitor import qdisc_stats, summarize
+from testbed.results.fidelity import loss_outliers
 from testbed.spec.schema import DumbbellSpec, LinkParams
 from topologies import build_topology
 
@@ -16,28 +17,44 @@ def row(offered, dropped):
     return {"offered_packets": offered, "loss_drops": dropped, "qdisc_drops": 0}
 
 
-def test_loss_inside_interval_is_not_flagged():
+def entry(loss_pct, offered, dropped, name="left->right"):
+    out = summarize(direction(loss_pct), row(offered, dropped), 0)
+    return {**out, "direction": name}
+
+
+def test_summary_gives_the_directions_own_interval():
     out = summarize(direction(1), row(20_000, 205), peak_mbps=50.0)
-    assert out["measured_loss_pct"] == 1.025 and not out["outside_ci99"]
+    assert out["measured_loss_pct"] == 1.025
     lo, hi = out["ci99_pct"]
     assert lo < 1 < hi
     assert out["configured_mbps"] == 100 and out["peak_mbps"] == 50.0
 
 
-def test_loss_outside_interval_is_flagged_both_ways():
+def test_loss_far_outside_the_interval_is_flagged_both_ways():
     # sd of Binomial(20000, 0.01) is ~14 packets: 300 and 120 are ~7 sd away
-    assert summarize(direction(1), row(20_000, 300), 0)["outside_ci99"]
-    assert summarize(direction(1), row(20_000, 120), 0)["outside_ci99"]
+    assert loss_outliers([entry(1, 20_000, 300)]) == ["left->right"]
+    assert loss_outliers([entry(1, 20_000, 120)]) == ["left->right"]
+    assert loss_outliers([entry(1, 20_000, 205)]) == []
+
+
+def test_the_interval_widens_with_the_number_of_lossy_directions():
+    """240 drops is 2.8 sd above 200: outside one direction's 99% interval (2.58 sd),
+    inside the Bonferroni interval of a family of 100 (1 - 0.01/100: 3.9 sd)."""
+    odd = entry(1, 20_000, 240, "odd")
+    assert loss_outliers([odd]) == ["odd"]
+    family = [odd] + [entry(1, 20_000, 200, f"d{i}") for i in range(99)]
+    assert loss_outliers(family) == []
 
 
 def test_any_drop_on_a_lossless_direction_is_flagged():
-    assert summarize(direction(0), row(1000, 1), 0)["outside_ci99"]
-    assert not summarize(direction(0), row(1000, 0), 0)["outside_ci99"]
+    assert loss_outliers([entry(0, 1000, 1)]) == ["left->right"]
+    assert loss_outliers([entry(0, 1000, 0)]) == []
 
 
 def test_no_traffic_has_no_measurement():
     out = summarize(direction(5), row(0, 0), 0)
-    assert out["measured_loss_pct"] is None and not out["outside_ci99"]
+    assert out["measured_loss_pct"] is None
+    assert loss_outliers([entry(5, 0, 0)]) == []
 
 
 def test_netem_loss_is_netem_drops_beyond_its_child_htbs():
@@ -50,10 +67,10 @@ def test_netem_loss_is_netem_drops_beyond_its_child_htbs():
          "drops": 5, "bytes": 10, "packets": 1},
         {"kind": "pfifo", "handle": "11:", "parent": "1:11", "dev": "left-eth2",
          "drops": 15, "bytes": 30, "packets": 3},
-        {"kind": "htb", "handle": "1:", "root": True, "dev": "left-eth1", "drops": 7},
+        {"kind": "htb", "handle": "1:", "root": True, "dev": "left-eth1", "drops": 7, "qlen": 4},
     ]  # fmt: skip
     stats = qdisc_stats(listing)
     lossy = stats["left-eth2"]
-    assert lossy["netem_drops"] - lossy["htb_drops"] == 100
+    assert lossy["netem_drops"] - lossy["htb_drops"] == 100 and lossy["backlog_pkts"] == 0
     assert lossy["bands"][1] == {"bytes": 30, "packets": 3, "drops": 15}
-    assert stats["left-eth1"] == {"htb_drops": 7, "netem_drops": 0, "bands": {}}
+    assert stats["left-eth1"] == {"htb_drops": 7, "netem_drops": 0, "backlog_pkts": 4, "bands": {}}

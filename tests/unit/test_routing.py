@@ -91,9 +91,14 @@ def test_two_level_refuses_non_fat_tree():
 def test_unknown_destination_is_dropped_not_flooded():
     data, fake = programmed(FatTreeSpec(k=4), "two-level")
     start = fake.switches["e0_0"]
-    outs = start.forward({"eth_type": 0x0800, "ipv4_dst": "192.168.1.1", "in_port": 1})
-    # Two-level tables send unknown pod prefixes up by suffix, never out of host ports.
-    assert all(port > 2 for port, _ in outs)
+    # The same table forwards a known remote host up (ports 1-2 face hosts)...
+    known = start.forward({"eth_type": 0x0800, "ipv4_dst": fake.hosts["h16"]["ip"], "in_port": 1})
+    assert known and all(port > 2 for port, _ in known)
+    # ...and has no entry for an address outside the fabric, from a host or from above:
+    # the packet is dropped, never flooded.
+    for in_port in (1, 3):
+        pkt = {"eth_type": 0x0800, "ipv4_dst": "192.168.1.1", "in_port": in_port}
+        assert start.forward(pkt) == []
     assert start.forward({"eth_type": 0x0806, "in_port": 1}) == []  # ARP: no entry, dropped
 
 

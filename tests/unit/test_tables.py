@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from testbed.results.rundir import create_run_dir
-from testbed.results.tables import ITERATION_COLUMNS, JOB_COLUMNS, MESSAGE_COLUMNS, write_tables
-from testbed.training.role import RecordWriter
+from testbed.results.tables import (
+    ITERATION_COLUMNS,
+    JOB_COLUMNS,
+    JOB_STATE,
+    MESSAGE_COLUMNS,
+    write_tables,
+)
+from testbed.training.role import RecordWriter, snapshot_path
 
 T0 = 1000.0
 
 
 def fake_run(tmp_path, workers=2, iterations=3, truncate=False):
+    """A run directory as a finished run leaves it: records, job state, metadata."""
     run_dir = create_run_dir("x", out=tmp_path / "run")
+    (run_dir / "metadata.json").write_text(json.dumps({"t0_unix": T0}))
     (run_dir / "raw" / "a").mkdir()
     for rank in range(workers):
         path = run_dir / "raw" / "a" / f"worker{rank}.jsonl"
@@ -66,12 +75,13 @@ def fake_run(tmp_path, workers=2, iterations=3, truncate=False):
             "launched_at": T0 + 1,
         }
     ]
+    (run_dir / "raw" / "a" / JOB_STATE).write_text(json.dumps(summary[0]))
     return run_dir, summary
 
 
 def test_tables_have_contract_columns_and_one_row_per_worker_iteration(tmp_path):
     run_dir, summary = fake_run(tmp_path)
-    frames = write_tables(run_dir, summary, T0)
+    frames = write_tables(run_dir)
     its = pd.read_csv(run_dir / "iterations.csv")
     assert list(its.columns) == ITERATION_COLUMNS
     assert len(its) == 2 * 3
@@ -90,15 +100,28 @@ def test_tables_have_contract_columns_and_one_row_per_worker_iteration(tmp_path)
 
 def test_tables_tolerate_a_half_written_line(tmp_path):
     run_dir, summary = fake_run(tmp_path, truncate=True)
-    write_tables(run_dir, summary, T0)
+    write_tables(run_dir)
     assert len(pd.read_csv(run_dir / "iterations.csv")) == 6
 
 
 def test_empty_run_still_writes_headers(tmp_path):
     run_dir = create_run_dir("x", out=tmp_path / "run")
-    write_tables(run_dir, [], T0)
+    (run_dir / "metadata.json").write_text(json.dumps({"t0_unix": T0}))
+    write_tables(run_dir)
     assert list(pd.read_csv(run_dir / "iterations.csv").columns) == ITERATION_COLUMNS
     assert list(pd.read_csv(run_dir / "jobs.csv").columns) == JOB_COLUMNS
+
+
+def test_divergence_is_the_largest_relative_distance_from_worker0(tmp_path):
+    run_dir, _ = fake_run(tmp_path, workers=3)
+    records = run_dir / "raw" / "a" / "worker0.jsonl"
+    for rank, params in enumerate(([3.0, 4.0], [3.0, 4.0], [3.0, 4.5])):
+        path = snapshot_path(records.with_name(f"worker{rank}.jsonl"), 2)
+        path.parent.mkdir(exist_ok=True)
+        np.save(path, np.array(params, np.float32))
+    its = write_tables(run_dir)["iterations"].set_index(["iteration", "rank"])
+    assert its.loc[(2, 0), "param_divergence"] == 0.5 / 5  # |(0, 0.5)| / |(3, 4)|
+    assert its["param_divergence"].notna().sum() == 1  # rank 0, the evaluated iteration
 
 
 def test_record_writer_appends_json_lines(tmp_path):

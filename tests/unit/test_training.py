@@ -74,4 +74,6 @@ def test_model_learns_a_few_steps(digits, spec):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]  # ~0.1-0.3 x in practice; 0.5 leaves margin
-    assert 0.0 <= accuracy(model, digits) <= 1.0
+    # 10 balanced classes: chance is ~0.1; 200 full-batch steps on 256 images reach
+    # ~0.8-0.9 on the held-out set, so 0.5 fails only a model that did not learn.
+    assert accuracy(model, digits) > 0.5

@@ -1,0 +1,232 @@
+"""Was the emulator itself the bottleneck? cpu.csv and metadata.json's `fidelity`.
+
+On a shared 2-core machine a saturated CPU stretches every iteration and quietly
+turns a network experiment into a CPU experiment. `CpuSampler` records, every
+`results.sample_s` while the run lasts, how busy the whole machine was and what the
+run's own parts used (the harness, ovs-vswitchd, the controller, the forkserver and
+each job's process groups). `assess` condenses cpu.csv, links.csv and the loss
+report into `fidelity`, with ``trustworthy: false`` and the reasons when:
+
+- the machine was more than 90% busy for more than 10% of the sampled time;
+- a direction's measured loss lies outside its binomial interval at a *family-wise*
+  99% level (Bonferroni over the m lossy directions that carried traffic: each is
+  held to 1 - 1%/m, so a correct emulator raises this flag in at most 1% of runs,
+  whatever the size of the network);
+- a direction ran below 90% of its configured rate while its queue was backlogged:
+  summed over the sample intervals whose both ends found packets queued, at least
+  3 s of them (a shaper that keeps its rate sends at ~1.0 of it there; HTB counts
+  the same L2 bytes as the interface counters).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binom
+
+CPU_COLUMNS = ["time_s", "source", "cpu_pct"]
+MACHINE = "machine"  # cpu_pct: busy share of all cores; other sources: their share of all cores
+BUSY_PCT = 90.0
+SATURATED_SHARE = 0.10
+FAMILY_LEVEL = 0.99
+SLOW_FRACTION = 0.9
+MIN_BACKLOGGED_S = 3.0
+OVS_PIDFILE = Path("/run/openvswitch/ovs-vswitchd.pid")
+TICKS = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
+
+Groups = Callable[[], dict[str, Iterable[int]]]  # source name -> process group ids
+
+
+class CpuSampler:
+    """Samples /proc in a thread and appends rows to cpu.csv."""
+
+    def __init__(self, path: Path, interval_s: float, t0: float, groups: Groups):
+        self.interval_s, self.t0, self.groups = interval_s, t0, groups
+        self._fh = open(path, "w", newline="")
+        self._csv = csv.DictWriter(self._fh, fieldnames=CPU_COLUMNS)
+        self._csv.writeheader()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._machine = _machine_ticks()
+        self._ticks: dict[int, int] = {}  # pid -> utime + stime at the last sample
+        self._last = time.monotonic()
+
+    def start(self) -> None:
+        self._sample()  # the baseline of every pid already running
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """One last sample, then close cpu.csv. Idempotent."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._sample()
+        if not self._fh.closed:
+            self._fh.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self._sample()
+            except Exception:  # a missed sample must not end sampling
+                pass
+
+    def _sample(self) -> None:
+        now, busy_total = time.monotonic(), _machine_ticks()
+        dt, self._last = now - self._last, now
+        (busy, total), (b0, t0) = busy_total, self._machine
+        self._machine = busy_total
+        if dt <= 0 or total <= t0:
+            return
+        stamp = round(time.time() - self.t0, 3)
+        rows = [
+            {
+                "time_s": stamp,
+                "source": MACHINE,
+                "cpu_pct": round(100 * (busy - b0) / (total - t0), 2),
+            }
+        ]
+        capacity = dt * TICKS * CORES
+        for source, used in self._group_ticks().items():
+            rows.append(
+                {"time_s": stamp, "source": source, "cpu_pct": round(100 * used / capacity, 2)}
+            )
+        if not self._fh.closed:
+            self._csv.writerows(rows)
+            self._fh.flush()
+
+    def _group_ticks(self) -> dict[str, int]:
+        """CPU ticks each source used since the last sample (new pids: all of theirs)."""
+        wanted = {"harness": {os.getpgrp()}, "ovs-vswitchd": _ovs_pgid()}
+        for name, pgids in self.groups().items():
+            wanted[name] = set(pgids)
+        owner = {pgid: name for name, pgids in wanted.items() for pgid in pgids}
+        used = dict.fromkeys(wanted, 0)
+        seen: dict[int, int] = {}
+        for pid, pgid, ticks in _processes():
+            if pgid in owner:
+                used[owner[pgid]] += ticks - self._ticks.get(pid, 0)
+                seen[pid] = ticks
+        self._ticks = seen
+        return used
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user
+    return total - idle, total
+
+
+def _processes():
+    """(pid, process group, utime + stime) of every process, skipping ones that vanish."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2 :].split()  # comm may hold spaces
+        yield int(entry.name), int(rest[2]), int(rest[11]) + int(rest[12])
+
+
+def _ovs_pgid() -> set[int]:
+    try:
+        pid = int(OVS_PIDFILE.read_text().strip())
+        return {os.getpgid(pid)}
+    except (OSError, ValueError):
+        return set()
+
+
+# ------------------------------------------------------------------ assessment
+
+
+def assess(run_dir: Path, links: list[dict], configured_mbps: dict[str, float]) -> dict:
+    """The `fidelity` section of metadata.json from cpu.csv, links.csv and the loss
+    report (metadata.json's `links`)."""
+    fidelity: dict = {"trustworthy": True, "reasons": []}
+    cpu_path, links_path = run_dir / "cpu.csv", run_dir / "links.csv"
+    if cpu_path.exists():
+        fidelity.update(cpu_figures(pd.read_csv(cpu_path)))
+        if fidelity.get("cpu_saturated_share", 0) > SATURATED_SHARE:
+            fidelity["reasons"].append(
+                f"CPU above {BUSY_PCT:g}% busy for {fidelity['cpu_busy_above_90_s']} s "
+                f"({100 * fidelity['cpu_saturated_share']:.0f}% of the run)"
+            )
+    outliers = loss_outliers(links)
+    fidelity["loss_outside_familywise_ci99"] = outliers
+    if outliers:
+        fidelity["reasons"].append(
+            f"measured loss outside its family-wise 99% interval on {', '.join(outliers)}"
+        )
+    if links_path.exists():
+        slow = slow_links(pd.read_csv(links_path), configured_mbps)
+        fidelity["slow_links"] = slow
+        if slow:
+            names = ", ".join(f"{d} ({r:.2f} of its rate)" for d, r in slow.items())
+            fidelity["reasons"].append(f"backlogged links below 90% of their rate: {names}")
+    fidelity["trustworthy"] = not fidelity["reasons"]
+    return fidelity
+
+
+def cpu_figures(cpu: pd.DataFrame) -> dict:
+    """Machine busy p50/p95 (%), seconds above 90% busy, and their share of the run."""
+    machine = cpu[cpu["source"] == MACHINE].sort_values("time_s")
+    if machine.empty:
+        return {}
+    dt = machine["time_s"].diff().fillna(0).to_numpy()
+    busy = machine["cpu_pct"].to_numpy()
+    above = float(dt[busy > BUSY_PCT].sum())
+    span = float(dt.sum()) or 1.0
+    return {
+        "cpu_busy_p50_pct": round(float(np.percentile(busy, 50)), 1),
+        "cpu_busy_p95_pct": round(float(np.percentile(busy, 95)), 1),
+        "cpu_busy_above_90_s": round(above, 1),
+        "cpu_saturated_share": round(above / span, 3),
+    }
+
+
+def loss_outliers(links: list[dict], level: float = FAMILY_LEVEL) -> list[str]:
+    """Directions whose loss lies outside the Bonferroni interval of the family of
+    lossy directions that carried traffic (family-wise `level`), and lossless ones
+    that lost anything (impossible when correct, so they cost the family nothing)."""
+    carried = [e for e in links if e["offered_packets"]]
+    family = [e for e in carried if e["configured_loss_pct"]]
+    each = 1 - (1 - level) / max(1, len(family))
+    out = []
+    for e in carried:
+        lo, hi = binom.interval(each, e["offered_packets"], e["configured_loss_pct"] / 100)
+        if not lo <= e["loss_drops"] <= hi:
+            out.append(e["direction"])
+    return out
+
+
+def slow_links(links: pd.DataFrame, configured_mbps: dict[str, float]) -> dict[str, float]:
+    """Direction -> achieved/configured rate over its backlogged intervals, for the
+    directions below SLOW_FRACTION with at least MIN_BACKLOGGED_S of evidence."""
+    slow = {}
+    for direction, rows in links.sort_values("time_s").groupby("direction"):
+        t = rows["time_s"].to_numpy()
+        sent = rows["tx_bytes"].to_numpy()
+        queued = rows["backlog_pkts"].to_numpy() > 0
+        both = queued[1:] & queued[:-1]
+        span = float(np.diff(t)[both].sum())
+        if span < MIN_BACKLOGGED_S:
+            continue
+        mbps = float(np.diff(sent)[both].sum()) * 8 / span / 1e6
+        ratio = mbps / configured_mbps[direction]
+        if ratio < SLOW_FRACTION:
+            slow[direction] = round(ratio, 3)
+    return slow
