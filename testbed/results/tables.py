@@ -19,8 +19,8 @@ from testbed.training.role import SNAPSHOTS
 
 # Column orders are part of the contract (design.md §3, results/README.md).
 ITERATION_COLUMNS = (
-    "job rank iteration iter_s compute_s comm_s bytes_sent train_loss test_accuracy "
-    "param_divergence time_s"
+    "job rank iteration iter_s compute_s comm_s bytes_sent train_loss test_accuracy time_s "
+    "param_divergence"
 ).split()
 MESSAGE_COLUMNS = (
     "job iteration src dst kind bytes fct_s delivered_fraction retransmitted_bytes transport"

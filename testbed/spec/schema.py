@@ -256,6 +256,10 @@ class BltSpec(_TransportBase):
     kind: Literal["blt"]
     loss_bound: Float = Field(0.1, ge=0, lt=1)
     rate_mbps: Float | None = Field(None, gt=0, le=10_000)  # default: the host link's rate
+    # AIMD: a first pass losing more than this share of its packets halves the rate. Its
+    # own key, not a multiple of loss_bound, so that arms differing in loss_bound pace
+    # alike (with 2 x loss_bound, a reliable arm halved at every lost packet).
+    congestion_loss: Float = Field(0.2, gt=0, le=1)
     congestion_control: Literal["cubic"] = "cubic"  # of the control connection
 
 

@@ -115,3 +115,24 @@ def test_ring_replicas_stay_identical_under_link_loss(tmp_path, transport, no_le
     its = pd.read_csv(out / "iterations.csv")
     divergence = its.dropna(subset=["param_divergence"])["param_divergence"]
     assert len(divergence) == 2 and (divergence == 0).all()
+
+
+def test_a_slow_start_under_loss_does_not_fail_the_job(tmp_path, no_leftovers):
+    """The held-out spec that once failed at start-up (a worker's handshake timed out
+    while the servers set their 12 peers up one by one): a k=4 fat-tree with 3% loss
+    on every link, 12 workers and 2 servers over blt, each started with the exec
+    launcher so that 14 interpreters import torch at once on 2 cores."""
+    spec = {
+        "name": "slowstart",
+        "topology": {"kind": "fat-tree", "k": 4, "link": {"loss_pct": 3}},
+        "launcher": "exec",
+        "jobs": [
+            {"name": "j", "workers": 12, "servers": 2, "transport": "blt", "iterations": 5,
+             "eval_every": 5}
+        ],
+    }  # fmt: skip
+    out = tmp_path / "slowstart"
+    proc = run_cli(["run", str(write_spec(tmp_path / "slowstart.yaml", spec)), "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = pd.read_csv(out / "jobs.csv")
+    assert jobs.loc[0, "status"] == "ok" and jobs.loc[0, "iterations"] == 5
