@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from scipy.stats import binom
 from testbed import shell
 from testbed.network import loss, tc
 from testbed.network.emulated import EmulatedNetwork
+from testbed.sampling import Periodic
 from topologies import Direction
 
 log = logging.getLogger("testbed.monitor")
@@ -79,13 +79,11 @@ class LinkMonitor:
     ):
         self.net = net
         self.path = path
-        self.interval_s = interval_s
         self.t0 = t0
         self.directions = net.topo.directions()
         self.loss_plan = loss.plan(net.topo)
         self.peaks = {d.name: _Peak() for d in self.directions}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("link-monitor", interval_s, self.sample)
         self._fh = open(path, "w", newline="")
         self._csv = csv.DictWriter(self._fh, fieldnames=COLUMNS)
         self._csv.writeheader()
@@ -101,26 +99,14 @@ class LinkMonitor:
             self._classes_csv.writeheader()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="link-monitor", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
         """Stop sampling after one last sample (so the totals are complete). Idempotent."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-            self.sample()
+        self._periodic.stop()
         for fh in (self._fh, self._classes_fh):
             if fh is not None and not fh.closed:
                 fh.close()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.sample()
-            except Exception:  # a missed sample must not end sampling for the run
-                log.exception("link sample failed")
 
     # ------------------------------------------------------------------ sampling
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import binom
+
+from testbed.sampling import Periodic
 
 CPU_COLUMNS = ["time_s", "source", "cpu_pct"]
 MACHINE = "machine"  # cpu_pct: busy share of all cores; other sources: their share of all cores
@@ -49,12 +50,11 @@ class CpuSampler:
     """Samples /proc in a thread and appends rows to cpu.csv."""
 
     def __init__(self, path: Path, interval_s: float, t0: float, groups: Groups):
-        self.interval_s, self.t0, self.groups = interval_s, t0, groups
+        self.t0, self.groups = t0, groups
         self._fh = open(path, "w", newline="")
         self._csv = csv.DictWriter(self._fh, fieldnames=CPU_COLUMNS)
         self._csv.writeheader()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("cpu-sampler", interval_s, self._sample)
         self._machine = _machine_ticks()
         self._ticks: dict[int, int] = {}  # pid -> utime + stime at the last sample
         self._last = time.monotonic()
@@ -62,25 +62,13 @@ class CpuSampler:
     def start(self) -> None:
         self._group_ticks()  # the baseline of every pid already running: no row
         self._machine, self._last = _machine_ticks(), time.monotonic()
-        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
         """One last sample, then close cpu.csv. Idempotent."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-            self._sample()
+        self._periodic.stop()
         if not self._fh.closed:
             self._fh.close()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self._sample()
-            except Exception:  # a missed sample must not end sampling
-                pass
 
     def _sample(self) -> None:
         now, busy_total = time.monotonic(), _machine_ticks()

@@ -126,9 +126,7 @@ class RingAllreduce:
             lo, hi = chunks[recv_c]
             buf = np.zeros(_packed_len(hi - lo), dtype=np.float32)
             code = iteration * STRIDE + 2 * self.size + step
-            sending = self.pool.submit(self.next.send, code, bits)
-            stats = self.prev.recv(code, buf, reliable=True)
-            sending.result()
+            stats = self._send_recv(code, bits, buf, reliable=True)
             acc[lo:hi][_unpack(buf, hi - lo)] = np.nan
             received.append(self._message("agree", stats))
         return received
@@ -147,10 +145,14 @@ class RingAllreduce:
     def _swap(self, msg_id: int, acc: np.ndarray, send: tuple[int, int], recv: tuple[int, int]):
         """Send one chunk to the successor while receiving one from the predecessor."""
         buf = np.full(recv[1] - recv[0], np.nan, dtype=np.float32)
-        sending = self.pool.submit(self.next.send, msg_id, acc[send[0] : send[1]].copy())
-        stats = self.prev.recv(msg_id, buf)
+        return self._send_recv(msg_id, acc[send[0] : send[1]].copy(), buf), buf
+
+    def _send_recv(self, msg_id: int, payload: np.ndarray, buf: np.ndarray, reliable=False):
+        """Send `payload` to the successor while receiving into `buf` from the predecessor."""
+        sending = self.pool.submit(self.next.send, msg_id, payload)
+        stats = self.prev.recv(msg_id, buf, reliable=reliable)
         sending.result()
-        return stats, buf
+        return stats
 
     def _message(self, kind: str, stats) -> Message:
         prev = (self.rank - 1) % self.size
