@@ -171,6 +171,11 @@ def ratio(before: dict, after: dict, key: str) -> str:
     return f"{before[key] / after[key]:.1f}x"
 
 
+def num(value, digits: int) -> str:
+    """`value` with `digits` decimals, or "-" for a figure a failed run does not have."""
+    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 16, 60])
@@ -183,6 +188,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for workers, servers in jobs:
             pair = [measure(Path(tmp), launcher, workers, servers) for launcher in ("exec", "fork")]
+            for row in pair:  # as it goes: a later crash loses nothing measured
+                print({k: row[k] for k in ("processes", "launcher", "status", "startup_s")})
             rows.append(pair)
     table = Table(title=f"start-up and memory per training process ({ITERATIONS} iterations)")
     columns = (
@@ -199,10 +206,10 @@ def main() -> None:
                 f"{row['processes']} ({workers}+{servers})",
                 row["launcher"],
                 row["status"],
-                f"{row['startup_s']:.2f}",
-                f"{row['all_ready_s']:.2f}",
-                f"{row['mean_iter_s']:.4f}",
-                f"{row['wall_s']:.1f}",
+                num(row["startup_s"], 2),
+                num(row["all_ready_s"], 2),
+                num(row["mean_iter_s"], 4),
+                num(row["wall_s"], 1),
                 f"{row['uss_mb']:.1f} (n={row['sampled']})",
                 f"{row['pss_mb']:.1f}",
                 f"{fs:.0f}" if fs else "-",

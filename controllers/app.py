@@ -1,10 +1,11 @@
 """The testbed's OpenFlow 1.3 controller: an os-ken (Ryu API) app, one screen long.
 
 It only dispatches. When a switch connects it sends what the policies return for
-it (priority marks, routes), then a barrier; once every switch of the topology has
-answered, it writes the "all switches programmed" file the harness waits for. For
-policies that need traffic counters (las) it polls flow statistics every poll_ms
-and sends back whatever the policy answers. Class changes go to controller.csv.
+it (priority marks, per-job byte counters, routes), then a barrier; once every switch
+of the topology has answered, it writes the "all switches programmed" file the
+harness waits for. For policies that need traffic counters (las) it polls flow
+statistics every poll_ms and sends back whatever the policy answers. Class changes
+go to controller.csv.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import time
 
+from controllers.accounting import Accounting
 from controllers.compat import (
     CONFIG_DISPATCHER,
     MAIN_DISPATCHER,
@@ -54,6 +56,7 @@ class TestbedController(app_manager.OSKenApp):
             self.jobs_config = json.load(fh)
         self.priority = make_priority(self.fabric, self.jobs_config)
         self.routing = make_routing(self.fabric, conf.routing)
+        self.accounting = Accounting(self.fabric, self.jobs_config)
         self.ready_file = conf.ready_file
         self.pending = set(self.fabric.switches)
         self.datapaths: dict[str, object] = {}
@@ -78,6 +81,7 @@ class TestbedController(app_manager.OSKenApp):
             *clear_switch(),
             discard_lost(),
             *self.priority.messages(name),
+            *self.accounting.messages(name),
             *self.routing.messages(name),
         ]
         self._send(dp, msgs)

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from controllers.compat import ofp, parser
 
-# Pipeline: table 0 classifies (priority marks), table 1 routes, table 2 holds the
-# two-level suffix entries that table 1 defers to.
+# Pipeline: table 0 classifies (priority marks); tables 1-3 count each job's bytes per
+# tier (controllers.accounting); table 4 routes, table 5 holds the two-level suffix
+# entries that table 4 defers to.
 CLASSIFY_TABLE = 0
-ROUTE_TABLE = 1
-SUFFIX_TABLE = 2
+JOB_TABLE = 1
+PORT_TABLE = 2
+DOWN_TABLE = 3
+ROUTE_TABLE = 4
+SUFFIX_TABLE = 5
+AFTER_CLASSIFY = JOB_TABLE
 
 ETH_IPV4 = 0x0800
 # The link emulation marks a packet "lost on the previous link" with ECN CE (see
@@ -20,11 +25,22 @@ ETH_IPV4 = 0x0800
 LOST_ECN = 3
 
 
-def flow(table: int, priority: int, match, actions=(), goto: int | None = None, cookie: int = 0):
-    """An add flow-mod applying `actions`, then optionally jumping to table `goto`."""
+def flow(
+    table: int,
+    priority: int,
+    match,
+    actions=(),
+    goto: int | None = None,
+    cookie: int = 0,
+    metadata: int | None = None,
+):
+    """An add flow-mod applying `actions`, optionally writing the pipeline `metadata`,
+    then optionally jumping to table `goto`."""
     instructions = []
     if actions:
         instructions.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, list(actions)))
+    if metadata is not None:
+        instructions.append(parser.OFPInstructionWriteMetadata(metadata, 0xFFFF))
     if goto is not None:
         instructions.append(parser.OFPInstructionGotoTable(goto))
     return parser.OFPFlowMod(

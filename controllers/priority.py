@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controllers.compat import ofp, parser
-from controllers.ofmsg import CLASSIFY_TABLE, ETH_IPV4, ROUTE_TABLE, flow
+from controllers.ofmsg import AFTER_CLASSIFY, CLASSIFY_TABLE, ETH_IPV4, flow
 from controllers.topology import Fabric, Host
 
 MARK_PRIORITY = 100
@@ -81,8 +81,9 @@ class MarkingPolicy:
         raise NotImplementedError
 
     def messages(self, switch: str) -> list:
-        """Table-0 entries of `switch`: marks for job hosts attached to it, then routing."""
-        msgs = [flow(CLASSIFY_TABLE, 0, parser.OFPMatch(), goto=ROUTE_TABLE)]
+        """Table-0 entries of `switch`: marks for job hosts attached to it, then on to
+        counting and routing."""
+        msgs = [flow(CLASSIFY_TABLE, 0, parser.OFPMatch(), goto=AFTER_CLASSIFY)]
         for job in self.jobs:
             msgs += self._marks(switch, job, self.current[job.name], ofp.OFPFC_ADD)
         return msgs
@@ -101,7 +102,7 @@ class MarkingPolicy:
                     MARK_PRIORITY,
                     match,
                     [parser.OFPActionSetField(ip_dscp=self.dscp[cls])],
-                    goto=ROUTE_TABLE,
+                    goto=AFTER_CLASSIFY,
                     cookie=job_cookie(job.index),
                 )
                 msg.command = command
@@ -142,7 +143,7 @@ class NoPriority(MarkingPolicy):
         return {}
 
     def messages(self, switch: str) -> list:
-        return [flow(CLASSIFY_TABLE, 0, parser.OFPMatch(), goto=ROUTE_TABLE)]
+        return [flow(CLASSIFY_TABLE, 0, parser.OFPMatch(), goto=AFTER_CLASSIFY)]
 
 
 class FixedPriority(MarkingPolicy):

@@ -26,6 +26,7 @@ class Fabric:
     switches: dict[str, dict]  # name -> switch record (dpid, role, pod, index)
     hosts: list[Host]
     ports: dict[str, dict[str, int]] = field(default_factory=dict)  # switch -> neighbor -> port
+    tiers: dict[str, dict[int, str]] = field(default_factory=dict)  # switch -> port -> tier
 
     @classmethod
     def from_json(cls, data: dict) -> Fabric:
@@ -46,6 +47,7 @@ class Fabric:
             ):
                 if near in switches:
                     fabric.ports.setdefault(near, {})[far] = near_port
+                    fabric.tiers.setdefault(near, {})[near_port] = link["tier"]
         return fabric
 
     @classmethod

@@ -18,6 +18,7 @@ tests and benchmarks use it to get a ready network without training jobs.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ import pandas as pd
 import yaml
 from rich.console import Console
 
+from controllers.cookies import TIERS
 from testbed import preflight
 from testbed.control import ControllerProcess
 from testbed.errors import TestbedError
@@ -37,6 +39,7 @@ from testbed.jobs.forkserver import ForkServer
 from testbed.jobs.launch import PROCESS_ENV, JobRunner
 from testbed.jobs.placement import Placement, place
 from testbed.ledger import Ledger
+from testbed.network.counters import job_tier_bytes
 from testbed.network.emulated import EmulatedNetwork, LinkEmulation
 from testbed.network.monitor import LinkMonitor
 from testbed.network.reach import unreachable_pairs
@@ -46,7 +49,7 @@ from testbed.progress import RunProgress
 from testbed.results.fidelity import CpuSampler, assess
 from testbed.results.metadata import Metadata, now_utc
 from testbed.results.rundir import create_run_dir
-from testbed.results.tables import write_tables
+from testbed.results.tables import TIER_BYTES, write_tables
 from testbed.spec import validate
 from testbed.spec.schema import Experiment
 from testbed.training.size import iteration_bytes
@@ -192,6 +195,17 @@ class Testbed:
         monitor.stop()
         return monitor.report()
 
+    def save_tier_bytes(self, path: Path) -> None:
+        """Write the bytes each job put on each tier (the controller's per-job counters)
+        to `path`; a failure is logged, the run goes on to teardown."""
+        try:
+            tiers = sorted({link.tier for link in self.topo.link_info}, key=TIERS.index)
+            jobs = [job.name for job in self.exp.jobs]
+            counted = job_tier_bytes(self.topo.switch_info, jobs, tiers)
+            path.write_text(json.dumps({"tiers": tiers, "jobs": counted}, indent=1) + "\n")
+        except Exception:
+            log.error("per-job tier bytes not read\n%s", traceback.format_exc())
+
     def _check_reachability(self) -> None:
         failures = unreachable_pairs(self.network)
         if failures:
@@ -294,6 +308,7 @@ def run_experiment(
                 jobs = JobRunner(
                     exp, testbed.network, placements, run_dir, testbed.ledger, forkserver
                 )
+                meta.update(trees=jobs.tree_report())
                 cpu = CpuSampler(
                     run_dir / "cpu.csv",
                     exp.results.sample_s,
@@ -313,6 +328,8 @@ def run_experiment(
                         jobs.stop_all()
                     if forkserver:
                         forkserver.stop()
+                    if jobs:  # the network came up and jobs ran on it
+                        testbed.save_tier_bytes(run_dir / "raw" / TIER_BYTES)
                 links = testbed.close()
     except (KeyboardInterrupt, Interrupted):
         status, error = "interrupted", "interrupted by signal"

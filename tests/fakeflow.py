@@ -2,9 +2,9 @@
 without a switch (after FAUCET's FakeOFTable).
 
 It understands exactly what the policies emit: flow-mods (add, delete-all) with
-IPv4/L4/DSCP matches, apply-actions (output, set-field, group) and goto-table, and
-select groups. `FakeFabric.deliveries` follows a packet from a host through every
-ECMP alternative and reports where each copy ends.
+IPv4/L4/DSCP/metadata matches, apply-actions (output, set-field, group),
+write-metadata and goto-table, and select groups. `FakeFabric.deliveries` follows a
+packet from a host through every ECMP alternative and reports where each copy ends.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Entry:
     actions: list
     goto: int | None
     cookie: int = 0
+    metadata: tuple[int, int] | None = None  # write-metadata (value, mask)
     packets: int = 0
     bytes: int = 0
 
@@ -58,10 +59,12 @@ class FakeSwitch:
                 else:
                     self.tables.pop(msg.table_id, None)
                 return
-            actions, goto = [], None
+            actions, goto, metadata = [], None, None
             for ins in msg.instructions:
                 if isinstance(ins, parser.OFPInstructionActions):
                     actions += ins.actions
+                elif isinstance(ins, parser.OFPInstructionWriteMetadata):
+                    metadata = (ins.metadata, ins.metadata_mask)
                 elif isinstance(ins, parser.OFPInstructionGotoTable):
                     assert ins.table_id > msg.table_id, "goto must go forward"
                     goto = ins.table_id
@@ -70,10 +73,10 @@ class FakeSwitch:
             same = [e for e in entries if e.priority == msg.priority and e.match == match]
             if msg.command == ofp.OFPFC_MODIFY_STRICT:
                 for e in same:  # new instructions, counters and cookie kept
-                    e.actions, e.goto = actions, goto
+                    e.actions, e.goto, e.metadata = actions, goto, metadata
                 return
             entries[:] = [e for e in entries if e not in same]  # ADD replaces, counters reset
-            entries.append(Entry(msg.priority, match, actions, goto, msg.cookie))
+            entries.append(Entry(msg.priority, match, actions, goto, msg.cookie, metadata=metadata))
         elif isinstance(msg, parser.OFPGroupMod):
             if msg.command == ofp.OFPGC_DELETE:
                 self.groups.clear()
@@ -101,7 +104,7 @@ class FakeSwitch:
     def forward(self, pkt: dict, size: int = 100) -> list[tuple[int, dict]]:
         """(out port, packet) alternatives for `pkt`; [] means dropped."""
         table = 0
-        pkt = dict(pkt)
+        pkt = {"metadata": 0, **pkt}  # the pipeline metadata starts at 0 in every switch
         outs: list[tuple[int, dict]] = []
         while table is not None:
             entry = self.lookup(table, pkt)
@@ -110,6 +113,9 @@ class FakeSwitch:
             entry.packets += 1
             entry.bytes += size
             outs += self._actions(entry.actions, pkt)
+            if entry.metadata is not None:
+                value, mask = entry.metadata
+                pkt["metadata"] = (pkt["metadata"] & ~mask) | (value & mask)
             table = entry.goto
         return outs
 
@@ -119,7 +125,7 @@ class FakeSwitch:
             if isinstance(act, parser.OFPActionSetField):
                 pkt[act.key] = act.value
             elif isinstance(act, parser.OFPActionOutput):
-                outs.append((act.port, dict(pkt)))
+                outs.append((act.port, {k: v for k, v in pkt.items() if k != "metadata"}))
             elif isinstance(act, parser.OFPActionGroup):
                 for bucket in self.groups[act.group_id]:  # select: any bucket may be taken
                     outs += self._actions(bucket, dict(pkt))

@@ -22,6 +22,7 @@ from subprocess import STDOUT, Popen, TimeoutExpired
 
 from testbed.jobs.forkserver import ForkedProcess, ForkServer, log_tail
 from testbed.jobs.placement import Placement
+from testbed.jobs.trees import Tree, build_trees, plan_edges, racks_of
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.emulated import EmulatedNetwork
 from testbed.results.tables import JOB_STATE
@@ -52,6 +53,14 @@ class RoleProcess:
     def label(self) -> str:
         return f"{self.config.role}{self.config.rank}@{self.config.host}"
 
+    @property
+    def blame(self) -> str:
+        """How a job's error names this process: its label, and its tree role if any."""
+        shards = [e["shard"] for e in self.config.tree if e["children"]]
+        if self.config.role == "worker" and shards:
+            return f"aggregator {self.label} (tree of server{', server'.join(map(str, shards))})"
+        return self.label
+
 
 @dataclass
 class JobRun:
@@ -60,6 +69,7 @@ class JobRun:
     spec: JobSpec
     placement: Placement
     processes: list[RoleProcess]
+    trees: list[Tree] = field(default_factory=list)
     status: str = "pending"  # pending | running | ok | failed | interrupted
     launched_at: float | None = None
     error: str = ""
@@ -84,10 +94,14 @@ class JobRunner:
         self.net = net
         self.ledger = ledger
         self.forkserver = forkserver  # None: exec a fresh interpreter per process
-        self.jobs = [
-            JobRun(job, placements[job.name], self._plan(exp, job, placements[job.name], run_dir))
-            for job in exp.jobs
-        ]
+        racks = racks_of(net.topo)
+        self.jobs = []
+        for job in exp.jobs:
+            placement = placements[job.name]
+            trees = build_trees(job, placement, racks)
+            self.jobs.append(
+                JobRun(job, placement, self._plan(exp, job, placement, trees, run_dir), trees)
+            )
         self.run_dir = run_dir
         for job in self.jobs:
             self._persist(job)
@@ -95,7 +109,7 @@ class JobRunner:
     # ------------------------------------------------------------------ planning
 
     def _plan(
-        self, exp: Experiment, job: JobSpec, placement: Placement, run_dir: Path
+        self, exp: Experiment, job: JobSpec, placement: Placement, trees: list[Tree], run_dir: Path
     ) -> list[RoleProcess]:
         raw = run_dir / "raw" / job.name
         raw.mkdir(parents=True, exist_ok=True)
@@ -107,6 +121,14 @@ class JobRunner:
             for d in self.net.topo.directions()
             if {d.src, d.dst} & set(placement.hosts)
         )
+        hosts = role_hosts(placement)
+        # A server listens on PS_PORT; a worker on PS_PORT + 1 + s for its children in
+        # server s's tree.
+        edges = plan_edges(
+            trees,
+            lambda node, s: [ips[hosts[node]], PS_PORT + (0 if node.startswith("s") else 1 + s)],
+        )
+        fan_in = max((t.in_degree() for t in trees), default=0)
         roles = [("server", rank, h) for rank, h in enumerate(placement.servers)]
         roles += [("worker", rank, h) for rank, h in enumerate(placement.workers)]
         planned = []
@@ -124,6 +146,8 @@ class JobRunner:
                 workers=workers,
                 port=PS_PORT,
                 link_mbps=link_mbps,
+                tree=edges.get(stem, []),
+                fan_in=fan_in,
             )
             config.save(raw / f"{stem}.json")
             planned.append(
@@ -178,7 +202,7 @@ class JobRunner:
             if failed:
                 first = min(failed, key=_blame_order)
                 job.error = (
-                    f"{first.label} exited {first.popen.returncode}: {log_tail(first.log_path)}"
+                    f"{first.blame} exited {first.popen.returncode}: {log_tail(first.log_path)}"
                 )
                 if self.forkserver is not None and self.forkserver.exited is not None:
                     job.error += f" (the forkserver exited {self.forkserver.exited} first)"
@@ -190,6 +214,15 @@ class JobRunner:
                 self._persist(job)
                 ended.append(job)
         return ended
+
+    def tree_report(self) -> dict[str, list[dict[str, list[str]]]]:
+        """Each aggregating job's trees, parent -> children, for metadata.json."""
+        report = {}
+        for job in self.jobs:
+            if job.trees:
+                hosts = role_hosts(job.placement)
+                report[job.spec.name] = [t.as_dict(hosts) for t in job.trees]
+        return report
 
     @property
     def all_done(self) -> bool:
@@ -224,6 +257,13 @@ class JobRunner:
         os.replace(tmp, path)
 
 
+def role_hosts(placement: Placement) -> dict[str, str]:
+    """``server<s>`` / ``worker<r>`` -> host."""
+    hosts = {f"server{s}": h for s, h in enumerate(placement.servers)}
+    hosts.update({f"worker{r}": h for r, h in enumerate(placement.workers)})
+    return hosts
+
+
 def summary(job: JobRun) -> dict:
     """One job's facts for jobs.csv: its spec fields, status and launch time."""
     return {
@@ -234,6 +274,7 @@ def summary(job: JobRun) -> dict:
         "dataset": job.spec.dataset,
         "workers": job.spec.workers,
         "servers": job.spec.servers,
+        "aggregation": job.spec.aggregation_name,
         "status": job.status,
         "launched_at": job.launched_at,
         "start_s": job.spec.start_s,

@@ -27,8 +27,11 @@ MESSAGE_COLUMNS = (
 ).split()
 JOB_COLUMNS = (
     "job transport sync model dataset workers servers iterations jct_s startup_s mean_iter_s "
-    "final_accuracy status priority_initial priority_final"
+    "final_accuracy status priority_initial priority_final aggregation"
 ).split()
+# Then bytes_<tier>_tier for each tier of the topology (fat-tree: host, edge, core;
+# leaf-spine: host, fabric; dumbbell: host, bottleneck), from raw/tiers.json.
+TIER_BYTES = "tiers.json"
 
 
 JOB_STATE = "job.json"  # raw/<job>/job.json: a job's spec fields, status, launch time
@@ -110,11 +113,21 @@ def messages_table(records: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(["job", "iteration", "kind", "src", "dst"], ignore_index=True)
 
 
+def _tier_bytes(run_dir: Path) -> dict | None:
+    path = run_dir / "raw" / TIER_BYTES
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def jobs_table(
-    records: list[dict], jobs: list[dict], classes: pd.DataFrame | None = None
+    records: list[dict],
+    jobs: list[dict],
+    classes: pd.DataFrame | None = None,
+    tiers: dict | None = None,
 ) -> pd.DataFrame:
     """One row per job: `jobs` gives spec fields and status; records give timings;
-    `classes` (controller.csv) the job's first and last priority class.
+    `classes` (controller.csv) the job's first and last priority class; `tiers`
+    (raw/tiers.json) the bytes its packets put on each tier, from the switches'
+    per-job counters.
 
     jct_s runs from the first worker starting to train to the last worker finishing
     its last iteration; startup_s from launch to that first start.
@@ -138,9 +151,17 @@ def jobs_table(
         changes = classes[classes["job"] == job["job"]] if classes is not None else []
         row["priority_initial"] = int(changes["class"].iloc[0]) if len(changes) else None
         row["priority_final"] = int(changes["class"].iloc[-1]) if len(changes) else None
+        counted = (tiers or {}).get("jobs", {}).get(job["job"], {})
+        for tier in (tiers or {}).get("tiers", []):
+            row[f"bytes_{tier}_tier"] = counted.get(tier)
         rows.append(row)
-    extra = [c for c in (rows[0] if rows else {}) if c not in JOB_COLUMNS and c != "launched_at"]
-    return pd.DataFrame(rows, columns=JOB_COLUMNS + extra)
+    by_tier = [f"bytes_{t}_tier" for t in (tiers or {}).get("tiers", [])]
+    extra = [
+        c
+        for c in (rows[0] if rows else {})
+        if c not in JOB_COLUMNS and c not in by_tier and c != "launched_at"
+    ]
+    return pd.DataFrame(rows, columns=JOB_COLUMNS + by_tier + extra)
 
 
 def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
@@ -151,7 +172,7 @@ def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     frames = {
         "iterations": iterations_table(records, run_start(run_dir), param_divergence(run_dir)),
         "messages": messages_table(records),
-        "jobs": jobs_table(records, read_job_states(run_dir), classes),
+        "jobs": jobs_table(records, read_job_states(run_dir), classes, _tier_bytes(run_dir)),
     }
     for name, frame in frames.items():
         frame.to_csv(run_dir / f"{name}.csv", index=False)

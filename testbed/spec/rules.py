@@ -9,6 +9,8 @@ from __future__ import annotations
 from testbed.errors import SpecError
 from testbed.spec.schema import MODEL_DATASETS, Experiment, JobSpec
 
+MAX_SUBTREE = 127  # testbed.training.tree.MAX_COUNT: the largest per-entry count
+
 
 def check_rules(exp: Experiment, source: str) -> None:
     """Raise `SpecError` for the first rule `exp` breaks."""
@@ -90,6 +92,7 @@ def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
         raise SpecError(source, f"{path}.workers", job.workers, "expected >= 2 for sync: allreduce")
     if job.transport.kind == "gloo" and job.sync != "allreduce":
         raise SpecError(source, f"{path}.sync", job.sync, "expected allreduce for transport gloo")
+    _check_aggregation(job, path, source)
     allowed = MODEL_DATASETS[job.model.name]
     if job.dataset not in allowed:
         raise SpecError(
@@ -107,6 +110,28 @@ def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
         )
     if isinstance(job.placement, tuple):
         _check_explicit_placement(job, path, source, hosts)
+
+
+def _check_aggregation(job: JobSpec, path: str, source: str) -> None:
+    if job.aggregation == "none":
+        return
+    if job.sync != "ps":
+        raise SpecError(
+            source,
+            f"{path}.aggregation",
+            job.aggregation_name,
+            "expected none for sync: allreduce (aggregation trees carry parameter-server traffic)",
+        )
+    fanin = getattr(job.aggregation, "fanin", None)
+    if fanin is not None and fanin < 2:
+        raise SpecError(source, f"{path}.aggregation.fanin", fanin, "expected an integer >= 2")
+    if job.workers > MAX_SUBTREE:
+        raise SpecError(
+            source,
+            f"{path}.workers",
+            job.workers,
+            f"expected <= {MAX_SUBTREE} with aggregation (per-entry counts travel as one byte)",
+        )
 
 
 def _check_explicit_placement(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -278,6 +279,27 @@ def _named(value: object, key: str) -> object:
     return {key: value} if isinstance(value, str) else value
 
 
+class FanIn(Frozen):
+    """`aggregation: {fanin: d}`: a d-ary aggregation tree per server (MLNET §3.1)."""
+
+    fanin: Int
+
+
+# MLNET's aggregation trees for sync: ps (testbed.jobs.trees): none = every worker
+# talks to every server; rack = one aggregator per rack (edge switch / leaf);
+# binary = in-degree 2; {fanin: d} = in-degree d.
+def _aggregation_word(value: object) -> object:
+    # Without this, pydantic reports a bad word against the FanIn member of the union.
+    if isinstance(value, str) and value not in ("none", "rack", "binary"):
+        raise ValueError("expected 'none', 'rack' or 'binary', or {fanin: D}")
+    return value
+
+
+Aggregation = Annotated[
+    Literal["none", "rack", "binary"] | FanIn, BeforeValidator(_aggregation_word)
+]
+
+
 class JobSpec(Frozen):
     """One distributed training job."""
 
@@ -288,6 +310,7 @@ class JobSpec(Frozen):
     servers: Int = Field(1, ge=0, le=64)  # default: 1 for ps, 0 for allreduce
     placement: Literal["spread", "pack", "rack-local"] | tuple[Name, ...] = "spread"
     sync: Literal["ps", "allreduce"] = "ps"
+    aggregation: Aggregation = "none"
     transport: TransportSpec = TcpSpec()
     iterations: Int = Field(100, ge=1, le=1_000_000)
     batch_size: Int = Field(32, ge=1, le=65_536)
@@ -311,6 +334,19 @@ class JobSpec(Frozen):
             if "servers" not in data and data.get("sync") == "allreduce":
                 data["servers"] = 0
         return data
+
+    @property
+    def fanin(self) -> int | None:
+        """In-degree of the aggregation trees (binary: 2), None for none and rack."""
+        if self.aggregation == "binary":
+            return 2
+        return getattr(self.aggregation, "fanin", None)
+
+    @property
+    def aggregation_name(self) -> str:
+        """none | rack | binary | fanin-D, as jobs.csv records it."""
+        a = self.aggregation
+        return a if isinstance(a, str) else f"fanin-{a.fanin}"
 
     @property
     def roles(self) -> int:

@@ -19,6 +19,7 @@ from testbed.training import datasets, models
 from testbed.training.messages import Message
 from testbed.training.ps import PSServer, PSWorker, shard_bounds
 from testbed.training.role import RecordWriter, RoleConfig, snapshot_path
+from testbed.training.tree import TreeServer, TreeWorker
 from testbed.transports import make_transport
 
 
@@ -40,12 +41,19 @@ def _setup(cfg: RoleConfig) -> tuple[datasets.Dataset, nn.Module]:
 
 
 def fair_share(cfg: RoleConfig) -> float:
-    """blt's per-channel rate: the link (or `rate_mbps`) split over the widest fan-in/out."""
+    """blt's per-channel rate: the link (or `rate_mbps`) split over the widest fan-in/out
+    (with trees: the widest in-degree of any node)."""
     spec = cfg.spec
     base = getattr(spec.transport, "rate_mbps", None) or cfg.link_mbps
     if spec.sync == "ps":
-        return base / max(spec.workers, spec.servers)
+        return base / max(cfg.fan_in or spec.workers, spec.servers)
     return base
+
+
+def counted(cfg: RoleConfig) -> bool:
+    """Whether entries can go missing, so aggregated sums must carry per-entry counts."""
+    t = cfg.spec.transport
+    return (t.kind == "blt" and t.loss_bound > 0) or t.drop_fraction > 0
 
 
 def run_server(cfg: RoleConfig, records: RecordWriter) -> None:
@@ -54,25 +62,53 @@ def run_server(cfg: RoleConfig, records: RecordWriter) -> None:
     _, model = _setup(cfg)
     flat = parameters_to_vector(model.parameters()).detach().numpy()
     lo, hi = shard_bounds(len(flat), spec.servers)[cfg.rank]
-    server = PSServer(
+    server = _server(cfg, flat[lo:hi])
+    try:
+        server.accept()
+        for it in range(spec.iterations):
+            for msg in server.step(it):
+                _message(records, spec, it, msg)
+            if cfg.tree:  # what the per-entry counts added up to at the root
+                c = server.counts
+                records.write(
+                    "aggregate",
+                    job=spec.name,
+                    iteration=it,
+                    count_mean=float(c.mean()),
+                    count_min=float(c.min()),
+                    count_max=float(c.max()),
+                )
+    finally:
+        server.close()
+
+
+def _server(cfg: RoleConfig, shard: np.ndarray) -> PSServer | TreeServer:
+    spec = cfg.spec
+    if cfg.tree:
+        return TreeServer(
+            make_transport(spec.transport, cfg.link_mbps),
+            cfg.ip,
+            cfg.port,
+            cfg.tree[0],
+            shard,
+            spec.lr,
+            spec.momentum,
+            counted(cfg),
+            spec.transport.fill,
+            share_mbps=fair_share(cfg),
+        )
+    return PSServer(
         make_transport(spec.transport, cfg.link_mbps),
         cfg.ip,
         cfg.port,
         spec.workers,
-        flat[lo:hi],
+        shard,
         spec.lr,
         spec.momentum,
         spec.transport.fill,
         share_mbps=fair_share(cfg),
         rank=cfg.rank,
     )
-    try:
-        server.accept()
-        for it in range(spec.iterations):
-            for msg in server.step(it):
-                _message(records, spec, it, msg)
-    finally:
-        server.close()
 
 
 def make_sync(cfg: RoleConfig):
@@ -108,6 +144,18 @@ def make_sync(cfg: RoleConfig):
             seed,
             share_mbps=fair_share(cfg),
             lossy=t.kind == "blt" and t.loss_bound > 0,
+        )
+    if cfg.tree:
+        return TreeWorker(
+            transport,
+            cfg.ip,
+            cfg.rank,
+            cfg.tree,
+            counted(cfg),
+            t.fill,
+            t.drop_fraction,
+            seed,
+            share_mbps=fair_share(cfg),
         )
     return PSWorker(
         transport,

@@ -47,6 +47,22 @@ def average(
     return out
 
 
+class ShardSGD:
+    """SGD with momentum on one server's shard of the parameters."""
+
+    def __init__(self, shard: np.ndarray, lr: float, momentum: float):
+        self.params = shard.astype(np.float32).copy()
+        self.velocity = np.zeros_like(self.params)
+        self.lr, self.momentum = lr, momentum
+
+    def step(self, mean: np.ndarray) -> np.ndarray:
+        """Apply the mean gradient; return the new parameters."""
+        self.velocity *= self.momentum
+        self.velocity += mean
+        self.params -= self.lr * self.velocity
+        return self.params
+
+
 class PSWorker:
     """Worker side: push gradient shards, pull parameter shards."""
 
@@ -109,9 +125,9 @@ class PSServer:
     ):
         self.listener = transport.listen(ip, port)
         self.workers, self.rank = workers, rank
-        self.params = shard.astype(np.float32).copy()
-        self.velocity = np.zeros_like(self.params)
-        self.lr, self.momentum, self.fill = lr, momentum, fill
+        self.sgd = ShardSGD(shard, lr, momentum)
+        self.params = self.sgd.params
+        self.fill = fill
         self.share_mbps = share_mbps
         self.channels: dict[int, Channel] = {}
         self.pool = ThreadPoolExecutor(max_workers=workers)
@@ -140,9 +156,7 @@ class PSServer:
                 self.previous[r][:] = self.buffers[r]
             masks = [None] * len(ranks)
         average([self.buffers[r] for r in ranks], masks, self.mean)
-        self.velocity *= self.momentum
-        self.velocity += self.mean
-        self.params -= self.lr * self.velocity
+        self.sgd.step(self.mean)
         list(self.pool.map(lambda r: self.channels[r].send(iteration, self.params), ranks))
         return [
             Message(f"worker{r}", f"server{self.rank}", "push", st) for r, st in zip(ranks, stats)

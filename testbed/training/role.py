@@ -35,6 +35,10 @@ class RoleConfig:
     workers: list[list] = field(default_factory=list)  # [ip, port] of each worker (rings, gloo)
     port: int = 0  # this process's listening port
     link_mbps: float = 100.0  # slowest host link of the job (blt's default rate)
+    # Aggregation trees (testbed.training.tree.Edges as dicts): a worker's place in
+    # each shard's tree, a server's its own tree's; [] for direct PS traffic.
+    tree: list[dict] = field(default_factory=list)
+    fan_in: int = 0  # the largest in-degree of the job's trees (blt's fair share)
 
     @property
     def spec(self) -> JobSpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from controllers.accounting import Accounting
 from controllers.ofmsg import discard_lost
 from controllers.priority import COOKIE_MASK, COOKIE_TAG, make_priority
 from controllers.routing import make_routing
@@ -33,7 +34,7 @@ def setup(policy, jobs=JOBS, classes=4, thresholds=(1_000, 10_000, 100_000), spe
     }
     prio = make_priority(fabric, config)
     fake = FakeFabric(data)
-    fake.program([prio, make_routing(fabric, "two-level")])
+    fake.program([prio, Accounting(fabric, config), make_routing(fabric, "two-level")])
     for switch in fake.switches.values():
         switch.apply(discard_lost())
     return prio, fake

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from controllers.accounting import Accounting
 from controllers.ofmsg import discard_lost
 from controllers.priority import make_priority
 from controllers.routing import TwoLevelRouting, make_routing
@@ -29,7 +30,9 @@ def programmed(spec, routing):
     fabric = Fabric.from_json(data)
     fake = FakeFabric(data)
     none = {"policy": "none", "classes": 4, "dscp": [56, 48, 40, 32], "jobs": []}
-    fake.program([make_priority(fabric, none), make_routing(fabric, routing)])
+    fake.program(
+        [make_priority(fabric, none), Accounting(fabric, none), make_routing(fabric, routing)]
+    )
     for switch in fake.switches.values():
         switch.apply(discard_lost())
     return data, fake

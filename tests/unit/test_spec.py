@@ -206,6 +206,15 @@ BAD = [
         "'Cubic!'",
         "matching",
     ),
+    ({"jobs.0.aggregation": "pod"}, "jobs.0.aggregation", "'pod'", "'none', 'rack' or 'binary'"),
+    ({"jobs.0.aggregation": {"fanin": 1}}, "jobs.0.aggregation.fanin", "1", ">= 2"),
+    ({"jobs.0.aggregation": {"fanin": "2"}}, "jobs.0.aggregation.fanin", "'2'", "integer"),
+    (
+        {"jobs.0.aggregation": "rack", "jobs.0.sync": "allreduce", "jobs.0.servers": 0},
+        "jobs.0.aggregation",
+        "'rack'",
+        "none for sync: allreduce",
+    ),
 ]
 
 

@@ -1,0 +1,45 @@
+"""Read the per-job tier counters the controller installs (`controllers.accounting`)
+from the switches, once the jobs are over.
+
+Open vSwitch updates an OpenFlow entry's counters from its datapath flows when a
+revalidator passes; ``ovs-appctl revalidator/wait`` waits for one full pass, so the
+counts read afterwards include every packet already forwarded. Nothing is changed
+(`revalidator/purge` would flush every datapath flow of the machine).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from controllers.cookies import ACCOUNT_MASK, ACCOUNT_TAG, parse_account_cookie
+from testbed import shell
+
+_ENTRY = re.compile(r"cookie=(0x[0-9a-f]+).*?n_bytes=(\d+)")
+
+
+def parse_dump(text: str) -> dict[tuple[str, int], int]:
+    """(tier, job index) -> bytes from one ``ovs-ofctl dump-flows`` output."""
+    totals: dict[tuple[str, int], int] = {}
+    for cookie, nbytes in _ENTRY.findall(text):
+        key = parse_account_cookie(int(cookie, 16))
+        if key is not None:
+            totals[key] = totals.get(key, 0) + int(nbytes)
+    return totals
+
+
+def job_tier_bytes(
+    switches: Iterable[str], jobs: list[str], tiers: list[str]
+) -> dict[str, dict[str, int]]:
+    """Bytes each job (names by index) put on each of `tiers`, summed over `switches`."""
+    shell.run(["ovs-appctl", "revalidator/wait"], timeout=30)
+    cookie = f"cookie={ACCOUNT_TAG:#x}/{ACCOUNT_MASK:#x}"
+    totals: dict[tuple[str, int], int] = {}
+    for switch in sorted(switches):
+        dump = shell.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch, cookie]).stdout
+        for key, nbytes in parse_dump(dump).items():
+            totals[key] = totals.get(key, 0) + nbytes
+    out = {name: dict.fromkeys(tiers, 0) for name in jobs}
+    for (tier, index), nbytes in sorted(totals.items()):
+        out[jobs[index]][tier] = nbytes
+    return out
