@@ -240,10 +240,6 @@ class TreeServer:
         _send_all(self.channels, iteration, self.sgd.params)
         return received
 
-    @property
-    def params(self) -> np.ndarray:
-        return self.sgd.params
-
     def close(self) -> None:
         for ch in self.channels.values():
             ch.close()

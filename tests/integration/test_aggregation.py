@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ import pytest
 
 from tests.integration.conftest import run_cli, start_cli, write_spec
 from tests.integration.leaks import new_leftovers, snapshot
-from tests.integration.test_launcher import find_process
+from tests.integration.test_launcher import find_process, wait_for_training
 
 pytestmark = pytest.mark.integration
 
@@ -121,11 +120,7 @@ def test_dead_aggregator_fails_the_job_naming_it(tmp_path, no_leftovers):
     body = spec("agg-crash", "rack", iterations=1_000_000)
     out = tmp_path / "run"
     proc = start_cli(["run", str(write_spec(tmp_path / "crash.yaml", body)), "--out", str(out)])
-    records = out / "raw" / "j" / "worker1.jsonl"
-    deadline = time.monotonic() + 180
-    while not (records.exists() and '"iteration"' in records.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.2)
+    wait_for_training(proc, out / "raw" / "j" / "worker1.jsonl")
     os.kill(find_process(out / "raw" / "j" / "worker1.json", "worker1@h3"), signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr[-2000:]

@@ -56,6 +56,14 @@ def find_process(role_file: Path, label: str, timeout_s: float = 60) -> int:
     pytest.fail(f"no process for {label}")
 
 
+def wait_for_training(proc, records: Path, timeout_s: float = 180) -> None:
+    """Until `records` holds an iteration; fail with the harness's stderr if it ends."""
+    deadline = time.monotonic() + timeout_s
+    while not (records.exists() and '"iteration"' in records.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("launcher", ["fork", "exec"])
 def test_crashed_child_is_reported_with_host_and_role(tmp_path, launcher):
     """SIGKILL one worker mid-training: the job fails naming that worker and its host
@@ -70,11 +78,7 @@ def test_crashed_child_is_reported_with_host_and_role(tmp_path, launcher):
     before = snapshot()
     out = tmp_path / "run"
     proc = start_cli(["run", str(write_spec(tmp_path / "crash.yaml", spec)), "--out", str(out)])
-    records = out / "raw" / "j" / "worker1.jsonl"
-    deadline = time.monotonic() + 180
-    while not (records.exists() and '"iteration"' in records.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.2)
+    wait_for_training(proc, out / "raw" / "j" / "worker1.jsonl")
     role_file = out / "raw" / "j" / "worker1.json"
     host = json.loads(role_file.read_text())["host"]
     os.kill(find_process(role_file, f"worker1@{host}"), signal.SIGKILL)
