@@ -32,6 +32,7 @@ from testbed.training.role import RoleConfig
 log = logging.getLogger("testbed.jobs")
 
 STOP_TIMEOUT_S = 30  # for the exit status of a process already killed
+BLAME_GRACE_S = 1.0  # how long a failure waits for a signal death it may be the consequence of
 PS_PORT = 7070  # every process has a host of its own, so one port number suffices
 
 # One thread per process: the machine's cores are shared by every host and OVS.
@@ -193,19 +194,9 @@ class JobRunner:
         for job in self.jobs:
             if job.status != "running":
                 continue
-            codes = [p.popen.poll() for p in job.processes if p.popen]
-            seen = time.time()  # one time for every exit this poll sees: a tie, not an order
-            for proc, code in zip(job.processes, codes):
-                if code is not None and proc.ended_at is None:
-                    proc.ended_at = getattr(proc.popen, "exited_at", None) or seen
-            failed = [p for p, c in zip(job.processes, codes) if c not in (None, 0)]
-            if failed:
-                first = min(failed, key=_blame_order)
-                job.error = (
-                    f"{first.blame} exited {first.popen.returncode}: {log_tail(first.log_path)}"
-                )
-                if self.forkserver is not None and self.forkserver.exited is not None:
-                    job.error += f" (the forkserver exited {self.forkserver.exited} first)"
+            codes = exit_codes(job.processes)
+            if any(c not in (None, 0) for c in codes):
+                job.error = self._error(culprit(job.processes, BLAME_GRACE_S))
                 job.status = "failed"
                 self._stop(job)
             elif all(c == 0 for c in codes):
@@ -214,6 +205,12 @@ class JobRunner:
                 self._persist(job)
                 ended.append(job)
         return ended
+
+    def _error(self, proc: RoleProcess) -> str:
+        error = f"{proc.blame} exited {proc.popen.returncode}: {log_tail(proc.log_path)}"
+        if self.forkserver is not None and self.forkserver.exited is not None:
+            error += f" (the forkserver exited {self.forkserver.exited} first)"
+        return error
 
     def tree_report(self) -> dict[str, list[dict[str, list[str]]]]:
         """Each aggregating job's trees, parent -> children, for metadata.json."""
@@ -283,8 +280,39 @@ def summary(job: JobRun) -> dict:
     }
 
 
-def _blame_order(proc: RoleProcess) -> tuple[float, bool]:
-    """Which failed process a job's error names: the one that ended first; among those
-    seen in the same poll, one killed by a signal (a cause) before one that exited with
-    an error (usually a peer's reset connection: a consequence)."""
-    return (proc.ended_at, proc.popen.returncode >= 0)
+def exit_codes(processes: list[RoleProcess]) -> list[int | None]:
+    """Each launched process's exit code (None: running), recording when each was seen
+    to end."""
+    codes = [p.popen.poll() for p in processes if p.popen]
+    seen = time.time()  # one time for every exit this poll sees: a tie, not an order
+    for proc, code in zip(processes, codes):
+        if code is not None and proc.ended_at is None:
+            proc.ended_at = getattr(proc.popen, "exited_at", None) or seen
+    return codes
+
+
+def culprit(processes: list[RoleProcess], grace_s: float) -> RoleProcess:
+    """The failed process a job's error names, once the failure has had `grace_s` to
+    show a signal death behind it.
+
+    A failure is often two exits: a worker killed by a signal, and its server exiting 1
+    a moment later on the reset connection. The order they are reported in is not the
+    order they died in: a forkserver that wakes late finds both as zombies and reaps
+    the older (the server) first. So wait briefly for a signal death before naming
+    anyone."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        codes = exit_codes(processes)
+        if any(c is not None and c < 0 for c in codes) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    failed = [p for p, c in zip(processes, codes) if c not in (None, 0)]
+    return min(failed, key=_blame_order)
+
+
+def _blame_order(proc: RoleProcess) -> tuple[bool, float]:
+    """Which failed process a job's error names: one killed by a signal (a cause: no
+    peer's failure makes a process die by a signal here) before one that exited with an
+    error (usually a peer's reset connection: a consequence); then the one that ended
+    first."""
+    return (proc.popen.returncode >= 0, proc.ended_at)
