@@ -26,12 +26,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scipy.stats import binom
-
 from testbed import shell
 from testbed.network import loss, tc
 from testbed.network.emulated import EmulatedNetwork
 from testbed.sampling import Periodic
+from testbed.stats import binomial_interval
 from topologies import Direction
 
 log = logging.getLogger("testbed.monitor")
@@ -250,7 +249,7 @@ def summarize(d: Direction, last: dict, peak_mbps: float) -> dict:
     """Configured vs measured loss (binomial 99% interval) and throughput of `d`."""
     n, dropped = last["offered_packets"], last["loss_drops"]
     p = d.params.loss_pct / 100
-    lo, hi = binom.interval(0.99, n, p) if n else (0, 0)
+    lo, hi = binomial_interval(0.99, n, p) if n else (0, 0)
     return {
         "direction": d.name,
         "configured_loss_pct": d.params.loss_pct,

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
 
 from testbed.sampling import Periodic
+from testbed.stats import binomial_interval
 
 CPU_COLUMNS = ["time_s", "source", "cpu_pct"]
 MACHINE = "machine"  # cpu_pct: busy share of all cores; other sources: their share of all cores
@@ -203,7 +203,7 @@ def loss_outliers(links: list[dict], level: float = FAMILY_LEVEL) -> list[str]:
     each = 1 - (1 - level) / max(1, len(family))
     out = []
     for e in carried:
-        lo, hi = binom.interval(each, e["offered_packets"], e["configured_loss_pct"] / 100)
+        lo, hi = binomial_interval(each, e["offered_packets"], e["configured_loss_pct"] / 100)
         if not lo <= e["loss_drops"] <= hi:
             out.append(e["direction"])
     return out
