@@ -1,31 +1,43 @@
-"""MLNET's aggregation trees against direct parameter-server traffic, on a fat-tree
-whose core tier is oversubscribed 1:4, in one go.
+"""MLNET's aggregation trees against direct parameter-server traffic, on a fabric whose
+upper tier is oversubscribed 1:4, in one go.
 
     sudo .venv/bin/python benchmarks/aggregation.py [--iterations 30] [--servers 1 4]
+                                                    [--fabric fat-tree leaf-spine]
 
-The network: a k=4 fat-tree, host and edge links 100 Mb/s, core links 25 Mb/s (each
-pod has 4 x 25 Mb/s towards the core for 4 x 100 Mb/s of hosts: 1:4). The job: one
-PS job, 12 workers and S servers placed `spread` (every pod, every rack), an MLP
-[512] on digits (38,538 parameters, 154 kB per push), TCP, same seed. Arms, differing
-only in `aggregation`: `none`, `rack`, `binary`; once with 1 server and once with 4.
+The networks (host links 100 Mb/s everywhere):
 
-Core bytes per iteration, theory. A tree edge child -> parent of shard s carries the
-push (4 n_s bytes) up and the pull (4 n_s bytes) down; if child and parent are in
-different pods the path crosses 2 core-tier links (agg -> core -> agg) each way, else
-none. So theory = sum over edges crossing pods of 2 x 2 x 4 n_s bytes (`none`: every
-worker is a child of every server). With spread placement and 1 server (h1, pod 0):
-9 of the 12 workers are outside pod 0, in 6 racks (3 racks hold 2 of them) -> `none`
-has 9 crossing edges and `rack` 6: a ratio of 1.5, the number of the job's workers
-per rack outside the server's pod. A k=4 fat-tree has 2 hosts per rack, so no
-placement of this job can make `rack` save more than 2x on the core here. `binary`
-cuts the workers into contiguous (pod-ordered) halves, so its crossings depend only
-on the sizes. Measured: the job's bytes on core links from the switches' per-job
-counters (jobs.csv `bytes_core_tier`), over iterations; it includes Ethernet/IP/TCP
-headers and ACKs (~7% over the payload), so measured / theory should sit at 1.0-1.15.
+- `fat-tree`: k=4, edge links 100 Mb/s, core links 25 Mb/s (each pod has 4 x 25 Mb/s
+  towards the core for 4 x 100 Mb/s of hosts: 1:4). 2 hosts per rack. Measured tier:
+  core.
+- `leaf-spine`: 4 spines, 4 leaves of 4 hosts, fabric links 25 Mb/s (each leaf has
+  4 x 25 Mb/s up for 4 x 100 Mb/s of hosts: 1:4). 4 hosts per rack. Measured tier:
+  fabric.
 
-It prints per arm: core bytes per iteration (measured, theory, ratio), mean iteration
-time, JCT, final accuracy and the JCT ratio to `none` of the same server count. A run
-that is not `ok` gets no ratio.
+The job: one PS job, 12 workers and S servers placed `spread` (every pod, every rack),
+an MLP [512] on digits (38,538 parameters, 154 kB per push), TCP, same seed. Arms,
+differing only in `aggregation`: `none`, `rack`, `binary`; once with 1 server and once
+with 4.
+
+Upper-tier bytes per iteration, theory. A tree edge child -> parent of shard s carries
+the push (4 n_s bytes) up and the pull (4 n_s bytes) down; if child and parent are in
+different pods (a leaf-spine's pod is its leaf) the path crosses 2 upper-tier links
+(agg -> core -> agg, or leaf -> spine -> leaf) each way, else none. So theory = sum over
+edges crossing pods of 2 x 2 x 4 n_s bytes (`none`: every worker is a child of every
+server). On the fat-tree with 1 server (h1, pod 0): 9 of the 12 workers are outside
+pod 0, in 6 racks (3 racks hold 2 of them) -> `none` has 9 crossing edges and `rack` 6:
+a ratio of 1.5, the number of the job's workers per rack outside the server's pod. A
+k=4 fat-tree has 2 hosts per rack, so no placement of this job can make `rack` save
+more than 2x on its core. On the leaf-spine (server on leaf 1 with 3 workers, 3 leaves
+of 3 workers), `none` has 9 crossing edges and `rack` 3: a ratio of 3. `binary` cuts
+the workers into contiguous (pod-ordered) halves, so its crossings depend only on the
+sizes. Measured: the job's bytes on upper-tier links from the switches' per-job
+counters (jobs.csv `bytes_core_tier` / `bytes_fabric_tier`), over iterations; they
+include Ethernet/IP/TCP headers and ACKs (~7% over the payload), so measured / theory
+should sit at 1.0-1.15.
+
+It prints per arm: upper-tier bytes per iteration (measured, theory, ratio), mean
+iteration time, JCT, final accuracy and the JCT ratio to `none` of the same fabric and
+server count. A run that is not `ok` gets no ratio.
 """
 
 from __future__ import annotations
@@ -49,16 +61,31 @@ ARMS = ("none", "rack", "binary")
 WORKERS = 12
 
 
-def spec(arm: str, servers: int, iterations: int) -> dict:
-    return {
-        "name": f"agg-{arm}-s{servers}",
-        "seed": 1,
-        "topology": {
-            "kind": "fat-tree",
-            "k": 4,
+# fabric -> (topology, the oversubscribed tier that jobs.csv reports)
+FABRICS = {
+    "fat-tree": (
+        {"kind": "fat-tree", "k": 4, "link": {"bw_mbps": 100}, "tiers": {"core": {"bw_mbps": 25}}},
+        "core",
+    ),
+    "leaf-spine": (
+        {
+            "kind": "leaf-spine",
+            "spines": 4,
+            "leaves": 4,
+            "hosts_per_leaf": 4,
             "link": {"bw_mbps": 100},
-            "tiers": {"core": {"bw_mbps": 25}},
+            "tiers": {"fabric": {"bw_mbps": 25}},
         },
+        "fabric",
+    ),
+}
+
+
+def spec(fabric: str, arm: str, servers: int, iterations: int) -> dict:
+    return {
+        "name": f"agg-{fabric}-{arm}-s{servers}",
+        "seed": 1,
+        "topology": FABRICS[fabric][0],
         "jobs": [
             {
                 "name": "j",
@@ -91,8 +118,8 @@ def edges(meta: dict) -> list[tuple[int, str, str]]:
     return out
 
 
-def theory_core_bytes(data: dict, meta: dict) -> float:
-    """Payload bytes the trees put on core links per iteration (see the docstring)."""
+def theory_upper_bytes(data: dict, meta: dict) -> float:
+    """Payload bytes the trees put on upper-tier links per iteration (see the docstring)."""
     exp = validate(data, "benchmark")
     pod = {h: info.pod for h, info in build_topology(exp.topology).host_info.items()}
     n = parameter_count(exp.jobs[0])
@@ -101,16 +128,16 @@ def theory_core_bytes(data: dict, meta: dict) -> float:
     return sum(2 * 2 * 4 * shard[s] for s in crossing)
 
 
-def measure(workdir: Path, arm: str, servers: int, iterations: int) -> dict:
-    data = spec(arm, servers, iterations)
+def measure(workdir: Path, fabric: str, arm: str, servers: int, iterations: int) -> dict:
+    data = spec(fabric, arm, servers, iterations)
     result = run_spec(data, workdir / data["name"], "benchmark")
     meta = json.loads((result.run_dir / "metadata.json").read_text())
     job = pd.read_csv(result.run_dir / "jobs.csv").iloc[0]
     its = pd.read_csv(result.run_dir / "iterations.csv")
     return {
         "status": result.status,
-        "core_measured": job.get("bytes_core_tier", float("nan")) / iterations,
-        "core_theory": theory_core_bytes(data, meta),
+        "upper_measured": job.get(f"bytes_{FABRICS[fabric][1]}_tier", float("nan")) / iterations,
+        "upper_theory": theory_upper_bytes(data, meta),
         "mean_iter_s": its.groupby("iteration")["iter_s"].max().mean(),
         "jct_s": job["jct_s"],
         "accuracy": job["final_accuracy"],
@@ -125,34 +152,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--servers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--fabric", nargs="+", choices=sorted(FABRICS), default=list(FABRICS))
     args = parser.parse_args()
-    table = Table(title=f"aggregation trees, k=4 fat-tree, core 1:4, {WORKERS} workers spread")
+    table = Table(title=f"aggregation trees, upper tier 1:4, {WORKERS} workers spread")
     for col in (
-        "servers", "arm", "status", "core kB/iter measured", "core kB/iter theory",
-        "measured/theory", "core vs none", "mean iter s", "JCT s", "JCT / none", "accuracy",
+        "fabric", "servers", "arm", "status", "upper-tier kB/iter measured",
+        "upper-tier kB/iter theory", "measured/theory", "upper bytes vs none", "mean iter s",
+        "JCT s", "JCT / none", "accuracy",
     ):  # fmt: skip
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
-        for servers in args.servers:
-            rows = {arm: measure(Path(tmp), arm, servers, args.iterations) for arm in ARMS}
-            base = rows["none"]
-            for arm, row in rows.items():
-                ok = row["status"] == "ok" and base["status"] == "ok"
-                table.add_row(
-                    str(servers),
-                    arm,
-                    row["status"],
-                    f"{row['core_measured'] / 1e3:.1f}",
-                    f"{row['core_theory'] / 1e3:.1f}",
-                    ratio(row["core_measured"], row["core_theory"], row["status"] == "ok"),
-                    ratio(base["core_measured"], row["core_measured"], ok),
-                    f"{row['mean_iter_s']:.3f}",
-                    f"{row['jct_s']:.1f}",
-                    ratio(row["jct_s"], base["jct_s"], ok),
-                    f"{row['accuracy']:.3f}",
-                )
-                print(arm, servers, row, flush=True)  # as it goes: a crash loses nothing
-    Console(width=180).print(table)
+        for fabric in args.fabric:
+            for servers in args.servers:
+                rows = {a: measure(Path(tmp), fabric, a, servers, args.iterations) for a in ARMS}
+                add_rows(table, fabric, servers, rows)
+    Console(width=200).print(table)
+
+
+def add_rows(table: Table, fabric: str, servers: int, rows: dict[str, dict]) -> None:
+    """One row per arm; ratios against `none` only where both runs are ok."""
+    base = rows["none"]
+    for arm, row in rows.items():
+        ok = row["status"] == "ok" and base["status"] == "ok"
+        table.add_row(
+            fabric,
+            str(servers),
+            arm,
+            row["status"],
+            f"{row['upper_measured'] / 1e3:.1f}",
+            f"{row['upper_theory'] / 1e3:.1f}",
+            ratio(row["upper_measured"], row["upper_theory"], row["status"] == "ok"),
+            ratio(base["upper_measured"], row["upper_measured"], ok),
+            f"{row['mean_iter_s']:.3f}",
+            f"{row['jct_s']:.1f}",
+            ratio(row["jct_s"], base["jct_s"], ok),
+            f"{row['accuracy']:.3f}",
+        )
+        print(fabric, arm, servers, row, flush=True)  # as it goes: a crash loses nothing
 
 
 if __name__ == "__main__":
