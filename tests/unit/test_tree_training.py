@@ -38,6 +38,21 @@ def run_threads(targets):
     assert not any(t.is_alive() for t in threads), "an exchange hung"
 
 
+def serve_all(server):
+    """A server's whole life: accept its peers, run every iteration, close."""
+    server.accept()
+    for it in range(ITERATIONS):
+        server.step(it)
+    server.close()
+
+
+def train_all(worker, grads, rank, local):
+    """A worker's whole life: exchange every iteration's gradient, close."""
+    for it in range(ITERATIONS):
+        worker.exchange(it, grads[it, rank], local[rank])
+    worker.close()
+
+
 def flat(grads, params, drop_fraction):
     transport = make_transport(TcpSpec())
     ports = [free_port() for _ in range(2)]
@@ -48,21 +63,13 @@ def flat(grads, params, drop_fraction):
     ]
     local = [params.copy() for _ in range(W)]
 
-    def serve(server):
-        server.accept()
-        for it in range(ITERATIONS):
-            server.step(it)
-        server.close()
-
     def work(rank):
-        worker = PSWorker(
-            transport, [["127.0.0.1", p] for p in ports], rank, drop_fraction, seed=rank
-        )
-        for it in range(ITERATIONS):
-            worker.exchange(it, grads[it, rank], local[rank])
-        worker.close()
+        peers = [["127.0.0.1", p] for p in ports]
+        train_all(PSWorker(transport, peers, rank, drop_fraction, seed=rank), grads, rank, local)
 
-    run_threads([lambda s=s: serve(s) for s in servers] + [lambda r=r: work(r) for r in range(W)])
+    run_threads(
+        [lambda s=s: serve_all(s) for s in servers] + [lambda r=r: work(r) for r in range(W)]
+    )
     return local
 
 
@@ -87,10 +94,7 @@ def treed(grads, params, trees, drop_fraction):
             counted,
             "zero",
         )
-        server.accept()
-        for it in range(ITERATIONS):
-            server.step(it)
-        server.close()
+        serve_all(server)
 
     def work(rank):
         worker = TreeWorker(
@@ -103,9 +107,7 @@ def treed(grads, params, trees, drop_fraction):
             drop_fraction,
             seed=rank,
         )
-        for it in range(ITERATIONS):
-            worker.exchange(it, grads[it, rank], local[rank])
-        worker.close()
+        train_all(worker, grads, rank, local)
 
     run_threads([lambda s=s: serve(s) for s in (0, 1)] + [lambda r=r: work(r) for r in range(W)])
     return local
