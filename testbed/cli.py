@@ -1,4 +1,4 @@
-"""Command line: ``testbed check | run | doctor | clean``.
+"""Command line: ``testbed check | run | report | profile | schema | doctor | clean``.
 
 Exit codes: 0 success, 1 run failed or a run-time error, 2 bad input (spec or
 arguments), 130 interrupted. Errors are one line on stderr, no traceback.
@@ -7,15 +7,17 @@ arguments), 130 interrupted. Errors are one line on stderr, no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from testbed.errors import SpecError, TestbedError
+from testbed.errors import NO_VALUE, SpecError, TestbedError
 from testbed.spec import load_experiment
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -48,10 +50,48 @@ def _parser() -> argparse.ArgumentParser:
     _spec_arguments(check)
     check.set_defaults(func=cmd_check)
 
-    run = sub.add_parser("run", help="run an experiment (root)")
-    _spec_arguments(run)
-    run.add_argument("--out", help="run directory (default results/<name>/<UTC timestamp>)")
+    run = sub.add_parser("run", help="run an experiment or a study (root)")
+    _spec_arguments(run, required=False)
+    run.add_argument(
+        "--sweep",
+        dest="sweeps",
+        action="append",
+        default=[],
+        metavar="KEY=[V1,V2]",
+        help="sweep a spec key (repeatable; makes a study)",
+    )
+    run.add_argument(
+        "--resume", metavar="STUDY_DIR", help="run what is missing or not ok in a study directory"
+    )
+    run.add_argument("--out", help="run or study directory (default results/<name>/...)")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="plots and report.md for a run or study directory")
+    report.add_argument("dirs", nargs="+", metavar="DIR")
+    report.add_argument("--compare", action="store_true", help="overlay several run directories")
+    report.add_argument("--out", help="where --compare writes (default results/compare-<UTC>)")
+    report.set_defaults(func=cmd_report)
+
+    profile = sub.add_parser("profile", help="a job's loss bound, by APNet's method (root)")
+    _spec_arguments(profile)
+    profile.add_argument("--job", help="the job to profile (default: the first)")
+    profile.add_argument(
+        "--drops",
+        default="0,0.01,0.02,0.05,0.1,0.2",
+        help="drop fractions, comma-separated (default %(default)s)",
+    )
+    profile.add_argument("--repeats", type=int, default=3)
+    profile.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="accuracy loss tolerated, absolute (default %(default)s)",
+    )
+    profile.add_argument("--out", help="study directory (default results/<name>/profile-<UTC>)")
+    profile.set_defaults(func=cmd_profile)
+
+    schema = sub.add_parser("schema", help="print the spec's JSON Schema")
+    schema.set_defaults(func=cmd_schema)
 
     doctor = sub.add_parser("doctor", help="report what this machine offers")
     doctor.set_defaults(func=cmd_doctor)
@@ -61,29 +101,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _spec_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec")
+def _spec_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("spec", nargs=None if required else "?")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a spec key (repeatable)")  # fmt: skip
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Print the resolved spec as YAML."""
+    """Print the resolved spec as YAML (a study: the first run's, then every run)."""
+    from testbed.spec.load import read_yaml
+    from testbed.spec.study import is_study, label, load_study
+
+    if is_study(read_yaml(args.spec)):
+        study = load_study(args.spec, args.overrides)
+        exp = study.runs[0].experiment
+        print(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False), end="")
+        print(f"# {len(study.runs)} runs:")
+        for run in study.runs:
+            values = ", ".join(f"{k}={label(v)}" for k, v in run.values.items())
+            print(f"#   {run.name} seed={run.seed} {values}")
+        return 0
     exp = load_experiment(args.spec, args.overrides)
     print(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the experiment; print the summary and, last, the run directory."""
+    """Run the experiment (or study); print the summary and, last, its directory."""
     # Started as a background job (`cmd &`), we inherit SIGINT ignored; Ctrl-C and
     # `kill -INT` must still stop the run (the running testbed takes SIGTERM too).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.resume:
+        if args.spec or args.sweeps or args.overrides or args.out:
+            raise SpecError(
+                "--resume", "", args.resume, "expected no spec, --set, --sweep or --out with it"
+            )
+        return _study(args, None)
+    if not args.spec:
+        raise SpecError("testbed run", "", NO_VALUE, "expected a spec file or --resume DIR")
+    from testbed.spec.load import read_yaml
+    from testbed.spec.study import is_study, load_study
+
+    if is_study(read_yaml(args.spec), args.sweeps):
+        return _study(args, load_study(args.spec, args.overrides, args.sweeps))
     exp = load_experiment(args.spec, args.overrides)
-    if os.geteuid() != 0:
-        raise TestbedError(
-            "testbed run needs root (it creates namespaces and OVS bridges); run it with sudo"
-        )
+    _need_root("testbed run")
     from testbed.results.summary import summary_table
     from testbed.runner import run_experiment
 
@@ -98,6 +160,70 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"run {result.status}: {result.error}", file=sys.stderr)
     print(result.run_dir)
     return {"ok": 0, "interrupted": EXIT_INTERRUPTED}.get(result.status, EXIT_FAILED)
+
+
+def _study(args: argparse.Namespace, study) -> int:
+    """Run a study (or resume one); print its directory last."""
+    from testbed.study.runner import create_study_dir, load_resumable, run_study
+
+    if study is None:
+        study_dir = Path(args.resume)
+        study = load_resumable(study_dir)
+    _need_root("testbed run")
+    if not args.resume:
+        study_dir = create_study_dir(study.runs[0].experiment.name, args.out)
+    result = run_study(study, study_dir)
+    not_ok = result.runs.drop_duplicates("run").query("run_status != 'ok'")
+    if len(not_ok):
+        listed = ", ".join(f"{r.run} {r.run_status}" for r in not_ok.itertuples())
+        print(f"study {result.status}: {listed}", file=sys.stderr)
+    print(result.study_dir)
+    return {"ok": 0, "interrupted": EXIT_INTERRUPTED}.get(result.status, EXIT_FAILED)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the PNGs and report.md of a run or study directory (or of a comparison)."""
+    from testbed.report import compare_report, report
+
+    if args.compare:
+        out = Path(args.out) if args.out else Path("results") / f"compare-{_stamp()}"
+        print(compare_report([Path(d) for d in args.dirs], out))
+        return 0
+    if len(args.dirs) > 1 or args.out:
+        raise SpecError("testbed report", "", args.dirs, "expected one DIR (or --compare DIR...)")
+    print(report(Path(args.dirs[0])))
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """APNet §2.2: final accuracy against drop fraction, and the loss bound."""
+    from testbed.study.profile import plan_profile, run_profile
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in cmd_run
+    plan = plan_profile(args)
+    _need_root("testbed profile")
+    return run_profile(plan)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of a spec file (sweep, zip and repeats included)."""
+    from testbed.spec.export import spec_json_schema
+
+    print(json.dumps(spec_json_schema(), indent=2))
+    return 0
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise TestbedError(
+            f"{what} needs root (it creates namespaces and OVS bridges); run it with sudo"
+        )
+
+
+def _stamp() -> str:
+    from testbed.results.rundir import utc_stamp
+
+    return utc_stamp()
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -430,13 +431,25 @@ def _follow(jobs: JobRunner, progress: RunProgress) -> None:
         time.sleep(POLL_S)
 
 
+_interrupt_pending = threading.Event()
+
+
 @contextlib.contextmanager
 def _no_sigint():
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Hold SIGINT off while teardown runs (it must finish), remembering one that came:
+    a study stops after this run instead of starting the next (`interrupt_pending`)."""
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _interrupt_pending.set())
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def interrupt_pending() -> bool:
+    """Whether a SIGINT arrived while teardown held it off (and clear the mark)."""
+    pending = _interrupt_pending.is_set()
+    _interrupt_pending.clear()
+    return pending
 
 
 def _raise_interrupted(signum, frame):

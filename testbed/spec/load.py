@@ -61,6 +61,10 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+# Keys a spec may give as their union's tag alone (see JobSpec._shorthands).
+SHORTHAND_TAGS = {"transport": "kind", "model": "name"}
+
+
 def set_path(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
     """Set `value` at dotted `key` in `raw`; list items are addressed by index."""
     parts = key.split(".")
@@ -76,7 +80,9 @@ def set_path(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
             index: Any = int(part)
         elif isinstance(node, dict):
             index = part
-            if not last and not isinstance(node.get(part), (dict, list)):
+            if not last and isinstance(node.get(part), str) and part in SHORTHAND_TAGS:
+                node[part] = {SHORTHAND_TAGS[part]: node[part]}  # transport: blt -> {kind: blt}
+            elif not last and not isinstance(node.get(part), (dict, list)):
                 node[part] = {}
         else:
             raise SpecError(f"{source} (--set)", where, node, "expected a mapping or list here")
@@ -86,12 +92,15 @@ def set_path(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
             node = node[index]
 
 
-def validate(raw: Mapping[str, Any], source: str, overridden: Iterable[str] = ()) -> Experiment:
-    """Schema and cross-field validation of an already-parsed spec."""
+def validate(
+    raw: Mapping[str, Any], source: str, overridden: Iterable[str] = (), by: str = "--set"
+) -> Experiment:
+    """Schema and cross-field validation of an already-parsed spec. An error at a key
+    in `overridden` names what set it (`by`: ``--set``, ``sweep``)."""
     try:
         experiment = Experiment.model_validate(raw)
     except ValidationError as exc:
-        raise _spec_error(exc, raw, source, list(overridden)) from None
+        raise _spec_error(exc, raw, source, list(overridden), by) from None
     check_rules(experiment, source)
     return experiment
 
@@ -100,7 +109,7 @@ def validate(raw: Mapping[str, Any], source: str, overridden: Iterable[str] = ()
 
 
 def _spec_error(
-    exc: ValidationError, raw: Mapping[str, Any], source: str, overridden: list[str]
+    exc: ValidationError, raw: Mapping[str, Any], source: str, overridden: list[str], by: str
 ) -> SpecError:
     """Turn pydantic's error list into one line about the most specific problem."""
     cleaned = [(_user_path(err["loc"], raw), err) for err in exc.errors()]
@@ -126,7 +135,7 @@ def _spec_error(
         expected += f" (and {others} more problem{'s' if others > 1 else ''})"
     hit = [key for key in overridden if dotted == key or dotted.startswith(key + ".")]
     if hit:
-        source = f"{source} (--set {hit[0]})"
+        source = f"{source} ({by} {hit[0]})"
     return SpecError(source, dotted, value, expected)
 
 

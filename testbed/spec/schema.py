@@ -247,7 +247,7 @@ class TcpSpec(_TransportBase):
     congestion_control: Annotated[str, Strict(), Field(pattern=r"^[a-z0-9_]+$")] = "cubic"
     # fair-share: cap each connection's sending rate (SO_MAX_PACING_RATE, the kernel's
     # TCP pacing) at the share blt would pace the same channel at: the control arm
-    # that separates blt's loss tolerance from its pacing (benchmarks/blt_vs_tcp.py).
+    # that separates blt's loss tolerance from its pacing (configs/blt_vs_tcp.yaml).
     pacing: Literal["none", "fair-share"] = "none"
 
 
@@ -328,6 +328,8 @@ class JobSpec(Frozen):
             data["model"] = _named(data.get("model", "mlp"), "name")
             if "transport" in data:
                 data["transport"] = _named(data["transport"], "kind")
+                if isinstance(data["transport"], dict) and "kind" not in data["transport"]:
+                    data["transport"] = {**data["transport"], "kind": "tcp"}  # the default
             model = data["model"].get("name") if isinstance(data["model"], dict) else None
             if "dataset" not in data and model in MODEL_DATASETS:
                 data["dataset"] = MODEL_DATASETS[model][0]

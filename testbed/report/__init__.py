@@ -1,0 +1,45 @@
+"""`testbed report`: PNGs (matplotlib) and a report.md that embeds them, for a run
+directory, a study directory, or several runs compared. Each reads nothing but the
+directories it is given, and writes report.md and plots/ into the directory (a
+comparison into a directory of its own)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from testbed.errors import TestbedError
+from testbed.report.compare import compare_markdown, compare_plots
+from testbed.report.run import read_csv, run_markdown, run_plots
+from testbed.report.study import study_markdown, study_plots
+
+REPORT = "report.md"
+
+
+def report(directory: Path) -> Path:
+    """Write the report of a run or study directory; return report.md's path."""
+    if (directory / "study.yaml").exists():
+        recorded = yaml.safe_load((directory / "study.yaml").read_text())
+        spec = recorded["spec"]
+        swept = [*spec.get("sweep", {}), *spec.get("zip", {})]
+        summary = read_csv(directory / "summary.csv")
+        plots = study_plots(directory, swept, summary) if summary is not None else []
+        text = study_markdown(directory, swept, plots)
+    elif (directory / "metadata.json").exists():
+        text = run_markdown(directory, run_plots(directory, directory))
+    else:
+        raise TestbedError(f"{directory}: neither a run directory (metadata.json) "
+                           "nor a study directory (study.yaml)")  # fmt: skip
+    (directory / REPORT).write_text(text)
+    return directory / REPORT
+
+
+def compare_report(directories: list[Path], out: Path) -> Path:
+    """Overlay several run directories into `out`; return its report.md's path."""
+    for directory in directories:
+        if not (directory / "metadata.json").exists():
+            raise TestbedError(f"--compare {directory}: not a run directory (no metadata.json)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT).write_text(compare_markdown(directories, compare_plots(directories, out)))
+    return out / REPORT

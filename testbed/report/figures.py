@@ -1,0 +1,70 @@
+"""What every plot shares: the non-interactive backend, one size and style, axis labels
+with units, and saving. Kept apart so that each report module only says what it draws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: reports are written by root on headless machines
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+DPI = 110
+PLOTS = "plots"  # the folder, next to report.md, that holds the PNGs
+
+# Axis labels of the quantities reports plot, units included.
+LABELS = {
+    "iter_s": "iteration time (s)",
+    "mean_iter_s": "mean iteration time (s)",
+    "p50_iter_s": "median iteration time (s)",
+    "p99_iter_s": "p99 iteration time (s)",
+    "jct_s": "job completion time (s)",
+    "startup_s": "start-up time (s)",
+    "final_accuracy": "final test accuracy (fraction)",
+    "test_accuracy": "test accuracy (fraction)",
+    "iterations": "iterations completed",
+    "time_s": "time since run start (s)",
+}
+UNITS = (("_pct", "%"), ("_mbps", "Mb/s"), ("_ms", "ms"), ("_s", "s"), ("_bytes", "bytes"),
+         ("_fraction", "fraction"), ("_mb", "MB"))  # fmt: skip
+
+
+def axis_label(key: str) -> str:
+    """A readable axis label for a column or a dotted spec key, with its unit."""
+    if key in LABELS:
+        return LABELS[key]
+    if key.startswith("bytes_") and key.endswith("_tier"):
+        return f"bytes on the {key[6:-5]} tier"
+    name = key.split(".")[-1]
+    for suffix, unit in UNITS:
+        if name.endswith(suffix):
+            return f"{key} ({unit})"
+    return key
+
+
+def figure(panels: int = 1, width: float = 6.4, height: float = 4.2):
+    """A figure with `panels` side-by-side axes (a list, even of one)."""
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def save(fig, folder: Path, name: str) -> Path:
+    """Write `fig` as folder/plots/<name>.png; return the path relative to `folder`."""
+    (folder / PLOTS).mkdir(exist_ok=True)
+    rel = Path(PLOTS) / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(folder / rel, dpi=DPI)
+    plt.close(fig)
+    return rel
+
+
+def legend(ax, entries: int) -> None:
+    """A legend that stays readable: outside the axes when there are many entries."""
+    if entries == 0:
+        return
+    if entries > 6:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize="small")

@@ -1,0 +1,112 @@
+"""The report of a study directory: each metric against each swept key, with 95%
+confidence intervals, one line per value of the other swept keys (and per job), from
+summary.csv, runs.csv and study.yaml alone."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from testbed.report.figures import axis_label, figure, legend, save
+from testbed.report.run import figures_markdown, read_csv, table
+
+METRICS = ["mean_iter_s", "p99_iter_s", "jct_s", "final_accuracy"]
+
+
+def study_plots(study_dir: Path, swept: list[str], summary: pd.DataFrame) -> list[tuple[str, Path]]:
+    """One plot per (metric, swept key) that has data."""
+    plots = []
+    for metric in METRICS:
+        rows = summary[summary["metric"] == metric]
+        if rows["mean"].notna().any():
+            for key in swept:
+                path = metric_against(rows, key, [k for k in swept if k != key], study_dir)
+                plots.append((f"{axis_label(metric)} against {key}", path))
+    return plots
+
+
+def metric_against(rows: pd.DataFrame, key: str, others: list[str], into: Path) -> Path:
+    """`rows` (one metric of summary.csv) against swept `key`, with 95% CI error bars;
+    one line per job and value of the `others`."""
+    metric = rows["metric"].iloc[0]
+    categories = _categories(rows[key])
+    fig, (ax,) = figure(1, width=7.5)
+    lines = 0
+    groups = rows.groupby(["job", *others], sort=False, dropna=False)
+    for n, (labels, line) in enumerate(groups):
+        line = line.assign(x=line[key].map(categories)).sort_values("x")
+        low = (line["mean"] - line["ci95_low"]).fillna(0)
+        high = (line["ci95_high"] - line["mean"]).fillna(0)
+        # Lines of a categorical axis are nudged apart so that their error bars do not hide
+        # one another.
+        nudge = 0.0 if _numeric(rows[key]) else 0.06 * (n - (groups.ngroups - 1) / 2)
+        ax.errorbar(line["x"] + nudge, line["mean"], yerr=[low, high], marker="o", capsize=3,
+                    label=_legend(rows["job"].nunique(), labels, others))  # fmt: skip
+        lines += 1
+    if not _numeric(rows[key]):
+        ax.set_xticks(list(categories.values()), list(categories), rotation=15, fontsize="small")
+        ax.set_xlim(-0.5, len(categories) - 0.5)
+    ax.set(xlabel=axis_label(key), ylabel=axis_label(metric),
+           title=f"{axis_label(metric).split(' (')[0]} against {key.split('.')[-1]} "
+                 "(mean, 95% CI)")  # fmt: skip
+    ax.grid(alpha=0.3)
+    legend(ax, lines if lines > 1 else 0)
+    return save(fig, into, f"{metric}-vs-{_slug(key)}")
+
+
+def _numeric(values: pd.Series) -> bool:
+    return pd.to_numeric(values, errors="coerce").notna().all()
+
+
+def _categories(values: pd.Series) -> dict:
+    """value -> x position: the value itself when numeric, else its index in order."""
+    if _numeric(values):
+        return {v: float(v) for v in values.unique()}
+    return {v: float(i) for i, v in enumerate(dict.fromkeys(values))}
+
+
+def _legend(jobs: int, labels: tuple, others: list[str]) -> str:
+    job, *values = labels
+    parts = [f"{k.split('.')[-1]}={v}" for k, v in zip(others, values)]
+    return ", ".join(([str(job)] if jobs > 1 else []) + parts) or str(job)
+
+
+def _slug(key: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "-", key.lower()).strip("-")
+
+
+def study_markdown(study_dir: Path, swept: list[str], plots: list[tuple[str, Path]]) -> str:
+    """report.md of a study: what was swept, run statuses, the summary, the plots."""
+    runs = read_csv(study_dir / "runs.csv")
+    summary = read_csv(study_dir / "summary.csv")
+    recorded = yaml.safe_load((study_dir / "study.yaml").read_text())
+    lines = [f"# Study {recorded['spec'].get('name', '')}: {study_dir.name}", "",
+             f"- spec: `{recorded['source']}`",
+             f"- swept: {', '.join(f'`{k}`' for k in swept) or 'nothing (repeats only)'}",
+             f"- repeats per point: {recorded['spec'].get('repeats', 1)}"]  # fmt: skip
+    if runs is not None:
+        counts = runs.drop_duplicates("run")["run_status"].value_counts()
+        lines.append("- runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    lines.append("")
+    if summary is not None and len(summary):
+        lines += ["## Summary (mean and 95% CI over the runs whose job ended ok)", "",
+                  table(_wide(summary, swept)), ""]  # fmt: skip
+    lines += figures_markdown(plots)
+    return "\n".join(lines) + "\n"
+
+
+def _wide(summary: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
+    """One row per point and job, one 'mean [low, high] (n)' column per metric."""
+    rows = summary[summary["metric"].isin(METRICS)].copy()
+    rows["cell"] = [
+        f"{m:.4g} [{lo:.4g}, {hi:.4g}] (n={n})" if np.isfinite(lo) else f"{m:.4g} (n={n})"
+        for m, lo, hi, n in zip(rows["mean"], rows["ci95_low"], rows["ci95_high"], rows["n"])
+    ]
+    wide = rows.pivot_table(index=["point", *swept, "job"], columns="metric", values="cell",
+                            aggfunc="first", sort=False)  # fmt: skip
+    wide = wide[[m for m in METRICS if m in wide]].reset_index()
+    return wide.rename(columns={k: k.split(".")[-1] for k in swept})

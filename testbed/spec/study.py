@@ -1,0 +1,184 @@
+"""A spec with ``sweep:``, ``zip:`` or ``repeats:`` -> the list of runs of a study.
+
+    sweep:   {topology.tiers.bottleneck.loss_pct: [0, 5], jobs.0.transport: [tcp, blt]}
+    zip:     {jobs.0.lr: [0.1, 0.05], jobs.0.iterations: [100, 200]}   # varied together
+    repeats: 3                                                          # seeds seed+0..2
+
+Keys are dotted paths, as ``--set`` takes them. The sweep keys and the zip group (as
+one axis) are expanded as a cartesian product, in the order written: the first key
+varies slowest. Each point runs `repeats` times with seeds ``seed + i``. Every run's
+spec is validated here, so a bad value in the fifth point is an error before the
+first point is built. Nothing here needs root.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from testbed.errors import SpecError
+from testbed.spec.load import parse_override, read_yaml, set_path, validate
+from testbed.spec.schema import Experiment, Frozen, Int
+
+STUDY_KEYS = ("sweep", "zip", "repeats")
+
+
+class StudyKeys(Frozen):
+    """The study part of a spec (absent: a single run)."""
+
+    sweep: dict[str, tuple[Any, ...]] = {}
+    zip: dict[str, tuple[Any, ...]] = {}
+    repeats: Int = Field(1, ge=1, le=1000)
+
+
+class StudySpec(Experiment, StudyKeys):
+    """An experiment spec with its study keys: the whole of what a spec file may hold
+    (`testbed schema` prints this model's JSON Schema)."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a study: a point of the sweep and one repeat of it."""
+
+    name: str  # its run directory under the study directory: p003-r1
+    point: int
+    repeat: int
+    seed: int
+    values: dict[str, Any]  # swept key -> value at this point
+    experiment: Experiment = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A spec expanded into its runs."""
+
+    source: str
+    base: dict[str, Any]  # the spec without its study keys, --set applied
+    keys: StudyKeys
+    runs: list[PlannedRun]
+
+    @property
+    def swept(self) -> list[str]:
+        """Every swept key, in expansion order."""
+        return [*self.keys.sweep, *self.keys.zip]
+
+    def as_yaml(self) -> str:
+        """study.yaml: the spec and its expansion; enough to resume the study."""
+        return yaml.safe_dump(
+            {
+                "source": self.source,
+                "spec": {**self.base, **self.keys.model_dump(mode="json", exclude_defaults=True)},
+                "runs": [
+                    {
+                        "name": r.name,
+                        "point": r.point,
+                        "repeat": r.repeat,
+                        "seed": r.seed,
+                        "values": r.values,
+                    }  # fmt: skip
+                    for r in self.runs
+                ],
+            },
+            sort_keys=False,
+        )
+
+
+def is_study(raw: dict[str, Any], sweeps: Iterable[str] = ()) -> bool:
+    """Whether a spec (as read) asks for more than one run."""
+    return bool(raw.get("sweep") or raw.get("zip") or raw.get("repeats", 1) != 1 or list(sweeps))
+
+
+def load_study(path: str, overrides: Iterable[str] = (), sweeps: Iterable[str] = ()) -> Study:
+    """Read `path`, apply ``--set`` overrides and ``--sweep`` axes, expand and validate
+    every run."""
+    return expand(read_yaml(str(path)), str(path), overrides, sweeps)
+
+
+def expand(
+    raw: dict[str, Any], source: str, overrides: Iterable[str] = (), sweeps: Iterable[str] = ()
+) -> Study:
+    """The study a parsed spec describes (see the module docstring)."""
+    base = {k: v for k, v in raw.items() if k not in STUDY_KEYS}
+    for item in overrides:
+        key, value = parse_override(item)
+        set_path(base, key, value, source)
+    study = {k: raw[k] for k in STUDY_KEYS if k in raw}
+    for item in sweeps:
+        key, values = parse_override(item)
+        if not isinstance(values, list) or not values:
+            raise SpecError("--sweep", key, values, "expected a non-empty list, as KEY=[v1,v2]")
+        study.setdefault("sweep", {})
+        study["sweep"] = {**study["sweep"], key: values}
+    keys = _study_keys(study, source)
+    runs = []
+    for point, values in enumerate(_points(keys, source)):
+        for repeat in range(keys.repeats):
+            runs.append(_plan(base, source, point, repeat, values))
+    return Study(source, base, keys, runs)
+
+
+def _study_keys(study: dict[str, Any], source: str) -> StudyKeys:
+    for key in ("sweep", "zip"):
+        section = study.get(key, {})
+        if not isinstance(section, dict):
+            raise SpecError(source, key, section, "expected a mapping of KEY.PATH: [values]")
+        for path, values in section.items():
+            if not isinstance(values, list) or not values:
+                raise SpecError(source, f"{key}.{path}", values, "expected a non-empty list")
+            if path in STUDY_KEYS or path.split(".")[0] in STUDY_KEYS:
+                raise SpecError(source, f"{key}.{path}", values, "a study key cannot be swept")
+    both = set(study.get("sweep", {})) & set(study.get("zip", {}))
+    if both:
+        key = sorted(both)[0]
+        raise SpecError(source, f"zip.{key}", study["zip"][key], "already swept under sweep:")
+    lengths = {len(v) for v in study.get("zip", {}).values()}
+    if len(lengths) > 1:
+        raise SpecError(source, "zip", sorted(lengths), "expected lists of one length")
+    try:
+        return StudyKeys.model_validate(study)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise SpecError(source, where, err.get("input"), err["msg"]) from None
+
+
+def _points(keys: StudyKeys, source: str) -> list[dict[str, Any]]:
+    axes = [[{k: v} for v in values] for k, values in keys.sweep.items()]
+    if keys.zip:
+        columns = list(keys.zip.items())
+        axes.append([{k: vs[i] for k, vs in columns} for i in range(len(columns[0][1]))])
+    return [_merge(combo) for combo in itertools.product(*axes)]
+
+
+def _merge(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update(part)
+    return merged
+
+
+def _plan(
+    base: dict[str, Any], source: str, point: int, repeat: int, values: dict[str, Any]
+) -> PlannedRun:
+    raw = copy.deepcopy(base)
+    for key, value in values.items():
+        set_path(raw, key, copy.deepcopy(value), f"{source} (sweep)")
+    seed = raw.get("seed", Experiment.model_fields["seed"].default)
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        raw["seed"] = seed + repeat
+    exp = validate(raw, f"{source} (point {point})", values, by="sweep")
+    return PlannedRun(f"p{point:03d}-r{repeat}", point, repeat, exp.seed, values, exp)
+
+
+def label(value: Any) -> str:
+    """A swept value as a column entry or legend label: scalars as written, mappings
+    and lists in YAML flow style ({kind: blt, loss_bound: 0.1})."""
+    if isinstance(value, (dict, list)):
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return str(value)

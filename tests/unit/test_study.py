@@ -1,0 +1,190 @@
+"""Study specs (sweep, zip, repeats), their tables, the loss bound, and the JSON Schema."""
+
+import glob
+import json
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from testbed.cli import main
+from testbed.errors import SpecError
+from testbed.spec.export import spec_json_schema
+from testbed.spec.study import expand, is_study
+from testbed.study.profile import bound_table, loss_bound, parse_drops, single_job
+from testbed.study.tables import ci95, summary_table
+
+BASE = {
+    "name": "s",
+    "topology": {"kind": "dumbbell", "hosts_per_side": 2},
+    "jobs": [{"name": "j", "workers": 2, "servers": 1}],
+}
+
+
+def spec(**study):
+    return {**BASE, **study}
+
+
+def test_sweep_is_a_cartesian_product_first_key_slowest_with_seeded_repeats():
+    study = expand(
+        spec(
+            sweep={"jobs.0.transport": ["tcp", "blt"], "topology.link.loss_pct": [0, 2]},
+            repeats=2,
+            seed=7,
+        ),  # fmt: skip
+        "s.yaml",
+    )
+    assert [r.name for r in study.runs][:3] == ["p000-r0", "p000-r1", "p001-r0"]
+    points = [
+        (r.values["jobs.0.transport"], r.values["topology.link.loss_pct"]) for r in study.runs
+    ]
+    assert points[::2] == [("tcp", 0), ("tcp", 2), ("blt", 0), ("blt", 2)]
+    assert [r.seed for r in study.runs] == [7, 8] * 4
+    last = study.runs[-1].experiment
+    assert (last.jobs[0].transport.kind, last.topology.link.loss_pct, last.seed) == ("blt", 2, 8)
+
+
+def test_zip_varies_its_keys_together_as_one_axis():
+    study = expand(
+        spec(
+            sweep={"jobs.0.workers": [1, 2]},
+            zip={"jobs.0.lr": [0.1, 0.05, 0.01], "jobs.0.iterations": [10, 20, 30]},
+        ),  # fmt: skip
+        "s.yaml",
+    )
+    assert len(study.runs) == 6
+    assert {(r.values["jobs.0.lr"], r.values["jobs.0.iterations"]) for r in study.runs} == {
+        (0.1, 10), (0.05, 20), (0.01, 30)}  # fmt: skip
+    assert study.swept == ["jobs.0.workers", "jobs.0.lr", "jobs.0.iterations"]
+
+
+def test_sweep_from_the_command_line_and_a_set_shorthand_transport():
+    raw = {**BASE, "jobs": [{**BASE["jobs"][0], "transport": "blt"}]}
+    study = expand(raw, "s.yaml", ["jobs.0.transport.loss_bound=0.2"], ["jobs.0.lr=[0.1,0.2]"])
+    assert [r.experiment.jobs[0].lr for r in study.runs] == [0.1, 0.2]
+    # `transport: blt` stays blt when --set reaches inside it.
+    assert study.runs[0].experiment.jobs[0].transport.loss_bound == 0.2
+    assert is_study(BASE, ["x=[1]"]) and not is_study(BASE)
+
+
+@pytest.mark.parametrize(
+    "study, words",
+    [
+        ({"sweep": {"jobs.0.lr": [0.1, 200]}}, ["(point 1)", "sweep jobs.0.lr", "200", "<= 100"]),
+        ({"sweep": {"jobs.0.lr": 0.1}}, ["sweep.jobs.0.lr", "non-empty list"]),
+        ({"zip": {"jobs.0.lr": [0.1], "seed": [1, 2]}}, ["zip", "one length"]),
+        ({"sweep": {"seed": [1]}, "zip": {"seed": [2]}}, ["zip.seed", "already swept"]),
+        ({"repeats": 0}, ["repeats", "greater than or equal to 1"]),
+        ({"sweep": {"jobs.0.colour": ["red"]}}, ["jobs.0.colour", "unknown key"]),
+    ],
+)
+def test_bad_study_keys_are_one_line_errors_naming_key_and_value(study, words):
+    with pytest.raises(SpecError) as err:
+        expand(spec(**study), "s.yaml")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("s.yaml")
+    for word in words:
+        assert word in message, message
+
+
+def test_ci95_is_the_t_interval_of_the_mean():
+    out = ci95(np.array([1.0, 2.0, 3.0]))
+    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)  # std of 1, 2, 3 is 1
+    assert (out["n"], out["mean"], out["std"]) == (3, 2.0, 1.0)
+    assert out["ci95_low"] == pytest.approx(2 - half) and out["ci95_high"] == pytest.approx(
+        2 + half
+    )
+    assert np.isnan(ci95(np.array([5.0]))["ci95_low"])  # one value: no interval
+
+
+def test_summary_counts_only_ok_jobs_and_reports_the_rest():
+    runs = pd.DataFrame({
+        "run": ["p000-r0", "p000-r1", "p000-r2", "p001-r0"], "point": [0, 0, 0, 1],
+        "repeat": [0, 1, 2, 0], "seed": [1, 2, 3, 1], "run_status": ["ok", "ok", "failed", "ok"],
+        "k": ["a", "a", "a", "b"], "job": ["j"] * 4, "status": ["ok", "ok", "failed", "ok"],
+        "workers": [2] * 4, "mean_iter_s": [1.0, 3.0, 100.0, 5.0],
+    })  # fmt: skip
+    summary = summary_table(runs, ["k"]).set_index(["point", "metric"])
+    assert set(summary.index.get_level_values("metric")) == {"mean_iter_s"}  # not workers
+    row = summary.loc[(0, "mean_iter_s")]
+    assert (row["n"], row["mean"], row["n_not_ok"], row["k"]) == (2, 2.0, 1, "a")
+    assert {"ci95_low", "ci95_high", "std"} <= set(summary.columns)
+
+
+def profile_runs(accuracy: dict[float, list[float]]) -> pd.DataFrame:
+    rows = [{"jobs.0.transport.drop_fraction": str(drop), "repeat": i, "status": "ok",
+             "final_accuracy": acc}
+            for drop, accs in accuracy.items() for i, acc in enumerate(accs)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_loss_bound_uses_paired_differences_and_stops_at_the_first_intolerable_drop():
+    # Seeds differ a lot (0.80-0.90), but each seed loses ~0.002 at drop 0.1: paired,
+    # that is clearly within 0.01. Drop 0.2 loses 0.05; drop 0.3 is back up (noise
+    # must not extend the bound past a failure).
+    table = bound_table(
+        profile_runs(
+            {
+                0.0: [0.80, 0.85, 0.90],
+                0.1: [0.798, 0.849, 0.897],
+                0.2: [0.75, 0.80, 0.85],
+                0.3: [0.80, 0.85, 0.90],
+            }
+        ),  # fmt: skip
+        tolerance=0.01,
+    )
+    assert list(table["tolerated"]) == [True, True, False, True]
+    assert loss_bound(table) == 0.1
+    # Unpaired, the same numbers would have a 95% CI far wider than the tolerance.
+    assert table.loc[1, "accuracy_ci95_high"] - table.loc[1, "accuracy_ci95_low"] > 0.2
+
+
+def test_a_drop_fraction_whose_runs_failed_is_not_tolerated_and_stops_the_bound():
+    runs = profile_runs({0.0: [0.80, 0.85, 0.90], 0.1: [0.80, 0.85, 0.90],
+                         0.2: [0.0, 0.0, 0.0], 0.3: [0.80, 0.85, 0.90]})  # fmt: skip
+    runs.loc[runs["jobs.0.transport.drop_fraction"] == "0.2", "status"] = "failed"
+    table = bound_table(runs, tolerance=0.01)
+    assert list(table["drop_fraction"]) == [0.0, 0.1, 0.2, 0.3]
+    assert list(table["n"]) == [3, 3, 0, 3]
+    assert list(table["tolerated"]) == [True, True, False, True]
+    assert loss_bound(table) == 0.1
+
+
+def test_profile_keeps_one_job_and_makes_every_link_lossless():
+    raw = {"name": "p", "topology": {"kind": "dumbbell", "link": {"loss_pct": 1},
+                                     "tiers": {"bottleneck": {"loss_pct": 5}}},
+           "jobs": [{"name": "a"}, {"name": "b"}]}  # fmt: skip
+    index, only = single_job(raw, "p.yaml", "b", ["jobs.1.lr=0.5"])
+    assert index == 1 and only["jobs"] == [{"name": "b", "lr": 0.5}]
+    assert (
+        only["topology"]["link"]["loss_pct"]
+        == 0
+        == only["topology"]["tiers"]["bottleneck"]["loss_pct"]
+    )
+    with pytest.raises(SpecError, match="expected a job of the spec: a, b"):
+        single_job(raw, "p.yaml", "c", [])
+    assert parse_drops("0.1, 0.05") == [0.0, 0.05, 0.1]
+    with pytest.raises(SpecError, match=r"\[0, 1\)"):
+        parse_drops("0.5,1")
+
+
+def test_schema_validates_every_config_and_rejects_what_the_loader_rejects(capsys):
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema == json.loads(json.dumps(spec_json_schema()))
+    validator = jsonschema.Draft202012Validator(schema)
+    configs = sorted(glob.glob("configs/*.yaml"))
+    assert len(configs) >= 5
+    for path in configs:
+        errors = list(validator.iter_errors(yaml.safe_load(open(path))))
+        assert not errors, f"{path}: {errors[0].message}"
+    for bad in (
+        {**BASE, "jobs": [{"name": "j", "transport": "udp"}]},
+        {**BASE, "colour": "red"},
+        {**BASE, "sweep": {"jobs.0.lr": 0.1}},
+        {**BASE, "repeats": 0},
+    ):
+        assert list(validator.iter_errors(bad)), bad
