@@ -31,7 +31,9 @@ def run_plots(run_dir: Path, into: Path, prefix: str = "") -> list[tuple[str, Pa
             plots.append(("Link utilization by tier (x: emulated-loss drops)", path))
     classes = read_csv(run_dir / "controller.csv")
     if classes is not None and len(classes):
-        plots.append(("Priority classes", priority_timeline(classes, into, prefix)))
+        # A job's class holds until the job ends, not only until its last change.
+        ends = its.groupby("job")["time_s"].max().to_dict() if its is not None else {}
+        plots.append(("Priority classes", priority_timeline(classes, into, prefix, ends)))
     return plots
 
 
@@ -129,11 +131,14 @@ def link_tiers(run_dir: Path) -> dict[str, str]:
     return tiers
 
 
-def priority_timeline(classes: pd.DataFrame, into: Path, prefix: str = "") -> Path:
-    """Each job's priority class over time (controller.csv), 0 = highest."""
+def priority_timeline(
+    classes: pd.DataFrame, into: Path, prefix: str = "", ends: dict | None = None
+) -> Path:
+    """Each job's priority class over time (controller.csv), 0 = highest, up to the
+    job's end (`ends`: job -> time of its last iteration) or its last change."""
     fig, (ax,) = figure(1, width=8)
-    end = classes["time_s"].max()
     for job, rows in classes.groupby("job"):
+        end = max(rows["time_s"].max(), (ends or {}).get(job, 0))
         ax.step([*rows["time_s"], end], [*rows["class"], rows["class"].iloc[-1]], where="post",
                 label=str(job))  # fmt: skip
     ax.set(xlabel=axis_label("time_s"), ylabel="priority class (0 = highest)",
