@@ -186,7 +186,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from testbed.report import compare_report, report
 
     if args.compare:
-        out = Path(args.out) if args.out else Path("results") / f"compare-{_stamp()}"
+        from testbed.results.rundir import utc_stamp
+
+        out = Path(args.out) if args.out else Path("results") / f"compare-{utc_stamp()}"
         print(compare_report([Path(d) for d in args.dirs], out))
         return 0
     if len(args.dirs) > 1 or args.out:
@@ -218,12 +220,6 @@ def _need_root(what: str) -> None:
         raise TestbedError(
             f"{what} needs root (it creates namespaces and OVS bridges); run it with sudo"
         )
-
-
-def _stamp() -> str:
-    from testbed.results.rundir import utc_stamp
-
-    return utc_stamp()
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -11,8 +11,9 @@ import yaml
 
 from testbed.errors import TestbedError
 from testbed.report.compare import compare_markdown, compare_plots
-from testbed.report.run import read_csv, run_markdown, run_plots
+from testbed.report.run import run_markdown, run_plots
 from testbed.report.study import study_markdown, study_plots
+from testbed.results.rundir import read_csv
 
 REPORT = "report.md"
 

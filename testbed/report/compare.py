@@ -12,9 +12,9 @@ from testbed.report.run import (
     accuracy,
     figures_markdown,
     iteration_time,
-    read_csv,
     table,
 )
+from testbed.results.rundir import read_csv
 
 
 def _name(directory: Path) -> str:

@@ -3,13 +3,13 @@ directory's own files only (the Pantheon rule: a run is analysed from what it wr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from testbed.report.figures import axis_label, figure, legend, save
+from testbed.results.rundir import read_csv, read_json
 
 JOB_SUMMARY = ["job", "status", "transport", "iterations", "jct_s", "mean_iter_s",
                "final_accuracy", "error"]  # fmt: skip
@@ -188,19 +188,3 @@ def table(frame: pd.DataFrame) -> str:
     """A DataFrame as a Markdown table (floats to 4 significant digits; an empty cell,
     not "nan", where a text column has no value)."""
     return frame.astype(object).where(frame.notna(), "").to_markdown(index=False, floatfmt=".4g")
-
-
-def read_csv(path: Path) -> pd.DataFrame | None:
-    """A CSV of the directory, or None when it is absent or empty."""
-    try:
-        return pd.read_csv(path)
-    except (OSError, pd.errors.EmptyDataError):
-        return None
-
-
-def read_json(path: Path) -> dict:
-    """A JSON file of the directory, or {} when it is absent or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}

@@ -12,7 +12,8 @@ import pandas as pd
 import yaml
 
 from testbed.report.figures import axis_label, figure, legend, save
-from testbed.report.run import figures_markdown, read_csv, table
+from testbed.report.run import figures_markdown, table
+from testbed.results.rundir import read_csv
 
 METRICS = ["mean_iter_s", "p99_iter_s", "jct_s", "final_accuracy"]
 

@@ -10,6 +10,7 @@ Layout (see results/README.md)::
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 from testbed.errors import TestbedError
@@ -20,6 +21,31 @@ def utc_stamp(when: dt.datetime | None = None) -> str:
     return (when or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
 
 
+def refuse_non_empty(path: Path, what: str) -> None:
+    """Fail unless `path` is absent or an empty folder: results are never overwritten."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise TestbedError(f"--out {path}: exists and is not empty; {what} are never overwritten")
+
+
+def read_csv(path: Path):
+    """A CSV of a run or study directory as a DataFrame, or None when it is absent or
+    empty (analysis reads what a run wrote, and a cut-short run wrote less)."""
+    import pandas as pd  # here: the harness that creates run dirs needs no pandas for it
+
+    try:
+        return pd.read_csv(path)
+    except (OSError, pd.errors.EmptyDataError):
+        return None
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of a run directory, or {} when it is absent or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def create_run_dir(name: str, out: str | Path | None = None, root: str | Path = "results") -> Path:
     """Make and return an empty run directory.
 
@@ -28,8 +54,7 @@ def create_run_dir(name: str, out: str | Path | None = None, root: str | Path = 
     """
     if out is not None:
         path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise TestbedError(f"--out {path}: exists and is not empty; runs are never overwritten")
+        refuse_non_empty(path, "runs")
     else:
         base = Path(root) / name / utc_stamp()
         path, n = base, 1

@@ -29,6 +29,7 @@ from rich.table import Table
 from testbed.errors import SpecError
 from testbed.report import report
 from testbed.report.figures import axis_label, figure, save
+from testbed.results.rundir import utc_stamp
 from testbed.spec.load import read_yaml, set_path
 from testbed.spec.study import STUDY_KEYS, Study, expand
 from testbed.study.runner import create_study_dir, run_study
@@ -64,7 +65,7 @@ def plan_profile(args: argparse.Namespace) -> ProfilePlan:
     raw["repeats"] = args.repeats
     study = expand(raw, args.spec)
     name = study.runs[0].experiment.name
-    out = Path(args.out) if args.out else Path("results") / name / f"profile-{study_dir_stamp()}"
+    out = Path(args.out) if args.out else Path("results") / name / f"profile-{utc_stamp()}"
     return ProfilePlan(study, index, args.tolerance, out)
 
 
@@ -180,12 +181,6 @@ def accuracy_against_drop(table: pd.DataFrame, tolerance: float, bound, into: Pa
     for ax in (acc, diff):
         ax.legend(fontsize="small")
     return save(fig, into, "loss_bound")
-
-
-def study_dir_stamp() -> str:
-    from testbed.results.rundir import utc_stamp
-
-    return utc_stamp()
 
 
 def _print(table: pd.DataFrame, bound, index: int, tolerance: float, study_dir: Path) -> None:

@@ -34,7 +34,7 @@ from rich.progress import (
 )
 
 from testbed.errors import TestbedError
-from testbed.results.rundir import utc_stamp
+from testbed.results.rundir import refuse_non_empty, utc_stamp
 from testbed.runner import interrupt_pending, quiet, run_experiment
 from testbed.spec.study import Study, expand, label
 from testbed.study.tables import run_status, write_study_tables
@@ -53,8 +53,7 @@ class StudyResult:
 def create_study_dir(name: str, out: str | Path | None, root: str | Path = "results") -> Path:
     """A fresh study directory: `out` (absent or empty), or results/<name>/study-<UTC>."""
     path = Path(out) if out else Path(root) / name / f"study-{utc_stamp()}"
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise TestbedError(f"--out {path}: exists and is not empty; studies are never overwritten")
+    refuse_non_empty(path, "studies")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

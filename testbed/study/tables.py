@@ -13,13 +13,13 @@ empty for n < 2). ``n_not_ok`` counts the runs left out.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from testbed.results.rundir import read_csv, read_json
 from testbed.spec.study import Study, label
 
 RUN_KEYS = ["run", "point", "repeat", "seed", "run_status"]
@@ -29,10 +29,7 @@ NOT_METRICS = {"point", "repeat", "seed", "workers", "servers", "start_s", "laun
 
 def run_status(run_dir: Path) -> str:
     """A run's status from its metadata.json: missing if it never started."""
-    try:
-        return json.loads((run_dir / "metadata.json").read_text()).get("status", "missing")
-    except (OSError, ValueError):
-        return "missing"
+    return read_json(run_dir / "metadata.json").get("status", "missing")
 
 
 def runs_table(study: Study, study_dir: Path) -> pd.DataFrame:
@@ -43,7 +40,7 @@ def runs_table(study: Study, study_dir: Path) -> pd.DataFrame:
         head = {"run": run.name, "point": run.point, "repeat": run.repeat, "seed": run.seed,
                 "run_status": run_status(run_dir)}  # fmt: skip
         head.update({key: label(value) for key, value in run.values.items()})
-        jobs = _read(run_dir / "jobs.csv")
+        jobs = read_csv(run_dir / "jobs.csv")
         if jobs is None or jobs.empty:
             frames.append(pd.DataFrame([head]))
             continue
@@ -91,16 +88,9 @@ def write_study_tables(study: Study, study_dir: Path) -> tuple[pd.DataFrame, pd.
     return runs, summary
 
 
-def _read(path: Path) -> pd.DataFrame | None:
-    try:
-        return pd.read_csv(path)
-    except (OSError, pd.errors.EmptyDataError):
-        return None
-
-
 def _tail(run_dir: Path) -> pd.DataFrame:
     """p50 and p99 of iter_s per job, over every worker's iterations."""
-    its = _read(run_dir / "iterations.csv")
+    its = read_csv(run_dir / "iterations.csv")
     if its is None or its.empty:
         return pd.DataFrame(columns=["job", "p50_iter_s", "p99_iter_s"])
     grouped = its.groupby("job")["iter_s"]

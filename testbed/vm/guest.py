@@ -15,7 +15,6 @@ that is removed however the run ends.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.results.rundir import read_json
 from testbed.vm import qemu
 from testbed.vm.image import Image, VmError, stage_checkout
 
@@ -71,7 +71,7 @@ def run(
             _copy_out(disk, scratch / "back", out_dir)
     result.seconds = round(time.monotonic() - started, 1)
     result.job_exit = _read_int(out_dir / "exit_code")
-    result.facts = _read_json(out_dir / "facts.json")
+    result.facts = read_json(out_dir / "facts.json")
     if result.job_exit is None and not result.error:
         result.error = f"vm: the guest never reported the job's exit (see {out_dir}/console.log)"
     return result
@@ -112,10 +112,3 @@ def _read_int(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
