@@ -58,7 +58,7 @@ class RunProgress:
         """Print a timestamped phase line above the bars."""
         self.progress.console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim] {message}")
 
-    def add_job(self, name: str, iterations: int, records: Path) -> None:
+    def add_job(self, name: str, iterations: int | None, records: Path) -> None:
         task = self.progress.add_task(name, total=iterations, status="pending")
         self.tasks[name] = (task, IterationCounter(records))
 

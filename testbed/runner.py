@@ -53,6 +53,7 @@ from testbed.results.rundir import create_run_dir
 from testbed.results.tables import TIER_BYTES, write_tables
 from testbed.spec import validate
 from testbed.spec.schema import Experiment
+from testbed.traffic.runner import TrafficRunner
 from testbed.training.size import iteration_bytes
 from topologies import GraphTopo, build_topology
 
@@ -268,6 +269,7 @@ def run_experiment(
     testbed = prepare(exp, source, out, progress)
     platform, topo, run_dir = testbed.platform, testbed.topo, testbed.run_dir
     placements = testbed.placements
+    builtin = [job for job in exp.jobs if not job.is_command]
     meta = Metadata(
         run_dir,
         name=exp.name,
@@ -282,7 +284,7 @@ def run_experiment(
             "loss_backend": testbed.loss_backend,
             "loss_backend_reason": testbed.loss_reason,
             "loss_seeded": _seeding(testbed.loss_backend, platform),
-            "tcp_congestion_control": sorted({j.transport.congestion_control for j in exp.jobs}),
+            "tcp_congestion_control": sorted({j.transport.congestion_control for j in builtin}),
         },
         placement={
             name: {"servers": list(p.servers), "workers": list(p.workers)}
@@ -292,8 +294,9 @@ def run_experiment(
         t0_unix=testbed.t0,
     )
     jobs: JobRunner | None = None
+    traffic: TrafficRunner | None = None
     cpu: CpuSampler | None = None
-    forkserver = _forkserver(exp, run_dir) if exp.launcher == "fork" else None
+    forkserver = _forkserver(exp, run_dir) if exp.launcher == "fork" and builtin else None
     links: list[dict] = []
     status, error = "failed", ""
     try:
@@ -309,17 +312,22 @@ def run_experiment(
                     meta.update(forkserver_ready_s=ready_s)
                     progress.phase(f"forkserver ready: torch and datasets loaded at {ready_s} s")
                 jobs = JobRunner(
-                    exp, testbed.network, placements, run_dir, testbed.ledger, forkserver
+                    exp, testbed.network, placements, run_dir, testbed.ledger, forkserver, source
                 )
                 meta.update(trees=jobs.tree_report())
+                traffic = TrafficRunner(
+                    exp, testbed.network, placements, run_dir, testbed.ledger, source
+                )
+                if exp.traffic:
+                    meta.update(traffic=traffic.plan())
                 cpu = CpuSampler(
                     run_dir / "cpu.csv",
                     exp.results.sample_s,
                     testbed.t0,
-                    lambda: _process_groups(testbed, forkserver, jobs),
+                    lambda: _process_groups(testbed, forkserver, jobs, traffic),
                 )
                 cpu.start()
-                _follow(jobs, progress)
+                _follow(jobs, traffic, progress)
                 failed = [j for j in jobs.jobs if j.status != "ok"]
                 status = "failed" if failed else "ok"
                 error = "; ".join(f"{j.spec.name}: {j.error}" for j in failed)
@@ -329,6 +337,8 @@ def run_experiment(
                         cpu.stop()
                     if jobs:
                         jobs.stop_all()
+                    if traffic:
+                        traffic.stop_all()
                     if forkserver:
                         forkserver.stop()
                     if jobs:  # the network came up and jobs ran on it
@@ -356,7 +366,9 @@ def run_experiment(
     return RunResult(run_dir, status, error, frames["jobs"], fidelity)
 
 
-def _process_groups(testbed: Testbed, forkserver, jobs: JobRunner) -> dict[str, list[int]]:
+def _process_groups(
+    testbed: Testbed, forkserver, jobs: JobRunner, traffic: TrafficRunner
+) -> dict[str, list[int]]:
     """The run's own process groups by name, for cpu.csv (each was started in a group
     of its own: the ledger kills them the same way)."""
     groups = {}
@@ -366,13 +378,16 @@ def _process_groups(testbed: Testbed, forkserver, jobs: JobRunner) -> dict[str, 
         groups["forkserver"] = [forkserver.proc.pid]
     for job in jobs.jobs:
         groups[f"job:{job.spec.name}"] = [p.popen.pid for p in job.processes if p.popen]
+    for entry in traffic.entries:
+        if entry.procs:
+            groups[f"traffic:{entry.index}"] = [popen.pid for popen, _, _ in entry.procs]
     return groups
 
 
 def _forkserver(exp: Experiment, run_dir: Path) -> ForkServer:
     """The run's forkserver, preloading every (dataset, seed) its jobs train on."""
     return ForkServer(
-        [(job.dataset, exp.seed) for job in exp.jobs],
+        [(job.dataset, exp.seed) for job in exp.jobs if not job.is_command],
         run_dir / "logs" / "forkserver.log",
         {**os.environ, **PROCESS_ENV},
     )
@@ -412,13 +427,22 @@ def _seeding(backend: str, platform: Platform) -> str:
     return "not seeded: nftables numgen uses the kernel's PRNG"
 
 
-def _follow(jobs: JobRunner, progress: RunProgress) -> None:
+def _follow(jobs: JobRunner, traffic: TrafficRunner, progress: RunProgress) -> None:
+    """Start jobs and traffic when due and show progress, until every job has ended
+    and every timed traffic entry has run its duration_s."""
     for job in jobs.jobs:
         records = Path(job.processes[-1].config.records).with_name("worker0.jsonl")
-        progress.add_job(job.spec.name, job.spec.iterations, records)
+        total = None if job.spec.is_command else job.spec.iterations  # a script's: unknown
+        progress.add_job(job.spec.name, total, records)
     start = time.monotonic()
     while True:
-        for job in jobs.start_due(time.monotonic() - start):
+        elapsed = time.monotonic() - start
+        traffic.check()
+        for entry in traffic.start_due(elapsed):
+            progress.phase(
+                f"traffic {entry.index} ({entry.spec.kind}) started on {len(entry.hosts)} hosts"
+            )
+        for job in jobs.start_due(elapsed):
             progress.phase(f"job {job.spec.name} started on {' '.join(job.placement.hosts)}")
         for job in jobs.poll():
             colour = "green" if job.status == "ok" else "red"
@@ -426,7 +450,7 @@ def _follow(jobs: JobRunner, progress: RunProgress) -> None:
             progress.phase(f"job {job.spec.name} [{colour}]{job.status}[/{colour}]{detail}")
         for job in jobs.jobs:
             progress.update_job(job.spec.name, job.status)
-        if jobs.all_done:
+        if jobs.all_done and not traffic.timed_pending(time.monotonic() - start):
             return
         time.sleep(POLL_S)
 

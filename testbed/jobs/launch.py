@@ -4,9 +4,11 @@ One process per host role, inside its Mininet host's network namespace, in a ses
 of its own (so its whole process group can be killed), its output going to
 ``logs/<job>-<role><rank>-<host>.log``. With ``launcher: fork`` (the default) the
 run's forkserver forks it (`testbed.jobs.forkserver`); with ``launcher: exec`` it is a
-fresh interpreter started with ``mnexec``. A job starts `start_s` seconds after the
-network is ready; it ends ``ok`` when every process exits 0, ``failed`` as soon as
-one exits otherwise (the rest are stopped).
+fresh interpreter started with ``mnexec``. A command job runs the user's program
+instead, once per host (`testbed.jobs.command`). A job starts `start_s` seconds
+after the network is ready; it ends ``ok`` when every process exits 0, ``failed`` as
+soon as one exits otherwise, ``timeout`` when it outlives its `timeout_s` (the rest
+are stopped).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import STDOUT, Popen, TimeoutExpired
 
+from testbed.jobs import command
+from testbed.jobs.command import CommandProcess
 from testbed.jobs.forkserver import ForkedProcess, ForkServer, log_tail
 from testbed.jobs.placement import Placement
 from testbed.jobs.trees import Tree, build_trees, plan_edges, racks_of
@@ -62,6 +66,13 @@ class RoleProcess:
             return f"aggregator {self.label} (tree of server{', server'.join(map(str, shards))})"
         return self.label
 
+    def tail(self) -> str:
+        """The last line of the process's log (for the job's one-line error)."""
+        return log_tail(self.log_path)
+
+    def join_readers(self) -> None:
+        """Nothing to wait for: a training process writes its records itself."""
+
 
 @dataclass
 class JobRun:
@@ -69,15 +80,20 @@ class JobRun:
 
     spec: JobSpec
     placement: Placement
-    processes: list[RoleProcess]
+    processes: list[RoleProcess | CommandProcess]
     trees: list[Tree] = field(default_factory=list)
-    status: str = "pending"  # pending | running | ok | failed | interrupted
+    status: str = "pending"  # pending | running | ok | failed | timeout | interrupted
     launched_at: float | None = None
     error: str = ""
 
     @property
     def done(self) -> bool:
-        return self.status in ("ok", "failed", "interrupted")
+        return self.status in ("ok", "failed", "timeout", "interrupted")
+
+    def overdue(self, now: float) -> bool:
+        """Whether the job has run longer than its `timeout_s`."""
+        limit = self.spec.timeout_s
+        return bool(limit and self.launched_at and now - self.launched_at > limit)
 
 
 class JobRunner:
@@ -91,14 +107,22 @@ class JobRunner:
         run_dir: Path,
         ledger: Ledger,
         forkserver: ForkServer | None = None,
+        source: str = "script",
     ):
         self.net = net
+        self.source = source  # the spec file: command jobs' relative paths start there
         self.ledger = ledger
         self.forkserver = forkserver  # None: exec a fresh interpreter per process
         racks = racks_of(net.topo)
         self.jobs = []
+        ips = {name: info.ip for name, info in net.topo.host_info.items()}
         for job in exp.jobs:
             placement = placements[job.name]
+            if job.is_command:
+                env = {**os.environ, **PROCESS_ENV}
+                planned = command.plan_command(job, placement, ips, run_dir, source, env)
+                self.jobs.append(JobRun(job, placement, planned))
+                continue
             trees = build_trees(job, placement, racks)
             self.jobs.append(
                 JobRun(job, placement, self._plan(exp, job, placement, trees, run_dir), trees)
@@ -172,9 +196,14 @@ class JobRunner:
         job.status = "running"
         self._persist(job)
         for proc in job.processes:  # servers first: workers retry until they listen
+            host = self.net.host(proc.config.host)
+            if isinstance(proc, CommandProcess):
+                command.start(proc, host)
+                self.ledger.add_process(proc.popen.pid)
+                proc.ident = identity(proc.popen.pid)
+                continue
             # gloo resolves the hostname outside the namespace unless told the interface.
             env = {"GLOO_SOCKET_IFNAME": f"{proc.config.host}-eth0"}
-            host = self.net.host(proc.config.host)
             if self.forkserver is not None:
                 proc.popen = self.forkserver.spawn(proc.config_path, proc.log_path, host.pid, env)
             else:
@@ -195,19 +224,25 @@ class JobRunner:
             if job.status != "running":
                 continue
             codes = exit_codes(job.processes)
-            if any(c not in (None, 0) for c in codes):
+            if job.overdue(time.time()):
+                job.error = f"still running after timeout_s = {job.spec.timeout_s} s"
+                job.status = "timeout"
+                self._stop(job)
+            elif any(c not in (None, 0) for c in codes):
                 job.error = self._error(culprit(job.processes, BLAME_GRACE_S))
                 job.status = "failed"
                 self._stop(job)
             elif all(c == 0 for c in codes):
                 job.status = "ok"
             if job.done:
+                for proc in job.processes:
+                    proc.join_readers()
                 self._persist(job)
                 ended.append(job)
         return ended
 
     def _error(self, proc: RoleProcess) -> str:
-        error = f"{proc.blame} exited {proc.popen.returncode}: {log_tail(proc.log_path)}"
+        error = f"{proc.blame} exited {proc.popen.returncode}: {proc.tail()}"
         if self.forkserver is not None and self.forkserver.exited is not None:
             error += f" (the forkserver exited {self.forkserver.exited} first)"
         return error
@@ -230,8 +265,10 @@ class JobRunner:
         for job in self.jobs:
             if not job.done:
                 job.status = "interrupted"
+                self._stop(job)
                 self._persist(job)
-            self._stop(job)
+            else:
+                self._stop(job)
 
     def _stop(self, job: JobRun) -> None:
         for proc in job.processes:
@@ -242,6 +279,7 @@ class JobRunner:
                     proc.popen.wait(timeout=STOP_TIMEOUT_S)
                 except TimeoutExpired:  # reaped by no one in time: the ledger has its group
                     log.warning("%s: no exit status after %d s", proc.label, STOP_TIMEOUT_S)
+            proc.join_readers()
 
     # ------------------------------------------------------------------ reporting
 
@@ -262,7 +300,30 @@ def role_hosts(placement: Placement) -> dict[str, str]:
 
 
 def summary(job: JobRun) -> dict:
-    """One job's facts for jobs.csv: its spec fields, status and launch time."""
+    """One job's facts for jobs.csv: its spec fields, status, launch time and each
+    process's exit code (in role order; empty: not started or not seen to end).
+    A command job's JCT is known here only: launch to its last rank's exit."""
+    codes = [p.popen.returncode if p.popen else None for p in job.processes]
+    facts = {
+        "exit_codes": " ".join("" if c is None else str(c) for c in codes),
+        "timeout_s": job.spec.timeout_s,
+    }
+    if job.spec.is_command:
+        ends = [p.ended_at for p in job.processes]
+        done = job.launched_at and all(e is not None for e in ends)
+        return {
+            "job": job.spec.name,
+            **command.describe(job.spec),
+            "workers": job.spec.workers,
+            "servers": 0,
+            "status": job.status,
+            "launched_at": job.launched_at,
+            "start_s": job.spec.start_s,
+            "hosts": " ".join(job.placement.hosts),
+            "error": job.error,
+            "jct_s": round(max(ends) - job.launched_at, 3) if done else None,
+            **facts,
+        }
     return {
         "job": job.spec.name,
         "transport": job.spec.transport.kind,
@@ -277,6 +338,7 @@ def summary(job: JobRun) -> dict:
         "start_s": job.spec.start_s,
         "hosts": " ".join(job.placement.hosts),
         "error": job.error,
+        **facts,
     }
 
 

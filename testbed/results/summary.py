@@ -1,8 +1,9 @@
-"""The short table `testbed run` prints at the end."""
+"""The short tables `testbed run` prints at the end."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 from rich.table import Table
@@ -42,3 +43,53 @@ def _missing(value) -> bool:
 
 def _fmt(value, digits: int) -> str:
     return "-" if _missing(value) else f"{value:.{digits}f}"
+
+
+def traffic_tables(run_dir: Path) -> list[Table]:
+    """Background traffic, if the run had any: per entry its achieved load (flows) or
+    throughput (iperf3), then the flows' FCT p50 and p99 by size bucket."""
+    from testbed.traffic.tables import fct_by_bucket
+
+    if not (run_dir / "traffic.csv").exists():
+        return []
+    entries = pd.read_csv(run_dir / "traffic.csv")
+    flows = pd.read_csv(run_dir / "flows.csv")
+    table = Table(title="traffic", title_justify="left")
+    for column in (
+        "entry",
+        "kind",
+        "hosts",
+        "load",
+        "offered load",
+        "delivered load",
+        "flows done",
+        "Mb/s",
+    ):
+        table.add_column(column, justify="left" if column in ("kind", "hosts") else "right")
+    for row in entries.to_dict("records"):
+        flows_kind = row["kind"] == "flows"
+        table.add_row(
+            str(row["entry"]),
+            str(row["kind"]),
+            str(len(str(row["hosts"]).split())),
+            _fmt(row.get("load"), 2),
+            _fmt(row.get("offered_load"), 3),
+            _fmt(row.get("delivered_load"), 3),
+            f"{int(row['completed'])}/{int(row['flows'])}" if flows_kind else "-",
+            _fmt(row.get("throughput_mbps"), 2),
+        )
+    tables = [table]
+    if len(flows):
+        fct = Table(title="background flow completion times", title_justify="left")
+        for column in ("size", "flows", "FCT p50 ms", "FCT p99 ms"):
+            fct.add_column(column, justify="left" if column == "size" else "right")
+        for row in fct_by_bucket(flows).to_dict("records"):
+            p50, p99 = row["fct_p50_s"], row["fct_p99_s"]
+            fct.add_row(
+                row["bucket"],
+                str(row["flows"]),
+                _fmt(None if _missing(p50) else p50 * 1000, 1),
+                _fmt(None if _missing(p99) else p99 * 1000, 1),
+            )
+        tables.append(fct)
+    return tables

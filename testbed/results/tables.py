@@ -78,15 +78,23 @@ def param_divergence(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["job", "iteration", "rank", "param_divergence"])
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSONL file's records, tolerating a half-written last line."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a process killed mid-write leaves a partial last line
+    return records
+
+
 def read_records(run_dir: Path) -> list[dict]:
-    """Every JSONL record of the run, tolerating a half-written last line."""
+    """Every JSONL record of the jobs (raw/traffic/ holds the traffic's own)."""
     records = []
     for path in sorted((run_dir / "raw").rglob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a process killed mid-write leaves a partial last line
+        if path.parent.name != "traffic":
+            records += read_jsonl(path)
     return records
 
 
@@ -94,16 +102,20 @@ def iterations_table(
     records: Iterable[dict], t0: float, divergence: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """One row per worker per iteration; `time_s` is seconds since the run started;
-    `param_divergence` on rank 0's rows at evaluations (from the snapshots)."""
+    `param_divergence` on rank 0's rows at evaluations (from the snapshots). A command
+    job's own metric keys follow as columns of their own (empty on other jobs' rows)."""
     rows = [r for r in records if r["type"] == "iteration"]
     columns = [c for c in ITERATION_COLUMNS if c != "param_divergence"]
-    df = pd.DataFrame(rows, columns=[*columns, "time"])
+    known = {*ITERATION_COLUMNS, "type", "time"}
+    extra = list(dict.fromkeys(k for r in rows for k in r if k not in known))
+    df = pd.DataFrame(rows, columns=[*columns, "time", *extra])
     df["time_s"] = df["time"] - t0
     if divergence is None:
         divergence = pd.DataFrame(columns=["job", "iteration", "rank", "param_divergence"])
     keys = ["job", "iteration", "rank"]
     df = df.merge(divergence.astype({"iteration": "int64", "rank": "int64"}), on=keys, how="left")
-    return df[ITERATION_COLUMNS].sort_values(["job", "iteration", "rank"], ignore_index=True)
+    ordered = df[[*ITERATION_COLUMNS, *extra]]
+    return ordered.sort_values(["job", "iteration", "rank"], ignore_index=True)
 
 
 def messages_table(records: Iterable[dict]) -> pd.DataFrame:
@@ -130,7 +142,9 @@ def jobs_table(
     per-job counters.
 
     jct_s runs from the first worker starting to train to the last worker finishing
-    its last iteration; startup_s from launch to that first start.
+    its last iteration; startup_s from launch to that first start. A command job's
+    jct_s (launch to its last rank's exit) comes with its state, and its iterations
+    and mean_iter_s from whatever its script reported.
     """
     rows = []
     for job in jobs:
@@ -140,11 +154,13 @@ def jobs_table(
         accs = [r for r in its if r.get("test_accuracy") is not None]
         row = dict(job)
         row["iterations"] = 1 + max((r["iteration"] for r in its), default=-1)
-        row["jct_s"] = max(r["time"] for r in its) - min(ready) if its and ready else None
+        if job.get("model") != "command":
+            row["jct_s"] = max(r["time"] for r in its) - min(ready) if its and ready else None
         row["startup_s"] = (
             min(ready) - job["launched_at"] if ready and job.get("launched_at") else None
         )
-        row["mean_iter_s"] = sum(r["iter_s"] for r in its) / len(its) if its else None
+        times = [r["iter_s"] for r in its if isinstance(r.get("iter_s"), (int, float))]
+        row["mean_iter_s"] = sum(times) / len(times) if times else None
         row["final_accuracy"] = (
             max(accs, key=lambda r: r["iteration"])["test_accuracy"] if accs else None
         )
@@ -165,7 +181,8 @@ def jobs_table(
 
 
 def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """Write iterations.csv, messages.csv and jobs.csv from `run_dir` alone; return them."""
+    """Write iterations.csv, messages.csv and jobs.csv (and with background traffic,
+    flows.csv and traffic.csv) from `run_dir` alone; return them."""
     records = read_records(run_dir)
     events = run_dir / "controller.csv"
     classes = pd.read_csv(events) if events.exists() else None
@@ -176,4 +193,7 @@ def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     }
     for name, frame in frames.items():
         frame.to_csv(run_dir / f"{name}.csv", index=False)
+    from testbed.traffic.tables import write_traffic_tables  # flows.csv, traffic.csv
+
+    frames.update(write_traffic_tables(run_dir))
     return frames

@@ -169,7 +169,7 @@ def _is_label(part: Any) -> bool:
 
 
 # Tags of discriminated unions appear in locations but never as keys a user typed.
-_UNION_TAGS = {"mlp", "cnn", "tcp", "blt", "gloo", "mf", "lstm"}
+_UNION_TAGS = {"mlp", "cnn", "tcp", "blt", "gloo", "mf", "lstm", "iperf3", "flows"}
 
 
 def _expected(err: Mapping[str, Any], raw: Mapping[str, Any], path: list[Any]) -> str:

@@ -6,8 +6,15 @@ the exact line to fix.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
+
 from testbed.errors import SpecError
-from testbed.spec.schema import MODEL_DATASETS, Experiment, JobSpec
+from testbed.spec.paths import resolve
+from testbed.spec.schema import BUILTIN_ONLY, MODEL_DATASETS, Experiment, JobSpec
+from testbed.traffic.cdf import CdfError, cdf_path, load_cdf
 
 MAX_SUBTREE = 127  # testbed.training.tree.MAX_COUNT: the largest per-entry count
 
@@ -22,7 +29,16 @@ def check_rules(exp: Experiment, source: str) -> None:
     _check_band_buffers(exp, source, topo)
     _check_job_names(exp, source)
     for i, job in enumerate(exp.jobs):
-        _check_job(job, f"jobs.{i}", source, hosts)
+        if job.is_command:
+            _check_command_job(exp, job, f"jobs.{i}", source)
+        elif job.env or job.workdir is not None:
+            key = "env" if job.env else "workdir"
+            raise SpecError(
+                source, f"jobs.{i}.{key}", getattr(job, key), "expected only with command"
+            )
+        else:
+            _check_job(job, f"jobs.{i}", source, hosts)
+        _check_hosts_fit(job, f"jobs.{i}", source, hosts)
         if job.priority is not None and job.priority >= exp.controller.priority_classes:
             raise SpecError(
                 source,
@@ -32,6 +48,7 @@ def check_rules(exp: Experiment, source: str) -> None:
                 f"({exp.controller.priority_classes})",
             )
     _check_capacity(exp, source, hosts)
+    _check_traffic(exp, source, topo)
 
 
 def _check_directed(exp: Experiment, source: str, topo) -> None:
@@ -101,6 +118,9 @@ def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
             job.dataset,
             f"expected {' or '.join(allowed)} for model {job.model.name}",
         )
+
+
+def _check_hosts_fit(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
     if job.roles > len(hosts):
         raise SpecError(
             source,
@@ -110,6 +130,134 @@ def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
         )
     if isinstance(job.placement, tuple):
         _check_explicit_placement(job, path, source, hosts)
+
+
+def _check_command_job(exp: Experiment, job: JobSpec, path: str, source: str) -> None:
+    """A command job: no built-in keys, and a program that exists (before any build)."""
+    for key in BUILTIN_ONLY:
+        given = key in job.model_fields_set and (key != "servers" or job.servers)
+        if given:
+            raise SpecError(
+                source,
+                f"{path}.{key}",
+                _shown(job, key),
+                "not allowed with command (your program does its own training)",
+            )
+    if exp.controller.priority == "smallest-first":
+        raise SpecError(
+            source,
+            "controller.priority",
+            "smallest-first",
+            f"expected none, fixed or las with command job {job.name} "
+            "(smallest-first ranks built-in models by size)",
+        )
+    workdir = command_workdir(job, source)
+    if not workdir.is_dir():
+        raise SpecError(source, f"{path}.workdir", job.workdir, "expected an existing directory")
+    argv = expand_command(job.command)
+    if _program(argv[0], workdir) is None:
+        raise SpecError(
+            source,
+            f"{path}.command.0",
+            job.command[0],
+            "expected a program on the PATH or an executable file at that path",
+        )
+    if argv[0] == sys.executable and len(argv) > 1 and argv[1].endswith(".py"):
+        if not (workdir / argv[1]).is_file():
+            raise SpecError(
+                source, f"{path}.command.1", argv[1], f"expected a Python file in {workdir}"
+            )
+
+
+def _shown(job: JobSpec, key: str) -> object:
+    """A built-in key's value as the user wrote it (a model or transport by its tag)."""
+    if key == "model":
+        return job.model.name
+    if key == "transport":
+        return job.transport.kind
+    return getattr(job, key)
+
+
+PYTHON = "{python}"  # stands for the project's interpreter in a command
+
+
+def expand_command(command: tuple[str, ...]) -> list[str]:
+    """`command` with {python} replaced by the interpreter that runs the harness."""
+    return [arg.replace(PYTHON, sys.executable) for arg in command]
+
+
+def command_workdir(job: JobSpec, source: str) -> Path:
+    """The directory a command job runs in (default: the spec file's)."""
+    return resolve(job.workdir or ".", source)
+
+
+def _program(name: str, workdir: Path) -> str | None:
+    if "/" not in name:
+        return shutil.which(name)
+    path = workdir / name
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def _check_traffic(exp: Experiment, source: str, topo) -> None:
+    """Traffic hosts exist and avoid the jobs' hosts unless told otherwise; CDFs parse."""
+    from testbed.jobs.placement import place  # where jobs will run, as the run places them
+
+    known = set(topo.host_names())
+    used = {h for p in place(exp, topo).values() for h in p.hosts} if exp.traffic else set()
+    for i, entry in enumerate(exp.traffic):
+        path = f"traffic.{i}"
+        if entry.kind == "flows" and entry.hosts == "free" and len(known - used) < 2:
+            raise SpecError(
+                source,
+                f"{path}.hosts",
+                "free",
+                f"expected at least 2 hosts no job uses ({len(known - used)} left): "
+                "list hosts, or use all",
+            )
+        named = [("src", entry.src), ("dst", entry.dst)] if entry.kind == "iperf3" else []
+        if entry.kind == "flows" and isinstance(entry.hosts, tuple):
+            named = [(f"hosts.{j}", h) for j, h in enumerate(entry.hosts)]
+        for key, host in named:
+            if host not in known:
+                raise SpecError(
+                    source,
+                    f"{path}.{key}",
+                    host,
+                    f"expected a host of the topology (h1..h{len(known)})",
+                )
+            if host in used and not entry.share_job_hosts:
+                raise SpecError(
+                    source,
+                    f"{path}.{key}",
+                    host,
+                    "expected a host no job is placed on (or share_job_hosts: true)",
+                )
+        if entry.kind == "iperf3" and entry.src == entry.dst:
+            raise SpecError(source, f"{path}.dst", entry.dst, "expected a host other than src")
+        if entry.kind == "flows":
+            _check_flows(entry, path, source)
+        if entry.priority is not None and entry.priority >= exp.controller.priority_classes:
+            raise SpecError(
+                source,
+                f"{path}.priority",
+                entry.priority,
+                f"expected a class below controller.priority_classes "
+                f"({exp.controller.priority_classes})",
+            )
+
+
+def _check_flows(entry, path: str, source: str) -> None:
+    if isinstance(entry.hosts, tuple) and len(set(entry.hosts)) < 2:
+        raise SpecError(source, f"{path}.hosts", list(entry.hosts), "expected at least 2 hosts")
+    try:
+        load_cdf(cdf_path(entry.distribution, resolve(".", source)))
+    except CdfError as exc:
+        raise SpecError(
+            source,
+            f"{path}.distribution",
+            entry.distribution,
+            f"expected websearch, datamining or a CDF file: {exc}",
+        ) from None
 
 
 def _check_aggregation(job: JobSpec, path: str, source: str) -> None:

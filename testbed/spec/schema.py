@@ -7,6 +7,7 @@ keys are errors. Units live in key names. Cross-field rules that need the whole 
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated, Literal, Union
 
 from pydantic import (
@@ -16,7 +17,9 @@ from pydantic import (
     Field,
     Strict,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -300,10 +303,48 @@ Aggregation = Annotated[
 ]
 
 
+def _argv(value: object) -> object:
+    """`command: "python train.py --x"` is split like a shell would, but none runs it."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"expected a command line shlex can split ({exc})") from None
+    return value
+
+
+Argv = Annotated[
+    tuple[Annotated[str, Strict(), Field(min_length=1)], ...],
+    BeforeValidator(_argv),
+    Field(min_length=1),
+    # What a spec may write: one command line, or its argv as a list.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ]
+        }
+    ),
+]
+EnvName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
+# Keys a command job may not set: they configure the built-in training processes.
+BUILTIN_ONLY = (
+    "model", "dataset", "servers", "sync", "transport", "aggregation",
+    "iterations", "batch_size", "lr", "momentum", "eval_every",
+)  # fmt: skip
+
+
 class JobSpec(Frozen):
-    """One distributed training job."""
+    """One distributed training job: a built-in model, or your own `command`."""
 
     name: Name
+    # Your program instead of a built-in model, run once per host with torchrun's
+    # environment (testbed.jobs.command); {python} is the project's interpreter.
+    command: Argv | None = None
+    env: dict[EnvName, Str] = {}  # command jobs: added to the process environment
+    workdir: Str | None = None  # command jobs; relative to the spec file's directory
+    timeout_s: Float | None = Field(None, gt=0, le=7 * 86_400)  # then the job is `timeout`
     model: ModelSpec = MlpSpec()
     dataset: Literal["digits", "ratings", "sequences"] = "digits"  # default: the model's
     workers: Int = Field(4, ge=1, le=1024)
@@ -323,19 +364,39 @@ class JobSpec(Frozen):
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, data: object) -> object:
-        if isinstance(data, dict):
-            data = dict(data)
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        command = data.get("command") is not None
+        if "model" in data or not command:  # a command job has no model unless one is given
             data["model"] = _named(data.get("model", "mlp"), "name")
-            if "transport" in data:
-                data["transport"] = _named(data["transport"], "kind")
-                if isinstance(data["transport"], dict) and "kind" not in data["transport"]:
-                    data["transport"] = {**data["transport"], "kind": "tcp"}  # the default
-            model = data["model"].get("name") if isinstance(data["model"], dict) else None
-            if "dataset" not in data and model in MODEL_DATASETS:
-                data["dataset"] = MODEL_DATASETS[model][0]
-            if "servers" not in data and data.get("sync") == "allreduce":
-                data["servers"] = 0
+        if "transport" in data:
+            data["transport"] = _named(data["transport"], "kind")
+            if isinstance(data["transport"], dict) and "kind" not in data["transport"]:
+                data["transport"] = {**data["transport"], "kind": "tcp"}  # the default
+        if command:
+            data.setdefault("servers", 0)  # the rules reject every built-in key given
+            return data
+        model = data["model"].get("name") if isinstance(data["model"], dict) else None
+        if "dataset" not in data and model in MODEL_DATASETS:
+            data["dataset"] = MODEL_DATASETS[model][0]
+        if "servers" not in data and data.get("sync") == "allreduce":
+            data["servers"] = 0
         return data
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """A command job's resolved spec leaves out the built-in keys it cannot have,
+        so that it validates again as written (spec.yaml of a run)."""
+        data = handler(self)
+        if self.command is None:
+            return data
+        return {k: v for k, v in data.items() if k not in BUILTIN_ONLY}
+
+    @property
+    def is_command(self) -> bool:
+        """Whether this job runs the user's program rather than a built-in model."""
+        return self.command is not None
 
     @property
     def fanin(self) -> int | None:
@@ -356,6 +417,46 @@ class JobSpec(Frozen):
         return self.workers + self.servers
 
 
+# ------------------------------------------------------------------------ traffic
+
+
+class _TrafficBase(Frozen):
+    # Seconds after "network ready"; no duration_s: until every job has ended.
+    start_s: Float = Field(0.0, ge=0, le=86_400)
+    duration_s: Float | None = Field(None, gt=0, le=86_400)
+    # Best effort (unmarked: the lowest band) unless a class is given; then its
+    # packets carry that class's DSCP, as a job's would.
+    priority: Int | None = Field(None, ge=0, le=7)
+    # Whether the entry may use hosts that jobs run on (OptiReduce loads workers).
+    share_job_hosts: Bool = False
+
+
+class Iperf3Traffic(_TrafficBase):
+    """One iperf3 client -> server pair (testbed.traffic.iperf)."""
+
+    kind: Literal["iperf3"]
+    src: Name
+    dst: Name
+    proto: Literal["tcp", "udp"] = "tcp"
+    rate_mbps: Float | None = Field(None, gt=0, le=10_000)  # default: tcp unlimited, udp 1
+    parallel: Int = Field(1, ge=1, le=16)
+
+
+class FlowsTraffic(_TrafficBase):
+    """Poisson flow arrivals between random host pairs at a fraction of the hosts'
+    access bandwidth, sizes from an empirical CDF (testbed.traffic.flows)."""
+
+    kind: Literal["flows"]
+    load: Float = Field(gt=0, le=1)
+    # websearch (DCTCP) | datamining (VL2) | a CDF file: "size_bytes cdf" lines
+    distribution: Str = "websearch"
+    # free: hosts no job uses; all: every host; or a list of hosts.
+    hosts: Literal["free", "all"] | tuple[Name, ...] = "free"
+
+
+TrafficSpec = Annotated[Union[Iperf3Traffic, FlowsTraffic], Field(discriminator="kind")]
+
+
 class Experiment(Frozen):
     """A whole experiment: one network, one controller, one or more jobs."""
 
@@ -370,9 +471,15 @@ class Experiment(Frozen):
     # exec: a fresh interpreter per process, as before; the control arm of benchmarks/scale.py.
     launcher: Literal["fork", "exec"] = "fork"
     jobs: tuple[JobSpec, ...] = Field(min_length=1)
+    traffic: tuple[TrafficSpec, ...] = ()  # background load beside the jobs
 
     def switch_bands(self) -> int:
         """Priority bands on every switch port: one per class when the controller
-        prioritizes or `network.priority_bands` is always, otherwise one."""
-        banded = self.controller.priority != "none" or self.network.priority_bands == "always"
+        prioritizes, `network.priority_bands` is always or traffic is marked,
+        otherwise one."""
+        banded = (
+            self.controller.priority != "none"
+            or self.network.priority_bands == "always"
+            or any(t.priority is not None for t in self.traffic)
+        )
         return self.controller.priority_classes if banded else 1

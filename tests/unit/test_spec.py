@@ -322,6 +322,7 @@ def test_schema_lists_every_documented_top_level_key():
         "results",
         "launcher",
         "jobs",
+        "traffic",
     }
 
 

@@ -1,0 +1,1 @@
+"""Background traffic beside the jobs: iperf3 pairs and Poisson flows of empirical sizes."""
