@@ -40,8 +40,8 @@ vm-clean:
 	python3 -m testbed.vm clean
 
 lint: bootstrap
-	$(VENV)/bin/ruff check testbed controllers topologies tests benchmarks
-	$(VENV)/bin/ruff format --check testbed controllers topologies tests benchmarks
+	$(VENV)/bin/ruff check testbed controllers topologies tests benchmarks examples
+	$(VENV)/bin/ruff format --check testbed controllers topologies tests benchmarks examples
 
 # Remove leftovers of crashed runs of ours (bridges, interfaces, processes, nft tables).
 clean-runs: bootstrap

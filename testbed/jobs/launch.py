@@ -303,42 +303,32 @@ def summary(job: JobRun) -> dict:
     """One job's facts for jobs.csv: its spec fields, status, launch time and each
     process's exit code (in role order; empty: not started or not seen to end).
     A command job's JCT is known here only: launch to its last rank's exit."""
+    spec = job.spec
     codes = [p.popen.returncode if p.popen else None for p in job.processes]
     facts = {
-        "exit_codes": " ".join("" if c is None else str(c) for c in codes),
-        "timeout_s": job.spec.timeout_s,
-    }
-    if job.spec.is_command:
-        ends = [p.ended_at for p in job.processes]
-        done = job.launched_at and all(e is not None for e in ends)
-        return {
-            "job": job.spec.name,
-            **command.describe(job.spec),
-            "workers": job.spec.workers,
-            "servers": 0,
-            "status": job.status,
-            "launched_at": job.launched_at,
-            "start_s": job.spec.start_s,
-            "hosts": " ".join(job.placement.hosts),
-            "error": job.error,
-            "jct_s": round(max(ends) - job.launched_at, 3) if done else None,
-            **facts,
-        }
-    return {
-        "job": job.spec.name,
-        "transport": job.spec.transport.kind,
-        "sync": job.spec.sync,
-        "model": job.spec.model.name,
-        "dataset": job.spec.dataset,
-        "workers": job.spec.workers,
-        "servers": job.spec.servers,
-        "aggregation": job.spec.aggregation_name,
+        "job": spec.name,
+        "workers": spec.workers,
+        "servers": spec.servers,
         "status": job.status,
         "launched_at": job.launched_at,
-        "start_s": job.spec.start_s,
+        "start_s": spec.start_s,
         "hosts": " ".join(job.placement.hosts),
         "error": job.error,
+        "exit_codes": " ".join("" if c is None else str(c) for c in codes),
+        "timeout_s": spec.timeout_s,
+    }
+    if spec.is_command:
+        ends = [p.ended_at for p in job.processes]
+        done = job.launched_at and all(e is not None for e in ends)
+        jct = round(max(ends) - job.launched_at, 3) if done else None
+        return {**facts, **command.describe(spec), "jct_s": jct}
+    return {
         **facts,
+        "transport": spec.transport.kind,
+        "sync": spec.sync,
+        "model": spec.model.name,
+        "dataset": spec.dataset,
+        "aggregation": spec.aggregation_name,
     }
 
 

@@ -161,8 +161,32 @@ def run_markdown(run_dir: Path, plots: list[tuple[str, Path]]) -> str:
     jobs = read_csv(run_dir / "jobs.csv")
     if jobs is not None and len(jobs):
         lines += ["## Jobs", "", table(jobs[[c for c in JOB_SUMMARY if c in jobs]]), ""]
+    lines += traffic_markdown(run_dir)
     lines += figures_markdown(plots)
     return "\n".join(lines) + "\n"
+
+
+TRAFFIC_SUMMARY = ["entry", "kind", "hosts", "load", "offered_load", "delivered_load", "flows",
+                   "completed", "fct_p50_s", "fct_p99_s", "throughput_mbps"]  # fmt: skip
+
+
+def traffic_markdown(run_dir: Path) -> list[str]:
+    """The background traffic: each entry's load or throughput, and FCT by flow size."""
+    from testbed.traffic.tables import fct_by_bucket
+
+    entries = read_csv(run_dir / "traffic.csv")
+    if entries is None or not len(entries):
+        return []
+    lines = [
+        "## Background traffic",
+        "",
+        table(entries[[c for c in TRAFFIC_SUMMARY if c in entries]]),
+        "",
+    ]
+    flows = read_csv(run_dir / "flows.csv")
+    if flows is not None and len(flows):
+        lines += ["Completed flows' FCT by size:", "", table(fct_by_bucket(flows)), ""]
+    return lines
 
 
 def fidelity_lines(meta: dict) -> list[str]:

@@ -48,12 +48,14 @@ def _fmt(value, digits: int) -> str:
 def traffic_tables(run_dir: Path) -> list[Table]:
     """Background traffic, if the run had any: per entry its achieved load (flows) or
     throughput (iperf3), then the flows' FCT p50 and p99 by size bucket."""
+    from testbed.results.rundir import read_csv
     from testbed.traffic.tables import fct_by_bucket
 
-    if not (run_dir / "traffic.csv").exists():
+    entries = read_csv(run_dir / "traffic.csv")
+    if entries is None:
         return []
-    entries = pd.read_csv(run_dir / "traffic.csv")
-    flows = pd.read_csv(run_dir / "flows.csv")
+    flows = read_csv(run_dir / "flows.csv")
+    flows = flows if flows is not None else pd.DataFrame()
     table = Table(title="traffic", title_justify="left")
     for column in (
         "entry",

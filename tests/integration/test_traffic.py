@@ -93,3 +93,55 @@ def test_background_flows_slow_the_ps_job(runs):
     mean = {arm: pd.read_csv(d / "jobs.csv").iloc[0]["mean_iter_s"] for arm, d in runs.items()}
     assert mean["with"] > mean["without"], mean
     assert not (runs["without"] / "flows.csv").exists()
+
+
+TICKER = """\
+import json, time
+for i in range(100000):
+    print(json.dumps({"iteration": i}), flush=True)
+    time.sleep(0.1)
+"""
+
+
+def test_ctrl_c_stops_traffic_and_command_jobs_keeping_their_records(tmp_path):
+    """SIGINT while untimed flows, an iperf3 pair and a command job run: the run is
+    `interrupted`, flows.csv and traffic.csv keep what happened (flows in flight are
+    rows with completed false), and nothing is left behind."""
+    import json
+    import signal
+    import time
+
+    from tests.integration.conftest import start_cli
+    from tests.integration.leaks import new_leftovers, snapshot
+
+    (tmp_path / "tick.py").write_text(TICKER)
+    data = spec("websearch")
+    data["jobs"] = [{"name": "tick", "command": "{python} tick.py", "workers": 2}]
+    data["traffic"] = [
+        {"kind": "flows", "load": 0.5, "hosts": ["h3", "h4", "h7", "h8"]},
+        {"kind": "iperf3", "src": "h2", "dst": "h6", "rate_mbps": 2},
+    ]
+    path = write_spec(tmp_path / "ctrlc.yaml", data)
+    before = snapshot()
+    out = tmp_path / "run"
+    proc = start_cli(["run", str(path), "--out", str(out)])
+    records = out / "raw" / "traffic"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        found = [p for p in records.glob("flows-0-*.jsonl") if p.read_text().count("\n") >= 2]
+        if found:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no flow completed in time")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert json.loads((out / "metadata.json").read_text())["status"] == "interrupted"
+    assert pd.read_csv(out / "jobs.csv").loc[0, "status"] == "interrupted"
+    flows = pd.read_csv(out / "flows.csv")
+    assert len(flows) >= 1 and set(flows["src"]) <= {"h3", "h4", "h7", "h8"}
+    traffic = pd.read_csv(out / "traffic.csv").set_index("entry")
+    assert traffic.loc[1, "received_bytes"] > 0  # the server's report, the client was stopped
+    assert new_leftovers(before, snapshot()) == {}
