@@ -64,7 +64,9 @@ def traffic_table(run_dir: Path, flows: pd.DataFrame) -> pd.DataFrame:
         row["hosts"] = " ".join(entry["hosts"])
         if entry["kind"] == "flows":
             mine = flows[flows["entry"] == entry["entry"]]
-            row.update(flows_summary(mine, entry, windows.get(entry["entry"]), ended))
+            window = windows.get(entry["entry"])
+            row["window_start_s"] = round(window[0] - run_start(run_dir), 3) if window else None
+            row.update(flows_summary(mine, entry, window, ended))
         else:
             row.update(iperf3_summary(run_dir, entry))
         rows.append(row)
