@@ -32,7 +32,7 @@ class SpecError(TestbedError):
         """``file: key.path = value: expected ...`` on one line."""
         where = f"{self.source}: {self.path}" if self.path else self.source
         value = "" if self.value is _NO_VALUE else f" = {_short(self.value)}"
-        return f"{where}{value}: {self.expected}"
+        return _one_line(f"{where}{value}: {self.expected}")
 
 
 class _NoValue:
@@ -42,6 +42,12 @@ class _NoValue:
 
 _NO_VALUE: Any = _NoValue()
 NO_VALUE = _NO_VALUE  # for errors about a file or key as a whole
+
+
+def _one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (a key a user
+    wrote may hold any of them), so that the error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _short(value: Any, limit: int = 60) -> str:

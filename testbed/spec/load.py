@@ -217,7 +217,10 @@ def _allowed_hint(raw: Mapping[str, Any], parent: list[Any]) -> str:
     for part in parent:
         node = node[part]
         if isinstance(part, str):
-            cls = _model_in(cls.model_fields[part].annotation, node)
+            field = cls.model_fields.get(part)
+            if field is None:  # a key of a mapping (tiers.<name>): the model is its value's
+                continue
+            cls = _model_in(field.annotation, node)
             if cls is None:
                 return ""
     return f"; expected one of: {', '.join(sorted(cls.model_fields))}"

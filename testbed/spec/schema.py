@@ -378,7 +378,7 @@ class JobSpec(Frozen):
             data.setdefault("servers", 0)  # the rules reject every built-in key given
             return data
         model = data["model"].get("name") if isinstance(data["model"], dict) else None
-        if "dataset" not in data and model in MODEL_DATASETS:
+        if "dataset" not in data and isinstance(model, str) and model in MODEL_DATASETS:
             data["dataset"] = MODEL_DATASETS[model][0]
         if "servers" not in data and data.get("sync") == "allreduce":
             data["servers"] = 0
