@@ -49,8 +49,9 @@ from testbed.platform import Platform, probe
 from testbed.progress import RunProgress
 from testbed.results.fidelity import CpuSampler, assess
 from testbed.results.metadata import Metadata, now_utc
-from testbed.results.rundir import create_run_dir
+from testbed.results.rundir import create_run_dir, hand_over
 from testbed.results.tables import TIER_BYTES, write_tables
+from testbed.runlock import RunLock
 from testbed.spec import validate
 from testbed.spec.schema import Experiment
 from testbed.traffic.runner import TrafficRunner
@@ -90,8 +91,10 @@ class Testbed:
         platform: Platform,
         run_dir: Path,
         progress: RunProgress | None = None,
+        lock: RunLock | None = None,
     ):
         self.exp, self.topo, self.platform, self.run_dir = exp, topo, platform, run_dir
+        self.lock = lock or RunLock()  # released at teardown (prepare takes it)
         self.progress = progress or RunProgress()
         self.t0 = time.time()
         self.ledger = Ledger.open(
@@ -115,6 +118,7 @@ class Testbed:
         self.timings: dict[str, float] = {}
         self.closed = False
         self._inherited: dict[int, object] = {}  # signal -> handler before `start`
+        self.teardown_errors: list[str] = []  # what `_attempt` caught, for the run's error
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -180,15 +184,17 @@ class Testbed:
         leftover = self.ledger.release()  # whatever a failed step above left behind
         if leftover:
             log.warning("ledger removed leftovers: %s", ", ".join(leftover))
+        self.lock.release()
         return links
 
-    @staticmethod
-    def _attempt(what: str, step):
-        """Run one teardown step; log a failure and carry on with the next."""
+    def _attempt(self, what: str, step):
+        """Run one teardown step; on failure log it, note it for the run's error, and
+        carry on with the next (one failed step must not leave the rest standing)."""
         try:
             return step()
-        except Exception:
+        except Exception as exc:
             log.error("teardown of %s failed\n%s", what, traceback.format_exc())
+            self.teardown_errors.append(f"stopping the {what}: {_describe(exc)}")
             return None
 
     def _stop_monitor(self) -> list[dict]:
@@ -254,11 +260,19 @@ def prepare(
     unstarted `Testbed` for it. Nothing is created on the system before preflight."""
     topo = build_topology(exp.topology)
     platform = probe()
-    preflight.check(exp, source, topo, platform)
-    run_dir = create_run_dir(exp.name, out)
-    _log_to(run_dir / "logs" / "harness.log")
-    (run_dir / "spec.yaml").write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
-    return Testbed(exp, topo, platform, run_dir, progress)
+    lock = RunLock()
+    lock.acquire(exp.name)  # first: a second run refuses here, not at a name collision
+    try:
+        preflight.check(exp, source, topo, platform)
+        run_dir = create_run_dir(exp.name, out)
+        lock.describe(run_dir=str(run_dir))
+        _log_to(run_dir / "logs" / "harness.log")
+        spec = yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False)
+        (run_dir / "spec.yaml").write_text(spec)
+        return Testbed(exp, topo, platform, run_dir, progress, lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def run_experiment(
@@ -332,38 +346,64 @@ def run_experiment(
                 status = "failed" if failed else "ok"
                 error = "; ".join(f"{j.spec.name}: {j.error}" for j in failed)
             finally:
-                with _no_sigint():
-                    if cpu:
-                        cpu.stop()
-                    if jobs:
-                        jobs.stop_all()
-                    if traffic:
-                        traffic.stop_all()
-                    if forkserver:
-                        forkserver.stop()
-                    if jobs:  # the network came up and jobs ran on it
-                        testbed.save_tier_bytes(run_dir / "raw" / TIER_BYTES)
+                with _no_sigint():  # each step guarded: the network must come down
+                    steps = [
+                        ("cpu sampler", cpu and cpu.stop),
+                        ("jobs", jobs and jobs.stop_all),
+                        ("traffic", traffic and traffic.stop_all),
+                        ("forkserver", forkserver and forkserver.stop),
+                        # the network came up and jobs ran on it:
+                        ("tier counters", jobs and (lambda: testbed.save_tier_bytes(
+                            run_dir / "raw" / TIER_BYTES))),
+                    ]  # fmt: skip
+                    for what, step in steps:
+                        if step:
+                            testbed._attempt(what, step)
                 links = testbed.close()
     except (KeyboardInterrupt, Interrupted):
         status, error = "interrupted", "interrupted by signal"
     except TestbedError as exc:
         error = str(exc)
+    except OSError as exc:  # a full disk, a results directory made read-only meanwhile
+        log.error("cannot write results\n%s", traceback.format_exc())
+        error = f"cannot write results: {_describe(exc)}"
     except Exception as exc:  # a bug: keep the traceback in the log, results on disk
         log.error("unexpected error\n%s", traceback.format_exc())
         error = f"unexpected {type(exc).__name__}: {exc} (traceback in logs/harness.log)"
-    frames = write_tables(run_dir)
-    rates = {d.name: d.params.bw_mbps for d in topo.directions()}
-    fidelity = assess(run_dir, links, rates)
-    meta.update(
-        status=status,
-        error=error,
-        ended_utc=now_utc(),
-        links=links,
-        fidelity=fidelity,
-        duration_s=round(time.time() - testbed.t0, 3),
-    )
+    if testbed.teardown_errors:
+        status = "interrupted" if status == "interrupted" else "failed"
+        error = "; ".join(filter(None, [error, *testbed.teardown_errors]))
+    frames, fidelity, status, error = _finish(run_dir, topo, links, meta, status, error, testbed.t0)
+    hand_over(run_dir)
+    return RunResult(run_dir, status, error, frames.get("jobs", pd.DataFrame()), fidelity)
+
+
+def _finish(run_dir, topo, links, meta, status, error, t0) -> tuple[dict, dict | None, str, str]:
+    """The tables, the fidelity verdict and the final metadata, after teardown. On a
+    full disk, whatever fits is kept and the error says what did not."""
+    frames, fidelity = {}, None
+    try:
+        frames = write_tables(run_dir)
+        rates = {d.name: d.params.bw_mbps for d in topo.directions()}
+        fidelity = assess(run_dir, links, rates)
+    except Exception as exc:  # a full disk, or records it left half-written
+        log.error("tables not written\n%s", traceback.format_exc())
+        error = "; ".join(filter(None, [error, f"tables not written: {_describe(exc)}"]))
+        status = "interrupted" if status == "interrupted" else "failed"
+    try:
+        meta.update(status=status, error=error, ended_utc=now_utc(), links=links,
+                    fidelity=fidelity, duration_s=round(time.time() - t0, 3))  # fmt: skip
+    except OSError as exc:
+        log.error("metadata.json not updated: %s", exc.strerror)
     log.info("run %s: %s %s", run_dir, status, error)
-    return RunResult(run_dir, status, error, frames["jobs"], fidelity)
+    return frames, fidelity, status, error
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one line: an OSError by its reason and file."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _process_groups(
@@ -481,6 +521,8 @@ def _raise_interrupted(signum, frame):
 
 
 def _log_to(path: Path) -> None:
+    # A full disk must not print a traceback per log line; the run reports it once.
+    logging.raiseExceptions = False
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("testbed")

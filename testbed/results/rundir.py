@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 from testbed.errors import TestbedError
@@ -61,6 +62,34 @@ def create_run_dir(name: str, out: str | Path | None = None, root: str | Path = 
         while path.exists():
             n += 1
             path = base.with_name(f"{base.name}-{n}")
-    for sub in ("logs", "raw"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
+    make_dirs(path, "run directory", ("logs", "raw"))
     return path
+
+
+def make_dirs(path: Path, what: str, subdirs: tuple[str, ...] = ()) -> None:
+    """Create `path` (with its parents and `subdirs`), owned by the sudo user like the
+    results in it; a `TestbedError` naming it if it cannot be made (read-only, full)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        for sub in subdirs or ("",):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TestbedError(f"cannot create the {what} {path}: {exc.strerror}") from None
+    for created in [*missing, *(path / sub for sub in subdirs)]:
+        hand_over(created, recursive=False)
+
+
+def hand_over(path: Path, recursive: bool = True) -> None:
+    """Give `path` (and, recursive, all under it) to the user who ran ``sudo``, so they
+    can read, move and delete their results without root. Nothing to do without sudo."""
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if os.geteuid() != 0 or not uid or not gid:
+        return
+    paths = [path]
+    if recursive:
+        paths += [Path(d) / n for d, dirs, files in os.walk(path) for n in dirs + files]
+    for p in paths:
+        try:
+            os.chown(p, int(uid), int(gid), follow_symlinks=False)
+        except OSError:
+            continue  # vanished meanwhile, or a filesystem without owners

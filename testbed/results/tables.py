@@ -59,6 +59,13 @@ def run_start(run_dir: Path) -> float:
     return float(json.loads((run_dir / "metadata.json").read_text())["t0_unix"])
 
 
+def _snapshot(path: Path) -> np.ndarray | None:
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None
+
+
 def param_divergence(run_dir: Path) -> pd.DataFrame:
     """Per job and evaluated iteration: max over workers w of |θ_w - θ_0| / |θ_0|."""
     rows = []
@@ -68,11 +75,12 @@ def param_divergence(run_dir: Path) -> pd.DataFrame:
             it, worker = path.stem.split("-")
             by_iteration.setdefault(int(it[2:]), {})[worker] = path
         for it, paths in sorted(by_iteration.items()):
-            if "worker0" not in paths:
-                continue
-            base = np.load(paths["worker0"])
+            snapshots = {w: _snapshot(p) for w, p in paths.items()}
+            if any(v is None for v in snapshots.values()) or "worker0" not in snapshots:
+                continue  # one cut short (a killed run, a full disk): no figure, not a wrong one
+            base = snapshots["worker0"]
             norm = float(np.linalg.norm(base)) or 1.0
-            worst = max(float(np.linalg.norm(np.load(p) - base)) for p in paths.values())
+            worst = max(float(np.linalg.norm(v - base)) for v in snapshots.values())
             rows.append({"job": job_dir.parent.name, "iteration": it, "rank": 0,
                          "param_divergence": worst / norm})  # fmt: skip
     return pd.DataFrame(rows, columns=["job", "iteration", "rank", "param_divergence"])

@@ -34,7 +34,7 @@ from rich.progress import (
 )
 
 from testbed.errors import TestbedError
-from testbed.results.rundir import refuse_non_empty, utc_stamp
+from testbed.results.rundir import hand_over, make_dirs, refuse_non_empty, utc_stamp
 from testbed.runner import interrupt_pending, quiet, run_experiment
 from testbed.spec.study import Study, expand, label
 from testbed.study.tables import run_status, write_study_tables
@@ -54,7 +54,7 @@ def create_study_dir(name: str, out: str | Path | None, root: str | Path = "resu
     """A fresh study directory: `out` (absent or empty), or results/<name>/study-<UTC>."""
     path = Path(out) if out else Path(root) / name / f"study-{utc_stamp()}"
     refuse_non_empty(path, "studies")
-    path.mkdir(parents=True, exist_ok=True)
+    make_dirs(path, "study directory")
     return path
 
 
@@ -95,6 +95,7 @@ def run_study(study: Study, study_dir: Path, console: Console | None = None) -> 
         except KeyboardInterrupt:  # between runs
             status = "interrupted"
     runs, summary = write_study_tables(study, study_dir)
+    hand_over(study_dir)  # its run directories were handed over as each ended
     if status == "ok" and (runs["run_status"] != "ok").any():
         status = "failed"
     return StudyResult(study_dir, status, runs, summary)
