@@ -62,6 +62,7 @@ class TestbedController(app_manager.OSKenApp):
         self.datapaths: dict[str, object] = {}
         self.names: dict[object, str] = {}  # datapath -> switch name
         self.errors = 0
+        self.ports_down: set[tuple[str, int]] = set()  # (switch, port) reported down
         self._log_events()
         if self.priority.polls:
             hub.spawn(self._poll)
@@ -103,6 +104,35 @@ class TestbedController(app_manager.OSKenApp):
         for switch, msg in self.priority.on_flow_stats(name, counters):
             self._send(self.datapaths[switch], [msg])
         self._log_events()
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def on_port_status(self, ev):
+        """A port went down or came back: reroute around its link, or back over it.
+        Both ends report the same change; the second report changes nothing."""
+        name, desc = self.names.get(ev.msg.datapath), ev.msg.desc
+        neighbor = self.fabric.neighbor_on(name, desc.port_no) if name else None
+        if neighbor not in self.fabric.switches:
+            self.logger.info(
+                "port %s:%s changed (a host's link: no other path)", name, desc.port_no
+            )
+            return
+        port_down = ev.msg.reason == ofp.OFPPR_DELETE or bool(
+            desc.state & ofp.OFPPS_LINK_DOWN or desc.config & ofp.OFPPC_PORT_DOWN
+        )
+        (self.ports_down.add if port_down else self.ports_down.discard)((name, desc.port_no))
+        # A link is up only when both of its ends are: each end reports on its own, in
+        # any order (OVS often reports the far end "up" before it reports it down).
+        far = (neighbor, self.fabric.ports[neighbor][name])
+        down = (name, desc.port_no) in self.ports_down or far in self.ports_down
+        reroute = getattr(self.routing, "link_changed", None)
+        changes = reroute(name, neighbor, up=not down) if reroute else {}
+        for switch, msgs in changes.items():
+            if switch in self.datapaths:
+                self._send(self.datapaths[switch], msgs)
+        self.logger.info(
+            "link %s-%s %s: %d entries changed on %d switches", name, neighbor,
+            "down" if down else "up", sum(map(len, changes.values())), len(changes),
+        )  # fmt: skip
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev):

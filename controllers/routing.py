@@ -76,40 +76,88 @@ class TwoLevelRouting:
 
 
 class ShortestPathRouting:
-    """Per-destination shortest-path routing; ECMP select groups when `ecmp`."""
+    """Per-destination shortest-path routing; ECMP select groups when `ecmp`.
+
+    It remembers what it installed, so that when a link between two switches goes
+    down (or comes back) `link_changed` recomputes the shortest paths without it and
+    returns, per switch, only the entries whose next hops changed: a destination whose
+    group lost a port moves to the group (or the single port) of its remaining ones.
+    A destination left with no path gets a drop entry, so nothing loops.
+    """
 
     def __init__(self, fabric: Fabric, ecmp: bool):
         self.fabric = fabric
         self.ecmp = ecmp
         self.name = "ecmp" if ecmp else "two-level"
-        self._dist = {h.switch: fabric.hops_to(h.switch) for h in fabric.hosts}
+        self.down: frozenset = frozenset()  # links (pairs of switch names) now down
+        self.installed: dict[str, dict[str, tuple | None]] = {}  # switch -> host ip -> choice
+        self.groups: dict[str, dict[tuple[int, ...], int]] = {}  # switch -> ports -> group id
+        self._recompute()
+
+    def _recompute(self) -> None:
+        self._dist = {h.switch: self.fabric.hops_to(h.switch, self.down) for h in self.fabric.hosts}
 
     def next_ports(self, switch: str, host) -> list[int]:
-        """Ports of `switch` on a shortest path towards `host`, in port order."""
+        """Ports of `switch` on a shortest path towards `host`, in port order ([] when
+        the links down have cut it off)."""
         if switch == host.switch:
             return [host.port]
         dist = self._dist[host.switch]
+        if switch not in dist:
+            return []
         return sorted(
             port
-            for neighbor, port in self.fabric.switch_neighbors(switch).items()
+            for neighbor, port in self.fabric.switch_neighbors(switch, self.down).items()
             if dist.get(neighbor, 1 << 30) == dist[switch] - 1
         )
 
+    def _choice(self, switch: str, host) -> tuple | None:
+        """("port", p) or ("group", ports) for `host` at `switch`; None: no path."""
+        ports = self.next_ports(switch, host)
+        if not ports:
+            return None
+        if len(ports) == 1 or not self.ecmp:
+            return ("port", ports[host.index % len(ports)])
+        return ("group", tuple(ports))
+
     def messages(self, switch: str) -> list:
         """Flow-mods (and select groups) for every destination host at `switch`."""
+        self.installed.pop(switch, None)  # a (re)connecting switch gets everything
+        self.groups.pop(switch, None)
+        return self._sync(switch)
+
+    def link_changed(self, a: str, b: str, up: bool) -> dict[str, list]:
+        """The link between switches `a` and `b` went down (or came back up): the
+        messages each switch needs, for the entries that change only."""
+        link = frozenset((a, b))
+        down = self.down - {link} if up else self.down | {link}
+        if down == self.down:
+            return {}  # the other end's report of the same change
+        self.down = down
+        self._recompute()
+        changes = {s: self._sync(s) for s in self.fabric.switches}
+        return {s: msgs for s, msgs in changes.items() if msgs}
+
+    def _sync(self, switch: str) -> list:
         msgs: list = []
-        groups: dict[tuple[int, ...], int] = {}
+        installed = self.installed.setdefault(switch, {})
+        groups = self.groups.setdefault(switch, {})
         for host in self.fabric.hosts:
-            ports = self.next_ports(switch, host)
-            if len(ports) == 1 or not self.ecmp:
-                action = output(ports[host.index % len(ports)])
+            choice = self._choice(switch, host)
+            if host.ip in installed and installed[host.ip] == choice:
+                continue
+            if choice is None:
+                actions = []  # no path left: drop here rather than bounce
+            elif choice[0] == "group":
+                if choice[1] not in groups:
+                    groups[choice[1]] = len(groups) + 1
+                    msgs.append(select_group(groups[choice[1]], list(choice[1])))
+                actions = [to_group(groups[choice[1]])]
             else:
-                key = tuple(ports)
-                if key not in groups:
-                    groups[key] = len(groups) + 1
-                    msgs.append(select_group(groups[key], list(key)))
-                action = to_group(groups[key])
-            msgs.append(flow(ROUTE_TABLE, PREFIX_BASE + 32, ipv4(host.ip), [action]))
+                actions = [output(choice[1])]
+            # An add with the same match and priority replaces the entry in place.
+            msgs.append(flow(ROUTE_TABLE, PREFIX_BASE + 32, ipv4(host.ip), actions))
+            installed[host.ip] = choice
         return msgs
 
 

@@ -62,17 +62,30 @@ class Fabric:
                 return name
         return None
 
-    def switch_neighbors(self, name: str) -> dict[str, int]:
-        """Neighboring switches of `name` and the local port towards each."""
-        return {n: p for n, p in self.ports.get(name, {}).items() if n in self.switches}
+    def switch_neighbors(self, name: str, down: frozenset = frozenset()) -> dict[str, int]:
+        """Neighboring switches of `name` and the local port towards each, leaving out
+        the links in `down` (each a frozenset of its two switch names)."""
+        return {
+            n: p
+            for n, p in self.ports.get(name, {}).items()
+            if n in self.switches and frozenset((name, n)) not in down
+        }
 
-    def hops_to(self, switch: str) -> dict[str, int]:
-        """Switch-hop distance from every switch to `switch` (BFS)."""
+    def neighbor_on(self, switch: str, port: int) -> str | None:
+        """The node (switch or host) on the far end of `switch`'s `port`."""
+        for neighbor, p in self.ports.get(switch, {}).items():
+            if p == port:
+                return neighbor
+        return None
+
+    def hops_to(self, switch: str, down: frozenset = frozenset()) -> dict[str, int]:
+        """Switch-hop distance from every switch to `switch` (BFS) over the links that
+        are not `down`; a switch cut off from it is absent."""
         dist = {switch: 0}
         queue = deque([switch])
         while queue:
             here = queue.popleft()
-            for there in self.switch_neighbors(here):
+            for there in self.switch_neighbors(here, down):
                 if there not in dist:
                     dist[there] = dist[here] + 1
                     queue.append(there)

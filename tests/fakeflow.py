@@ -142,6 +142,11 @@ class FakeFabric:
         for link in topo_json["links"]:
             self.wire[(link["a"], link["a_port"])] = (link["b"], link["b_port"])
             self.wire[(link["b"], link["b_port"])] = (link["a"], link["a_port"])
+        self.cut: set[frozenset[str]] = set()  # links pulled: what crosses them is lost
+
+    def pull(self, a: str, b: str, up: bool = False) -> None:
+        """Pull (or, `up`, put back) the cable between nodes `a` and `b`."""
+        (self.cut.discard if up else self.cut.add)(frozenset((a, b)))
 
     def program(self, policies) -> None:
         for name, switch in self.switches.items():
@@ -154,7 +159,8 @@ class FakeFabric:
     ) -> list[tuple[str, list[str]]]:
         """Where copies of a packet src->dst end up: (endpoint, path of switches).
 
-        Endpoint is a host name, "drop", or "loop" (hop limit exceeded).
+        Endpoint is a host name, "drop", "loop" (hop limit exceeded) or "dead link"
+        (sent over a pulled cable).
         """
         pkt = {
             "eth_type": 0x0800,
@@ -177,5 +183,9 @@ class FakeFabric:
             if not outs:
                 results.append(("drop", path + [node]))
             for out_port, out_pkt in outs:
-                stack.append((self.wire[(node, out_port)], out_pkt, path + [node]))
+                far = self.wire[(node, out_port)]
+                if frozenset((node, far[0])) in self.cut:
+                    results.append(("dead link", path + [node, far[0]]))
+                    continue
+                stack.append((far, out_pkt, path + [node]))
         return results
