@@ -226,8 +226,8 @@ def _allowed_hint(raw: Mapping[str, Any], parent: list[Any]) -> str:
     return f"; expected one of: {', '.join(sorted(cls.model_fields))}"
 
 
-def _model_in(annotation: Any, node: Any) -> Any:
-    """The schema class inside `annotation` (a union, tuple, ...) that `node` means."""
+def schema_models(annotation: Any) -> list[type[BaseModel]]:
+    """Every schema class inside `annotation` (a union, a tuple, a mapping...)."""
     found, stack = [], [annotation]
     while stack:
         item = stack.pop()
@@ -235,6 +235,12 @@ def _model_in(annotation: Any, node: Any) -> Any:
             found.append(item)
         else:
             stack.extend(typing.get_args(item))
+    return found
+
+
+def _model_in(annotation: Any, node: Any) -> Any:
+    """The schema class inside `annotation` (a union, tuple, ...) that `node` means."""
+    found = schema_models(annotation)
     for cls in found:  # a discriminated union: pick the member named by the tag
         for tag in ("kind", "name"):
             field = cls.model_fields.get(tag)

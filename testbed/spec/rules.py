@@ -39,16 +39,21 @@ def check_rules(exp: Experiment, source: str) -> None:
         else:
             _check_job(job, f"jobs.{i}", source, hosts)
         _check_hosts_fit(job, f"jobs.{i}", source, hosts)
-        if job.priority is not None and job.priority >= exp.controller.priority_classes:
-            raise SpecError(
-                source,
-                f"jobs.{i}.priority",
-                job.priority,
-                f"expected a class below controller.priority_classes "
-                f"({exp.controller.priority_classes})",
-            )
+        _check_class(exp, job.priority, f"jobs.{i}.priority", source)
     _check_capacity(exp, source, hosts)
     _check_traffic(exp, source, topo)
+
+
+def _check_class(exp: Experiment, priority: int | None, path: str, source: str) -> None:
+    """A priority class (of a job or a traffic entry) must be one the switches have."""
+    if priority is not None and priority >= exp.controller.priority_classes:
+        raise SpecError(
+            source,
+            path,
+            priority,
+            f"expected a class below controller.priority_classes "
+            f"({exp.controller.priority_classes})",
+        )
 
 
 def _check_directed(exp: Experiment, source: str, topo) -> None:
@@ -236,14 +241,7 @@ def _check_traffic(exp: Experiment, source: str, topo) -> None:
             raise SpecError(source, f"{path}.dst", entry.dst, "expected a host other than src")
         if entry.kind == "flows":
             _check_flows(entry, path, source)
-        if entry.priority is not None and entry.priority >= exp.controller.priority_classes:
-            raise SpecError(
-                source,
-                f"{path}.priority",
-                entry.priority,
-                f"expected a class below controller.priority_classes "
-                f"({exp.controller.priority_classes})",
-            )
+        _check_class(exp, entry.priority, f"{path}.priority", source)
 
 
 def _check_flows(entry, path: str, source: str) -> None:

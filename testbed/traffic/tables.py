@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from testbed.results.rundir import read_json
 from testbed.results.tables import read_jsonl, run_start
 from testbed.traffic.runner import TRAFFIC_DIR
 
@@ -109,8 +110,8 @@ def fct_by_bucket(flows: pd.DataFrame) -> pd.DataFrame:
 def iperf3_summary(run_dir: Path, entry: dict) -> dict:
     """Bytes, receiver throughput and losses from the client's (and server's) JSON."""
     i = entry["entry"]
-    client = _json(run_dir / "raw" / TRAFFIC_DIR / f"iperf3-{i}-client.json")
-    server = _json(run_dir / "raw" / TRAFFIC_DIR / f"iperf3-{i}-server.json")
+    client = read_json(run_dir / "raw" / TRAFFIC_DIR / f"iperf3-{i}-client.json")
+    server = read_json(run_dir / "raw" / TRAFFIC_DIR / f"iperf3-{i}-server.json")
     out = {"src": entry["src"], "dst": entry["dst"], "proto": entry["proto"],
            "rate_mbps": entry["rate_mbps"], "parallel": entry["parallel"]}  # fmt: skip
     end = client.get("end", {})
@@ -126,13 +127,6 @@ def iperf3_summary(run_dir: Path, entry: dict) -> dict:
     out["lost_percent"] = received.get("lost_percent") if entry["proto"] == "udp" else None
     out["error"] = client.get("error", "") if client else "no iperf3 report"
     return out
-
-
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _run_end(run_dir: Path) -> float | None:

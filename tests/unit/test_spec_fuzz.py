@@ -23,18 +23,8 @@ from pydantic import BaseModel
 
 from testbed.errors import SpecError
 from testbed.spec import load_experiment, validate
+from testbed.spec.load import schema_models
 from testbed.spec.schema import Experiment
-
-
-def _models(annotation) -> list[type[BaseModel]]:
-    found, stack = [], [annotation]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, type) and issubclass(item, BaseModel):
-            found.append(item)
-        else:
-            stack.extend(typing.get_args(item))
-    return found
 
 
 def key_paths(model: type[BaseModel] = Experiment, prefix: tuple = (), depth: int = 0) -> list:
@@ -47,7 +37,7 @@ def key_paths(model: type[BaseModel] = Experiment, prefix: tuple = (), depth: in
         is_list = origin is tuple or any(
             typing.get_origin(a) is tuple for a in typing.get_args(field.annotation)
         )
-        for sub in _models(field.annotation) if depth < 4 else []:
+        for sub in schema_models(field.annotation) if depth < 4 else []:
             paths += key_paths(sub, (*path, 0) if is_list else path, depth + 1)
     return sorted(set(paths), key=str)
 
