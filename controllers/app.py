@@ -43,6 +43,13 @@ cfg.CONF.register_cli_opts(
 )
 
 
+PORT_COLUMNS = ["time_s", "switch", "port", "neighbor", "state", "entries_changed", "switches"]
+
+
+def _is_down(desc) -> bool:
+    return bool(desc.state & ofp.OFPPS_LINK_DOWN or desc.config & ofp.OFPPC_PORT_DOWN)
+
+
 class TestbedController(app_manager.OSKenApp):
     """Proactive routing + priority marking for the switches named in the topology."""
 
@@ -87,6 +94,7 @@ class TestbedController(app_manager.OSKenApp):
         ]
         self._send(dp, msgs)
         dp.send_msg(parser.OFPBarrierRequest(dp))
+        dp.send_msg(parser.OFPPortDescStatsRequest(dp, 0))
         self.logger.info("programmed %s (dpid=%016x): %d messages", name, dpid, len(msgs))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
@@ -107,32 +115,36 @@ class TestbedController(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def on_port_status(self, ev):
-        """A port went down or came back: reroute around its link, or back over it.
-        Both ends report the same change; the second report changes nothing."""
+        """A port went down or came back: reroute around its link, or back over it."""
         name, desc = self.names.get(ev.msg.datapath), ev.msg.desc
-        neighbor = self.fabric.neighbor_on(name, desc.port_no) if name else None
-        if neighbor not in self.fabric.switches:
-            self.logger.info(
-                "port %s:%s changed (a host's link: no other path)", name, desc.port_no
-            )
-            return
-        port_down = ev.msg.reason == ofp.OFPPR_DELETE or bool(
-            desc.state & ofp.OFPPS_LINK_DOWN or desc.config & ofp.OFPPC_PORT_DOWN
-        )
-        (self.ports_down.add if port_down else self.ports_down.discard)((name, desc.port_no))
-        # A link is up only when both of its ends are: each end reports on its own, in
-        # any order (OVS often reports the far end "up" before it reports it down).
-        far = (neighbor, self.fabric.ports[neighbor][name])
-        down = (name, desc.port_no) in self.ports_down or far in self.ports_down
-        reroute = getattr(self.routing, "link_changed", None)
-        changes = reroute(name, neighbor, up=not down) if reroute else {}
-        for switch, msgs in changes.items():
-            if switch in self.datapaths:
-                self._send(self.datapaths[switch], msgs)
-        self.logger.info(
-            "link %s-%s %s: %d entries changed on %d switches", name, neighbor,
-            "down" if down else "up", sum(map(len, changes.values())), len(changes),
-        )  # fmt: skip
+        gone = ev.msg.reason == ofp.OFPPR_DELETE
+        self._port_changed(name, desc.port_no, gone or _is_down(desc))
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def on_port_desc(self, ev):
+        """A (re)connected switch's ports: the links already down when this controller
+        started (after a restart) are routed around like fresh failures."""
+        name = self.names.get(ev.msg.datapath)
+        for desc in ev.msg.body:
+            if desc.port_no < ofp.OFPP_MAX and _is_down(desc):
+                self._port_changed(name, desc.port_no, True)
+
+    def _port_changed(self, name, port_no, port_down):
+        # Both ends report the same change; the second report changes nothing. A link is
+        # up only when both of its ends are: each end reports on its own, in any order
+        # (OVS often reports the far end "up" before it reports it down).
+        neighbor = self.fabric.neighbor_on(name, port_no) if name else None
+        (self.ports_down.add if port_down else self.ports_down.discard)((name, port_no))
+        changes = {}
+        if neighbor in self.fabric.switches:
+            far = (neighbor, self.fabric.ports[neighbor][name])
+            down = (name, port_no) in self.ports_down or far in self.ports_down
+            changes = self.routing.link_changed(name, neighbor, up=not down)
+            for switch, msgs in changes.items():
+                if switch in self.datapaths:
+                    self._send(self.datapaths[switch], msgs)
+        # A host's link has no other path: logged, nothing to reroute.
+        self._log_port(name, port_no, neighbor, port_down, changes)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def on_error(self, ev):
@@ -188,6 +200,22 @@ class TestbedController(app_manager.OSKenApp):
             writer.writerows(rows)
         for row in rows:
             self.logger.info("class change: %s", row)
+
+    def _log_port(self, name, port_no, neighbor, port_down, changes):
+        """Append one port change to ports.csv: when the controller learnt of it and
+        how many entries it changed (the harness's faults.csv reads detection here)."""
+        entries = sum(map(len, changes.values()))
+        row = [round(time.time() - self.jobs_config["t0"], 4), name, port_no, neighbor,
+               "down" if port_down else "up", entries, len(changes)]  # fmt: skip
+        path = self.jobs_config.get("ports_csv")
+        if path:
+            new = not os.path.exists(path)
+            with open(path, "a", newline="") as fh:
+                writer = csv.writer(fh)
+                if new:
+                    writer.writerow(PORT_COLUMNS)
+                writer.writerows([row])
+        self.logger.info("port %s:%s (to %s) %s: %d entries changed on %d switches", *row[1:])
 
     def _signal_ready(self):
         self.logger.info(

@@ -53,6 +53,19 @@ def flow(
     )
 
 
+def delete_flow(table: int, priority: int, match):
+    """A strict delete: the one entry of `table` with exactly this match and priority."""
+    return parser.OFPFlowMod(
+        None,
+        table_id=table,
+        command=ofp.OFPFC_DELETE_STRICT,
+        priority=priority,
+        match=match,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+    )
+
+
 def ipv4(dst: str | None = None, mask: str | None = None, **fields):
     """Match IPv4 packets, optionally on a (masked) destination address."""
     if dst is not None:

@@ -19,6 +19,7 @@ import ipaddress
 from controllers.ofmsg import (
     ROUTE_TABLE,
     SUFFIX_TABLE,
+    delete_flow,
     flow,
     ipv4,
     output,
@@ -29,10 +30,21 @@ from controllers.topology import Fabric
 
 # Priorities inside the route table: longer prefixes win, as in a router's FIB.
 PREFIX_BASE = 100
+# Two-level's failure overrides sit above every prefix, /32s included.
+OVERRIDE_PRIORITY = PREFIX_BASE + 33
 
 
 class TwoLevelRouting:
-    """Al-Fares two-level routing for the k-ary fat-tree built by `topologies.fattree`."""
+    """Al-Fares two-level routing for the k-ary fat-tree built by `topologies.fattree`.
+
+    The tables themselves never change. When links go down, `link_changed` walks the
+    tables from every switch to every host; where a walk would cross a dead link, that
+    switch gets an override entry for that host (one /32 above every prefix) towards a
+    neighbor on a shortest path that avoids the links down: the special entries of
+    Al-Fares' section 3.8, computed centrally. A switch whose walk is intact keeps its
+    tables, and such a walk only visits intact switches, so the overrides cannot loop.
+    When the links return, the overrides are deleted and the tables are as they were.
+    """
 
     name = "two-level"
 
@@ -41,9 +53,11 @@ class TwoLevelRouting:
             raise ValueError("two-level tables are defined for fat-trees only")
         self.fabric = fabric
         self.k = int(fabric.params["k"])
+        self.down: frozenset = frozenset()
+        self.overrides: dict[str, dict[str, int | None]] = {}  # switch -> host ip -> port
 
     def messages(self, switch: str) -> list:
-        """The route-table flow-mods `switch` needs."""
+        """The route-table flow-mods `switch` needs (its overrides included)."""
         record = self.fabric.switches[switch]
         role, pod, pos = record["role"], record["pod"], record["index"]
         half = self.k // 2
@@ -52,27 +66,104 @@ class TwoLevelRouting:
             # Core (j, m) reaches pod p on port p+1.
             for p in range(self.k):
                 msgs.append(_prefix(f"10.{p}.0.0", 16, p + 1))
-            return msgs
+            return msgs + self._override_msgs(switch, self.overrides.get(switch, {}))
         if role == "edge":
             for slot in range(half):
                 msgs.append(_prefix(f"10.{pod}.{pos}.{slot + 2}", 32, slot + 1))
-            shift = pos
         else:  # aggregation at position pos is Al-Fares switch s = k/2 + pos
             for edge in range(half):
                 msgs.append(_prefix(f"10.{pod}.{edge}.0", 24, edge + 1))
-            shift = half + pos
         msgs.append(flow(ROUTE_TABLE, PREFIX_BASE, ipv4(), goto=SUFFIX_TABLE))
         for host_id in range(2, half + 2):
-            uplink = (host_id - 2 + shift) % half + half + 1
             msgs.append(
                 flow(
                     SUFFIX_TABLE,
                     PREFIX_BASE + 8,
                     ipv4(f"0.0.0.{host_id}", "0.0.0.255"),
-                    [output(uplink)],
+                    [output(self._uplink(role, pos, host_id))],
                 )
             )
-        return msgs
+        return msgs + self._override_msgs(switch, self.overrides.get(switch, {}))
+
+    def _uplink(self, role: str, pos: int, host_id: int) -> int:
+        """The suffix table's uplink for host id `host_id` (Al-Fares' diffusion)."""
+        half = self.k // 2
+        shift = pos if role == "edge" else half + pos
+        return (host_id - 2 + shift) % half + half + 1
+
+    def table_port(self, switch: str, ip: str) -> int:
+        """The port the (unchanged) two-level tables of `switch` send `ip` out of."""
+        record = self.fabric.switches[switch]
+        role, pod, pos = record["role"], record["pod"], record["index"]
+        _, dst_pod, dst_edge, host_id = map(int, ip.split("."))
+        if role == "core":
+            return dst_pod + 1
+        if role == "edge" and (dst_pod, dst_edge) == (pod, pos):
+            return host_id - 1
+        if role == "agg" and dst_pod == pod:
+            return dst_edge + 1
+        return self._uplink(role, pos, host_id)
+
+    def _walk_intact(self, switch: str, host) -> bool:
+        """Whether the tables take a packet from `switch` to `host` over live links."""
+        node = switch
+        while node != host.switch:
+            nxt = self.fabric.neighbor_on(node, self.table_port(node, host.ip))
+            if frozenset((node, nxt)) in self.down:
+                return False
+            node = nxt
+        return True
+
+    def link_changed(self, a: str, b: str, up: bool) -> dict[str, list]:
+        """Links changed: per switch, the override entries to add, change or delete."""
+        link = frozenset((a, b))
+        down = self.down - {link} if up else self.down | {link}
+        if down == self.down:
+            return {}  # the other end's report of the same change
+        self.down = down
+        wanted = self._wanted_overrides()
+        changes = {}
+        for switch in self.fabric.switches:
+            old, new = self.overrides.get(switch, {}), wanted.get(switch, {})
+            msgs = [
+                delete_flow(ROUTE_TABLE, OVERRIDE_PRIORITY, ipv4(ip))
+                for ip in old.keys() - new.keys()
+            ]
+            msgs += self._override_msgs(
+                switch, {ip: p for ip, p in new.items() if old.get(ip, -1) != p}
+            )
+            if msgs:
+                changes[switch] = msgs
+        self.overrides = wanted
+        return changes
+
+    def _wanted_overrides(self) -> dict[str, dict[str, int | None]]:
+        """switch -> host ip -> port (None: no path left) for every broken walk."""
+        wanted: dict[str, dict[str, int | None]] = {}
+        if not self.down:
+            return wanted
+        for host in self.fabric.hosts:
+            dist = self.fabric.hops_to(host.switch, self.down)
+            for switch in self.fabric.switches:
+                if self._walk_intact(switch, host):
+                    continue
+                ports = sorted(
+                    port
+                    for neighbor, port in self.fabric.switch_neighbors(switch, self.down).items()
+                    if switch in dist and dist.get(neighbor, 1 << 30) == dist[switch] - 1
+                )
+                wanted.setdefault(switch, {})[host.ip] = (
+                    ports[host.index % len(ports)] if ports else None
+                )
+        return wanted
+
+    @staticmethod
+    def _override_msgs(switch: str, entries: dict[str, int | None]) -> list:
+        # A port of None drops: no path is left, and bouncing would loop.
+        return [
+            flow(ROUTE_TABLE, OVERRIDE_PRIORITY, ipv4(ip), [output(p)] if p else [])
+            for ip, p in sorted(entries.items())
+        ]
 
 
 class ShortestPathRouting:

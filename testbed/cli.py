@@ -146,14 +146,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _study(args, load_study(args.spec, args.overrides, args.sweeps))
     exp = load_experiment(args.spec, args.overrides)
     _need_root("testbed run")
-    from testbed.results.summary import summary_table, traffic_tables
+    from testbed.results.summary import faults_table, summary_table, traffic_tables
     from testbed.runner import run_experiment
 
     result = run_experiment(exp, args.spec, out=args.out)
     out = Console()
     if len(result.jobs):
         out.print(summary_table(result.jobs))
-    for table in traffic_tables(result.run_dir):
+    for table in traffic_tables(result.run_dir) + faults_table(result.run_dir):
         out.print(table)
     if result.fidelity and not result.fidelity["trustworthy"]:
         reasons = "; ".join(result.fidelity["reasons"])

@@ -8,6 +8,8 @@ connect at once), and later waits for the "all switches programmed" file.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -40,10 +42,11 @@ class ControllerProcess:
         self.port = 0
         self.popen: subprocess.Popen | None = None
         self.ident: list[int] = []
+        self.generation = 0  # how many controllers this run started before this one
 
     def start(self, timeout_s: float = 30) -> int:
         """Start the process; return its OpenFlow port once it is listening."""
-        self.port = free_port()
+        self.port = self.port or free_port()
         options = {
             "--ofp-listen-host": "127.0.0.1",
             "--ofp-tcp-listen-port": str(self.port),
@@ -53,7 +56,10 @@ class ControllerProcess:
             "--mlnet-ready-file": str(self.ready_path),
         }
         argv = [sys.executable, "-m", "controllers", *(a for pair in options.items() for a in pair)]
-        with open(self.log_path, "w") as log:
+        log_path = self.log_path.with_name(
+            self.log_path.stem + (f"-{self.generation}" if self.generation else "") + ".log"
+        )
+        with open(log_path, "w") as log:
             self.popen = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
@@ -71,6 +77,22 @@ class ControllerProcess:
                 f"switches rejected {report['errors']} controller messages; see {self.log_path}"
             )
         return report
+
+    def kill(self) -> int:
+        """SIGKILL the controller (a fault); return its exit status. Switches keep their
+        flows: their fail mode is secure (testbed.network.emulated)."""
+        os.killpg(self.ident[0], signal.SIGKILL)
+        return self.popen.wait()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def restart(self, timeout_s: float = 30) -> None:
+        """Start a new controller on the same port. Switches reconnect on their own
+        (OVS retries with backoff); `wait_ready` then waits for it to program them all."""
+        self.generation += 1
+        self.ready_path.unlink(missing_ok=True)
+        self.start(timeout_s)
 
     def stop(self) -> None:
         """Terminate the controller (its whole process group). Idempotent."""

@@ -13,12 +13,15 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from testbed import shell
 from testbed.errors import TestbedError
+
+_SAVING = threading.Lock()
 
 log = logging.getLogger("testbed.ledger")
 
@@ -50,10 +53,12 @@ class Ledger:
         return STATE_DIR / f"{self.run_id}.json"
 
     def save(self) -> None:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, self.path)
+        # One writer at a time: a controller restart records its process from a thread.
+        with _SAVING:
+            STATE_DIR.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(asdict(self), indent=1))
+            os.replace(tmp, self.path)
 
     def add_network(self, bridges: list[str], interfaces: list[str]) -> None:
         """Record the bridges and switch-port interfaces a network is about to create."""

@@ -36,6 +36,7 @@ from controllers.cookies import TIERS
 from testbed import preflight
 from testbed.control import ControllerProcess
 from testbed.errors import TestbedError
+from testbed.faults.runner import FaultRunner
 from testbed.jobs.forkserver import ForkServer
 from testbed.jobs.launch import PROCESS_ENV, JobRunner
 from testbed.jobs.placement import Placement, place
@@ -109,7 +110,9 @@ class Testbed:
             burst_ms=exp.network.shaper_burst_ms,
         )
         self.placements = place(exp, topo)
-        jobs = controller_jobs(exp, self.placements, self.t0, run_dir / "controller.csv")
+        jobs = controller_jobs(
+            exp, self.placements, self.t0, run_dir / "controller.csv", run_dir / "raw" / "ports.csv"
+        )
         self.controller = ControllerProcess(
             topo.to_json(), jobs, exp.controller.routing, run_dir, self.ledger
         )
@@ -228,7 +231,11 @@ class Testbed:
 
 
 def controller_jobs(
-    exp: Experiment, placements: dict[str, Placement], t0: float, events_csv: Path
+    exp: Experiment,
+    placements: dict[str, Placement],
+    t0: float,
+    events_csv: Path,
+    ports_csv: Path | None = None,
 ) -> dict:
     """What the controller's priority policy needs to know, as JSON-ready data."""
     policy = exp.controller.priority
@@ -240,6 +247,7 @@ def controller_jobs(
         "thresholds_bytes": exp.controller.thresholds_bytes(),
         "t0": t0,
         "events_csv": str(events_csv),
+        "ports_csv": str(ports_csv) if ports_csv else None,  # port changes, for faults.csv
         "jobs": [
             {
                 "name": job.name,
@@ -309,6 +317,7 @@ def run_experiment(
     )
     jobs: JobRunner | None = None
     traffic: TrafficRunner | None = None
+    faults: FaultRunner | None = None
     cpu: CpuSampler | None = None
     forkserver = _forkserver(exp, run_dir) if exp.launcher == "fork" and builtin else None
     links: list[dict] = []
@@ -334,6 +343,7 @@ def run_experiment(
                 )
                 if exp.traffic:
                     meta.update(traffic=traffic.plan())
+                faults = FaultRunner(exp, testbed, jobs, run_dir)
                 cpu = CpuSampler(
                     run_dir / "cpu.csv",
                     exp.results.sample_s,
@@ -341,7 +351,7 @@ def run_experiment(
                     lambda: _process_groups(testbed, forkserver, jobs, traffic),
                 )
                 cpu.start()
-                _follow(jobs, traffic, progress)
+                _follow(jobs, traffic, faults, progress)
                 failed = [j for j in jobs.jobs if j.status != "ok"]
                 status = "failed" if failed else "ok"
                 error = "; ".join(f"{j.spec.name}: {j.error}" for j in failed)
@@ -351,6 +361,7 @@ def run_experiment(
                         ("cpu sampler", cpu and cpu.stop),
                         ("jobs", jobs and jobs.stop_all),
                         ("traffic", traffic and traffic.stop_all),
+                        ("faults", faults and (lambda: _finish_faults(faults, meta))),
                         ("forkserver", forkserver and forkserver.stop),
                         # the network came up and jobs ran on it:
                         ("tier counters", jobs and (lambda: testbed.save_tier_bytes(
@@ -397,6 +408,13 @@ def _finish(run_dir, topo, links, meta, status, error, t0) -> tuple[dict, dict |
         log.error("metadata.json not updated: %s", exc.strerror)
     log.info("run %s: %s %s", run_dir, status, error)
     return frames, fidelity, status, error
+
+
+def _finish_faults(faults: FaultRunner, meta: Metadata) -> None:
+    """faults.csv, and the controller's deaths and restarts in metadata.json."""
+    faults.finish()
+    if faults.controller_events:
+        meta.update(controller_deaths=faults.controller_events)
 
 
 def _describe(exc: BaseException) -> str:
@@ -467,9 +485,11 @@ def _seeding(backend: str, platform: Platform) -> str:
     return "not seeded: nftables numgen uses the kernel's PRNG"
 
 
-def _follow(jobs: JobRunner, traffic: TrafficRunner, progress: RunProgress) -> None:
-    """Start jobs and traffic when due and show progress, until every job has ended
-    and every timed traffic entry has run its duration_s."""
+def _follow(
+    jobs: JobRunner, traffic: TrafficRunner, faults: FaultRunner, progress: RunProgress
+) -> None:
+    """Start jobs and traffic and fire faults when due and show progress, until every
+    job has ended and every timed traffic entry has run its duration_s."""
     for job in jobs.jobs:
         records = Path(job.processes[-1].config.records).with_name("worker0.jsonl")
         total = None if job.spec.is_command else job.spec.iterations  # a script's: unknown
@@ -484,6 +504,9 @@ def _follow(jobs: JobRunner, traffic: TrafficRunner, progress: RunProgress) -> N
             )
         for job in jobs.start_due(elapsed):
             progress.phase(f"job {job.spec.name} started on {' '.join(job.placement.hosts)}")
+        for fault in faults.step(elapsed):
+            detail = f": {fault.detail}" if fault.detail else ""
+            progress.phase(f"fault {fault.index} at {elapsed:.1f} s: {fault.what}{detail}")
         for job in jobs.poll():
             colour = "green" if job.status == "ok" else "red"
             detail = f": {job.error}" if job.error else ""

@@ -53,6 +53,13 @@ class FakeSwitch:
     def apply(self, msg) -> None:
         """Install one message as a switch would."""
         if isinstance(msg, parser.OFPFlowMod):
+            if msg.command == ofp.OFPFC_DELETE_STRICT:
+                match = dict(msg.match.items())
+                entries = self.tables.get(msg.table_id, [])
+                entries[:] = [
+                    e for e in entries if not (e.priority == msg.priority and e.match == match)
+                ]
+                return
             if msg.command == ofp.OFPFC_DELETE:
                 if msg.table_id == ofp.OFPTT_ALL:
                     self.tables.clear()

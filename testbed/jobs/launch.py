@@ -13,9 +13,11 @@ are stopped).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -85,6 +87,8 @@ class JobRun:
     status: str = "pending"  # pending | running | ok | failed | timeout | interrupted
     launched_at: float | None = None
     error: str = ""
+    lost: list[str] = field(default_factory=list)  # workers on_failure: continue went on without
+    killed: dict[str, str] = field(default_factory=dict)  # label -> which fault killed it
 
     @property
     def done(self) -> bool:
@@ -228,8 +232,10 @@ class JobRunner:
                 job.error = f"still running after timeout_s = {job.spec.timeout_s} s"
                 job.status = "timeout"
                 self._stop(job)
+            elif self._tolerated(job, codes):
+                job.status = "ok" if all(c is not None for c in codes) else "running"
             elif any(c not in (None, 0) for c in codes):
-                job.error = self._error(culprit(job.processes, BLAME_GRACE_S))
+                job.error = self._error(culprit(job.processes, BLAME_GRACE_S), job)
                 job.status = "failed"
                 self._stop(job)
             elif all(c == 0 for c in codes):
@@ -241,8 +247,39 @@ class JobRunner:
                 ended.append(job)
         return ended
 
-    def _error(self, proc: RoleProcess) -> str:
+    def _tolerated(self, job: JobRun, codes: list[int | None]) -> bool:
+        """Under on_failure: continue, whether every failure so far is a worker's and a
+        worker is left (the server goes on without them); notes each lost worker."""
+        failed = [p for p, c in zip(job.processes, codes) if c not in (None, 0)]
+        if job.spec.on_failure != "continue" or not failed:
+            return False
+        workers = [p for p in job.processes if p.config.role == "worker"]
+        if any(p.config.role != "worker" for p in failed) or len(failed) == len(workers):
+            return False
+        for proc in failed:
+            note = f"{proc.label} ({proc.popen.returncode})"
+            if note not in job.lost:
+                job.lost.append(note)
+                self._persist(job)
+        return True
+
+    def kill_host(self, host: str, fault: str) -> list[str]:
+        """SIGKILL the running job processes on `host` (a fault); return their labels."""
+        killed = []
+        for job in self.jobs:
+            for proc in job.processes:
+                running = proc.popen is not None and proc.popen.poll() is None
+                if running and proc.config.host == host:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.ident[0], signal.SIGKILL)
+                    job.killed[proc.label] = fault
+                    killed.append(f"{proc.label} of {job.spec.name}")
+        return killed
+
+    def _error(self, proc: RoleProcess, job: JobRun) -> str:
         error = f"{proc.blame} exited {proc.popen.returncode}: {proc.tail()}"
+        if proc.label in job.killed:
+            error = f"{proc.blame} killed by {job.killed[proc.label]}"
         if self.forkserver is not None and self.forkserver.exited is not None:
             error += f" (the forkserver exited {self.forkserver.exited} first)"
         return error
@@ -316,6 +353,8 @@ def summary(job: JobRun) -> dict:
         "error": job.error,
         "exit_codes": " ".join("" if c is None else str(c) for c in codes),
         "timeout_s": spec.timeout_s,
+        "on_failure": spec.on_failure,
+        "lost_workers": " ".join(job.lost),
     }
     if spec.is_command:
         ends = [p.ended_at for p in job.processes]

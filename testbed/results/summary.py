@@ -95,3 +95,27 @@ def traffic_tables(run_dir: Path) -> list[Table]:
             )
         tables.append(fct)
     return tables
+
+
+def faults_table(run_dir: Path) -> list[Table]:
+    """The run's faults, if it had any: when each fired, its detection and recovery."""
+    from testbed.results.rundir import read_csv
+
+    faults = read_csv(run_dir / "faults.csv")
+    if faults is None or not len(faults):
+        return []
+    table = Table(title="faults", title_justify="left")
+    for column in ("at s", "what", "detected ms", "recovery ms", "pairs lost/probed", "detail"):
+        table.add_column(column, justify="left" if column in ("what", "detail") else "right")
+    for row in faults.to_dict("records"):
+        detected = row["detected_at_s"] - row["time_s"]
+        probed = row.get("probed_pairs")
+        table.add_row(
+            _fmt(row["time_s"], 1),
+            str(row["what"]),
+            _fmt(None if _missing(detected) else detected * 1000, 1),
+            _fmt(None if _missing(row["recovery_s"]) else row["recovery_s"] * 1000, 1),
+            "-" if _missing(probed) else f"{int(row['disrupted_pairs'])}/{int(probed)}",
+            "" if _missing(row["detail"]) else str(row["detail"]),
+        )
+    return [table]

@@ -20,7 +20,7 @@ from testbed.training.role import SNAPSHOTS
 # Column orders are part of the contract (design.md §3, results/README.md).
 ITERATION_COLUMNS = (
     "job rank iteration iter_s compute_s comm_s bytes_sent train_loss test_accuracy time_s "
-    "param_divergence"
+    "param_divergence live_workers"
 ).split()
 MESSAGE_COLUMNS = (
     "job iteration src dst kind bytes fct_s delivered_fraction retransmitted_bytes transport"
@@ -113,7 +113,7 @@ def iterations_table(
     `param_divergence` on rank 0's rows at evaluations (from the snapshots). A command
     job's own metric keys follow as columns of their own (empty on other jobs' rows)."""
     rows = [r for r in records if r["type"] == "iteration"]
-    columns = [c for c in ITERATION_COLUMNS if c != "param_divergence"]
+    columns = [c for c in ITERATION_COLUMNS if c not in ("param_divergence", "live_workers")]
     known = {*ITERATION_COLUMNS, "type", "time"}
     extra = list(dict.fromkeys(k for r in rows for k in r if k not in known))
     df = pd.DataFrame(rows, columns=[*columns, "time", *extra])
@@ -122,8 +122,22 @@ def iterations_table(
         divergence = pd.DataFrame(columns=["job", "iteration", "rank", "param_divergence"])
     keys = ["job", "iteration", "rank"]
     df = df.merge(divergence.astype({"iteration": "int64", "rank": "int64"}), on=keys, how="left")
+    df = df.merge(live_workers(records), on=["job", "iteration"], how="left")
     ordered = df[[*ITERATION_COLUMNS, *extra]]
     return ordered.sort_values(["job", "iteration", "rank"], ignore_index=True)
+
+
+def live_workers(records: Iterable[dict]) -> pd.DataFrame:
+    """Per job and iteration, the workers its servers still waited for (jobs with
+    on_failure: continue; the fewest over the job's servers)."""
+    steps = pd.DataFrame(
+        [r for r in records if r["type"] == "step"], columns=["job", "iteration", "live_workers"]
+    )
+    return (
+        steps.groupby(["job", "iteration"], as_index=False)["live_workers"]
+        .min()
+        .astype({"iteration": "int64"})
+    )
 
 
 def messages_table(records: Iterable[dict]) -> pd.DataFrame:

@@ -40,8 +40,10 @@ def check_rules(exp: Experiment, source: str) -> None:
             _check_job(job, f"jobs.{i}", source, hosts)
         _check_hosts_fit(job, f"jobs.{i}", source, hosts)
         _check_class(exp, job.priority, f"jobs.{i}.priority", source)
+        _check_on_failure(job, f"jobs.{i}", source)
     _check_capacity(exp, source, hosts)
     _check_traffic(exp, source, topo)
+    _check_faults(exp, source, topo)
 
 
 def _check_class(exp: Experiment, priority: int | None, path: str, source: str) -> None:
@@ -242,6 +244,69 @@ def _check_traffic(exp: Experiment, source: str, topo) -> None:
         if entry.kind == "flows":
             _check_flows(entry, path, source)
         _check_class(exp, entry.priority, f"{path}.priority", source)
+
+
+def _check_on_failure(job: JobSpec, path: str, source: str) -> None:
+    """`continue` needs a server that can drop a worker: a plain PS job (no trees, whose
+    aggregators would take their subtree with them; not gloo, which has no server)."""
+    if job.on_failure == "fail":
+        if job.worker_timeout_s is not None:
+            raise SpecError(
+                source, f"{path}.worker_timeout_s", job.worker_timeout_s,
+                "expected only with on_failure: continue",
+            )  # fmt: skip
+        return
+    why = (
+        "a command job" if job.is_command
+        else "sync allreduce" if job.sync == "allreduce"
+        else "gloo" if job.transport.kind == "gloo"
+        else f"aggregation {job.aggregation_name}" if job.aggregation_name != "none"
+        else "one worker" if job.workers < 2
+        else None
+    )  # fmt: skip
+    if why:
+        raise SpecError(
+            source, f"{path}.on_failure", "continue",
+            f"expected fail for {why} (continue is for sync ps over tcp or blt, no "
+            "aggregation, 2 or more workers)",
+        )  # fmt: skip
+
+
+def _check_faults(exp: Experiment, source: str, topo) -> None:
+    """Faults name a link, switch or job host of the topology."""
+    from testbed.jobs.placement import place  # where jobs will run, as the run places them
+
+    neighbours: dict[str, set[str]] = {}
+    for link in topo.link_info:
+        neighbours.setdefault(link.a, set()).add(link.b)
+        neighbours.setdefault(link.b, set()).add(link.a)
+    used = {h for p in place(exp, topo).values() for h in p.hosts} if exp.faults else set()
+    for i, fault in enumerate(exp.faults):
+        path = f"faults.{i}"
+        if hasattr(fault, "link"):
+            a, b = fault.link
+            if a not in neighbours:
+                raise SpecError(
+                    source, f"{path}.link.0", a, "expected a switch or host of the topology"
+                )
+            if b not in neighbours[a]:
+                raise SpecError(
+                    source, f"{path}.link.1", b,
+                    f"expected a neighbour of {a} ({', '.join(sorted(neighbours[a]))})",
+                )  # fmt: skip
+        elif hasattr(fault, "switch") and fault.switch not in topo.switch_info:
+            raise SpecError(
+                source, f"{path}.switch", fault.switch, "expected a switch of the topology"
+            )
+        elif hasattr(fault, "host") and fault.host not in used:
+            raise SpecError(
+                source, f"{path}.host", fault.host,
+                f"expected a host a job runs on ({', '.join(sorted(used, key=_host_order))})",
+            )  # fmt: skip
+
+
+def _host_order(name: str) -> int:
+    return int(name[1:]) if name[1:].isdigit() else 0
 
 
 def _check_flows(entry, path: str, source: str) -> None:

@@ -14,8 +14,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     Strict,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -167,6 +169,9 @@ class ControllerSpec(Frozen):
     poll_ms: Int = Field(500, ge=50, le=60_000)  # las: how often byte counters are read
     # las: a job moves to class i+1 once it has sent this many MB; default 2, 20, 200...
     las_thresholds_mb: tuple[Annotated[float, Strict(), Field(gt=0)], ...] | None = None
+    # After the controller dies (a `controller: kill` fault), start a new one on the same
+    # port; switches reconnect to it and it programs them from scratch.
+    restart: Bool = False
 
     @field_validator("las_thresholds_mb")
     @classmethod
@@ -335,6 +340,9 @@ BUILTIN_ONLY = (
 )  # fmt: skip
 
 
+DEFAULT_WORKER_TIMEOUT_S = 10.0
+
+
 class JobSpec(Frozen):
     """One distributed training job: a built-in model, or your own `command`."""
 
@@ -360,6 +368,11 @@ class JobSpec(Frozen):
     eval_every: Int = Field(10, ge=1)
     start_s: Float = Field(0.0, ge=0, le=86_400)  # offset from "network ready"
     priority: Int | None = Field(None, ge=0, le=7)  # class under controller.priority: fixed
+    # A dead worker or server: fail the job at once, or (sync ps) go on without the worker.
+    on_failure: Literal["fail", "continue"] = "fail"
+    # on_failure continue: how long a server waits for a silent worker before dropping it
+    # (default DEFAULT_WORKER_TIMEOUT_S). A worker that dies is dropped at once.
+    worker_timeout_s: Float | None = Field(None, gt=0, le=3600)
 
     @model_validator(mode="before")
     @classmethod
@@ -457,6 +470,70 @@ class FlowsTraffic(_TrafficBase):
 TrafficSpec = Annotated[Union[Iperf3Traffic, FlowsTraffic], Field(discriminator="kind")]
 
 
+# ------------------------------------------------------------------------- faults
+
+
+class _FaultBase(Frozen):
+    # Seconds after "network ready": the clock of jobs' start_s.
+    at_s: Float = Field(ge=0, le=86_400)
+
+
+class LinkFault(_FaultBase):
+    """Both ends of a link down (a cable pull) or up again."""
+
+    link: tuple[Name, Name]
+    action: Literal["down", "up"]
+
+
+class SwitchFault(_FaultBase):
+    """Every link of a switch down (as its neighbours see a dead switch) or up again."""
+
+    switch: Name
+    action: Literal["down", "up"]
+
+
+class HostFault(_FaultBase):
+    """SIGKILL to the job process (training or command) on a host."""
+
+    host: Name
+    action: Literal["kill"]
+
+
+class ControllerFault(_FaultBase):
+    """SIGKILL to the controller process."""
+
+    controller: Literal["kill"]
+
+
+FAULT_KINDS = ("link", "switch", "host", "controller")
+
+
+def _fault_kind(value: object) -> str | None:
+    """Which fault an entry is, by the one kind key it holds (tags carry a "-" so
+    error paths never mistake them for the user's keys)."""
+    if isinstance(value, BaseModel):  # validating an Experiment's own faults again
+        keys = type(value).model_fields
+    else:
+        keys = value if isinstance(value, dict) else {}
+    kinds = [k for k in FAULT_KINDS if k in keys]
+    return f"{kinds[0]}-fault" if len(kinds) == 1 else None
+
+
+FaultSpec = Annotated[
+    Union[
+        Annotated[LinkFault, Tag("link-fault")],
+        Annotated[SwitchFault, Tag("switch-fault")],
+        Annotated[HostFault, Tag("host-fault")],
+        Annotated[ControllerFault, Tag("controller-fault")],
+    ],
+    Discriminator(
+        _fault_kind,
+        custom_error_type="fault_kind",
+        custom_error_message="expected exactly one of the keys link, switch, host, controller",
+    ),
+]
+
+
 class Experiment(Frozen):
     """A whole experiment: one network, one controller, one or more jobs."""
 
@@ -472,6 +549,7 @@ class Experiment(Frozen):
     launcher: Literal["fork", "exec"] = "fork"
     jobs: tuple[JobSpec, ...] = Field(min_length=1)
     traffic: tuple[TrafficSpec, ...] = ()  # background load beside the jobs
+    faults: tuple[FaultSpec, ...] = ()  # links, switches, processes broken on purpose
 
     def switch_bands(self) -> int:
         """Priority bands on every switch port: one per class when the controller

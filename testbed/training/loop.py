@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from testbed.spec.schema import DEFAULT_WORKER_TIMEOUT_S
 from testbed.training import datasets, models
 from testbed.training.messages import Message
 from testbed.training.ps import PSServer, PSWorker, shard_bounds
@@ -65,9 +66,11 @@ def run_server(cfg: RoleConfig, records: RecordWriter) -> None:
     server = _server(cfg, flat[lo:hi])
     try:
         server.accept()
+        lost = 0
         for it in range(spec.iterations):
             for msg in server.step(it):
                 _message(records, spec, it, msg)
+            lost = _report_lost(records, cfg, server, it, lost)
             if cfg.tree:  # what the per-entry counts added up to at the root
                 c = server.counts
                 records.write(
@@ -80,6 +83,21 @@ def run_server(cfg: RoleConfig, records: RecordWriter) -> None:
                 )
     finally:
         server.close()
+
+
+def _report_lost(records: RecordWriter, cfg: RoleConfig, server, it: int, reported: int) -> int:
+    """Record the workers the server dropped since `reported` (on_failure: continue)
+    and, for such jobs, how many are still live; return how many are reported now."""
+    name = cfg.spec.name
+    for gone in getattr(server, "lost", [])[reported:]:
+        records.write(
+            "worker_lost", job=name, server=cfg.rank, worker=gone.rank,
+            iteration=gone.iteration, reason=gone.reason,
+        )  # fmt: skip
+    if cfg.spec.on_failure == "continue":  # iterations.csv's live_workers
+        records.write("step", job=name, server=cfg.rank, iteration=it,
+                      live_workers=server.live_workers)  # fmt: skip
+    return len(getattr(server, "lost", []))
 
 
 def _server(cfg: RoleConfig, shard: np.ndarray) -> PSServer | TreeServer:
@@ -108,7 +126,15 @@ def _server(cfg: RoleConfig, shard: np.ndarray) -> PSServer | TreeServer:
         spec.transport.fill,
         share_mbps=fair_share(cfg),
         rank=cfg.rank,
+        worker_timeout_s=worker_timeout(spec),
     )
+
+
+def worker_timeout(spec) -> float | None:
+    """How long a server waits for a silent worker; None: never drops one."""
+    if spec.on_failure != "continue":
+        return None
+    return spec.worker_timeout_s or DEFAULT_WORKER_TIMEOUT_S
 
 
 def make_sync(cfg: RoleConfig):

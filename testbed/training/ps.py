@@ -14,7 +14,8 @@ receive on pull keep their previous value (zeroing weights is never meaningful).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,6 +46,15 @@ def average(
             counts += mask
     np.divide(out, counts, out=out, where=counts > 0)
     return out
+
+
+@dataclass(frozen=True)
+class LostWorker:
+    """A worker the server stopped waiting for (on_failure: continue)."""
+
+    rank: int
+    iteration: int
+    reason: str
 
 
 class ShardSGD:
@@ -122,6 +132,7 @@ class PSServer:
         fill: str = "zero",
         share_mbps: float | None = None,
         rank: int = 0,
+        worker_timeout_s: float | None = None,
     ):
         self.listener = transport.listen(ip, port)
         self.workers, self.rank = workers, rank
@@ -129,6 +140,10 @@ class PSServer:
         self.params = self.sgd.params
         self.fill = fill
         self.share_mbps = share_mbps
+        # None: a dead worker fails this server (on_failure: fail); a number: the server
+        # drops a worker that errs or stays silent this long and goes on without it.
+        self.worker_timeout_s = worker_timeout_s
+        self.lost: list[LostWorker] = []
         self.channels: dict[int, Channel] = {}
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.buffers = [np.zeros_like(self.params) for _ in range(workers)]
@@ -142,12 +157,16 @@ class PSServer:
             for channel in self.channels.values():
                 channel.set_share(self.share_mbps)
 
+    @property
+    def live_workers(self) -> int:
+        return len(self.channels)
+
     def step(self, iteration: int) -> list[Message]:
-        """Gather gradients, update the shard, send it back. Returns the pushes received."""
-        ranks = sorted(self.channels)
-        stats = list(
-            self.pool.map(lambda r: self.channels[r].recv(iteration, self.buffers[r]), ranks)
-        )
+        """Gather gradients, update the shard, send it back. Returns the pushes received
+        (from the workers still live: the mean is over those that delivered)."""
+        received = self._gather(iteration)
+        ranks = sorted(received)
+        stats = [received[r] for r in ranks]
         masks = [valid_mask(self.buffers[r], st) for r, st in zip(ranks, stats)]
         if self.fill == "stale":
             for r, mask in zip(ranks, masks):
@@ -157,13 +176,52 @@ class PSServer:
             masks = [None] * len(ranks)
         average([self.buffers[r] for r in ranks], masks, self.mean)
         self.sgd.step(self.mean)
-        list(self.pool.map(lambda r: self.channels[r].send(iteration, self.params), ranks))
+        self._scatter(iteration, ranks)
         return [
             Message(f"worker{r}", f"server{self.rank}", "push", st) for r, st in zip(ranks, stats)
         ]
+
+    def _gather(self, iteration: int) -> dict:
+        """rank -> receive stats of this iteration's pushes; under a worker timeout, a
+        worker whose push failed or did not come in time is dropped first."""
+        ranks = sorted(self.channels)
+        futures = {
+            r: self.pool.submit(self.channels[r].recv, iteration, self.buffers[r]) for r in ranks
+        }
+        wait(futures.values(), timeout=self.worker_timeout_s)
+        received = {}
+        for r, future in futures.items():
+            if not future.done():
+                self._drop(r, iteration, f"silent for {self.worker_timeout_s:g} s")
+            elif future.exception() is not None and self.worker_timeout_s is not None:
+                self._drop(r, iteration, _reason(future.exception()))
+            else:
+                received[r] = future.result()  # re-raises under on_failure: fail
+        if not received:
+            raise ConnectionError(f"iteration {iteration}: every worker is gone")
+        return received
+
+    def _scatter(self, iteration: int, ranks: list[int]) -> None:
+        futures = {
+            r: self.pool.submit(self.channels[r].send, iteration, self.params) for r in ranks
+        }
+        for r, future in futures.items():
+            if future.exception() is not None and self.worker_timeout_s is not None:
+                self._drop(r, iteration, _reason(future.exception()))
+            else:
+                future.result()
+
+    def _drop(self, rank: int, iteration: int, reason: str) -> None:
+        """Stop using worker `rank`'s channel; a thread still blocked on it is woken."""
+        self.channels.pop(rank).abort()
+        self.lost.append(LostWorker(rank, iteration, reason))
 
     def close(self) -> None:
         self.pool.shutdown()
         for ch in self.channels.values():
             ch.close()
         self.listener.close()
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

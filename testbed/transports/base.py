@@ -49,6 +49,10 @@ class Channel(ABC):
     def close(self) -> None:
         """Release sockets."""
 
+    def abort(self) -> None:
+        """Give the peer up: close, waking a thread blocked in `recv` on this channel."""
+        self.close()
+
 
 class Listener(ABC):
     """The accepting side: yields one channel per connecting peer."""

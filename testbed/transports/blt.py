@@ -37,6 +37,7 @@ multiple of `loss_bound`: tied to the bound (it was 2 x loss_bound), a reliable
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import struct
@@ -276,6 +277,13 @@ class BltChannel(Channel):
     def close(self) -> None:
         self.ctl.close()
         self.udp.close()
+
+    def abort(self) -> None:
+        """Shut the control connection down first: a thread blocked waiting on it
+        wakes to its end-of-file."""
+        with contextlib.suppress(OSError):
+            self.ctl.shutdown(socket.SHUT_RDWR)
+        self.close()
 
 
 class _Reassembly:

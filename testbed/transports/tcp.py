@@ -9,6 +9,7 @@ as its default — a socket owned by root may.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -65,6 +66,12 @@ class TcpChannel(Channel):
         return MessageStats(msg_id, nbytes, time.time() - sent_at)
 
     def close(self) -> None:
+        self.sock.close()
+
+    def abort(self) -> None:
+        """Shut down first: a close alone does not wake a thread blocked in recv."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

@@ -64,6 +64,7 @@ def switch_links(fabric):
 
 CASES = [
     (FatTreeSpec(k=4), "ecmp"),
+    (FatTreeSpec(k=4), "two-level"),
     (LeafSpineSpec(kind="leaf-spine", spines=3, leaves=3, hosts_per_leaf=2), "ecmp"),
     (LeafSpineSpec(kind="leaf-spine", spines=3, leaves=3, hosts_per_leaf=2), "two-level"),
 ]

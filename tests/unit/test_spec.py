@@ -323,6 +323,7 @@ def test_schema_lists_every_documented_top_level_key():
         "launcher",
         "jobs",
         "traffic",
+        "faults",
     }
 
 
