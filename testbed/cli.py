@@ -263,7 +263,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     """Release every ledger whose run is no longer alive."""
-    from testbed.ledger import leftovers
+    from testbed.ledger import leftovers, summarize_removed
 
     if os.geteuid() != 0:
         raise TestbedError("testbed clean needs root; run it with sudo")
@@ -272,7 +272,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         removed = ledger.release()
         print(
             f"{ledger.run_id}: removed {len(removed)} leftovers"
-            + (f" ({', '.join(removed[:6])}{'...' if len(removed) > 6 else ''})" if removed else "")
+            + (f": {summarize_removed(removed)}" if removed else "")
         )
     if not stale:
         print("nothing to clean")

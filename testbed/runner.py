@@ -40,11 +40,11 @@ from testbed.faults.runner import FaultRunner
 from testbed.jobs.forkserver import ForkServer
 from testbed.jobs.launch import PROCESS_ENV, JobRunner
 from testbed.jobs.placement import Placement, place
-from testbed.ledger import Ledger
+from testbed.ledger import Ledger, summarize_removed
+from testbed.network import reach
 from testbed.network.counters import job_tier_bytes
 from testbed.network.emulated import EmulatedNetwork, LinkEmulation
 from testbed.network.monitor import LinkMonitor
-from testbed.network.reach import unreachable_pairs
 from testbed.network.tc import CLASS_DSCP
 from testbed.platform import Platform, probe
 from testbed.progress import RunProgress
@@ -119,6 +119,7 @@ class Testbed:
         self.network = EmulatedNetwork(topo, self.datapath, 0, self.ledger, emulation)
         self.monitor: LinkMonitor | None = None
         self.timings: dict[str, float] = {}
+        self.reachability: dict = {}  # what the reachability check covered
         self.closed = False
         self._inherited: dict[int, object] = {}  # signal -> handler before `start`
         self.teardown_errors: list[str] = []  # what `_attempt` caught, for the run's error
@@ -160,12 +161,26 @@ class Testbed:
                 self.exp.results.sample_s,
                 self.t0,
                 classes_path=self.run_dir / "link_classes.csv",
+                hosts=self._watched_hosts(),
             )
             self.monitor.start()
         except BaseException:
             self.close()
             raise
         return self
+
+    def _watched_hosts(self) -> list[str] | None:
+        """Hosts whose egress queues the link monitor reads: all of them, or on a large
+        fabric (more than reach.FULL_CHECK_MAX_HOSTS hosts) those jobs and traffic use."""
+        names = self.topo.host_names()
+        if len(names) <= reach.FULL_CHECK_MAX_HOSTS:
+            return None
+        if any(t.kind == "flows" and not isinstance(t.hosts, tuple) for t in self.exp.traffic):
+            return None  # "free" or "all": most hosts carry traffic
+        used = {h for p in self.placements.values() for h in p.hosts}
+        for t in self.exp.traffic:
+            used |= set(t.hosts) if t.kind == "flows" else {t.src, t.dst}
+        return [h for h in names if h in used]
 
     def close(self) -> list[dict]:
         """Stop sampling, controller and network; release the ledger. Returns the link
@@ -184,9 +199,10 @@ class Testbed:
         links = self._attempt("link monitor", self._stop_monitor) or []
         self._attempt("controller", self.controller.stop)
         self._attempt("network", self.network.stop)
-        leftover = self.ledger.release()  # whatever a failed step above left behind
+        # whatever a failed step above left behind
+        leftover = self._attempt("ledger's leftovers", self.ledger.release) or []
         if leftover:
-            log.warning("ledger removed leftovers: %s", ", ".join(leftover))
+            log.warning("ledger removed leftovers: %s", summarize_removed(leftover))
         self.lock.release()
         return links
 
@@ -220,14 +236,22 @@ class Testbed:
             log.error("per-job tier bytes not read\n%s", traceback.format_exc())
 
     def _check_reachability(self) -> None:
-        failures = unreachable_pairs(self.network)
+        plan = reach.probe_plan(self.topo.host_names(), self.exp.seed)
+        self.reachability = reach.describe(plan)
+        failures = reach.unreachable_pairs(self.network, plan)
         if failures:
             sample = ", ".join(f"{a}->{b}" for a, b in failures[:5])
             raise TestbedError(
                 f"{len(failures)} host pairs unreachable after programming: {sample}"
             )
-        n = len(self.topo.host_info)
-        self.progress.phase(f"all {n * (n - 1)} host pairs reachable")
+        r = self.reachability
+        if r["mode"] == "all pairs":
+            self.progress.phase(f"all {r['pairs']} host pairs reachable")
+        else:
+            self.progress.phase(
+                f"{r['pairs']} sampled host pairs reachable ({r['targets_per_host']} per host, "
+                f"of {r['all_pairs']:,}; see reachability in metadata.json)"
+            )
 
 
 def controller_jobs(
@@ -328,7 +352,8 @@ def run_experiment(
                 if forkserver:  # imports torch while the network is being built
                     forkserver.start(testbed.ledger)
                 testbed.start()
-                meta.update(**testbed.timings)
+                meta.update(**testbed.timings, reachability=testbed.reachability,
+                            network_profile=testbed.network.profile)  # fmt: skip
                 if forkserver:
                     forkserver.wait_ready()
                     ready_s = round(forkserver.ready_at - testbed.t0, 3)

@@ -40,13 +40,18 @@ def run(
     except FileNotFoundError:
         raise TestbedError(f"command not found: {full[0]} (run `sudo make bootstrap`)") from None
     except subprocess.TimeoutExpired:
-        raise TestbedError(f"command timed out after {timeout:.0f} s: {' '.join(full)}") from None
+        raise TestbedError(f"command timed out after {timeout:.0f} s: {_shown(full)}") from None
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise TestbedError(
-            f"`{' '.join(full)}` failed: {detail[-1] if detail else proc.returncode}"
-        )
+        raise TestbedError(f"`{_shown(full)}` failed: {detail[-1] if detail else proc.returncode}")
     return proc
+
+
+def _shown(argv: Sequence[str], limit: int = 200) -> str:
+    """A command line for an error message, cut short: one ovs-vsctl transaction over
+    a k=16 fat-tree's bridges is ~70,000 characters (the full line is in the log)."""
+    line = " ".join(argv)
+    return line if len(line) <= limit else f"{line[:limit]}... ({len(argv)} arguments)"
 
 
 def run_batch(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -88,12 +89,14 @@ class EmulatedNetwork:
         self.emulation = emulation
         self.nft_table = "mlnet_" + re.sub(r"[^a-z0-9_]", "_", ledger.run_id.lower())
         self.net: Mininet | None = None
+        self.profile: dict[str, float] = {}  # seconds per start-up phase, for metadata.json
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Build and start the network, then configure hosts and emulate every link."""
         _route_mininet_logs()
+        clock = _Clock(self.profile)
         self.ledger.add_network(sorted(self.topo.switch_info), self.topo.interface_names())
         self.net = Mininet(
             topo=self.topo,
@@ -113,15 +116,20 @@ class EmulatedNetwork:
             autoStaticArp=False,
             build=False,
         )
-        self.net.build()
+        self.net.build()  # host shells, veth pairs, bridges
+        clock.lap("mininet_build_s")
         for host in self.net.hosts:
             self.ledger.add_process(host.pid)
         self._quiet_switch_ports()
-        self.net.start()
+        clock.lap("switch_ports_s")
+        self.net.start()  # one ovs-vsctl for every bridge and port
         self._mark_bridges()
+        clock.lap("mininet_start_s")
         for host in self.net.hosts:
             self._configure_host(host)
+        clock.lap("configure_hosts_s")
         self._emulate_links()
+        clock.lap("tc_trees_s")
 
     def stop(self) -> None:
         """Remove hosts, bridges, links and loss rules. Idempotent.
@@ -223,6 +231,18 @@ class EmulatedNetwork:
             batches.setdefault(self.ns_pid(d.src), []).extend(commands(index, d))
         for pid, cmds in batches.items():
             shell.run_batch("tc", cmds, ns_pid=pid)
+
+
+class _Clock:
+    """Laps of the network's start-up, written into `profile` as they complete."""
+
+    def __init__(self, profile: dict[str, float]):
+        self.profile, self.last = profile, time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.profile[name] = round(now - self.last, 3)
+        self.last = now
 
 
 def _route_mininet_logs() -> None:

@@ -10,9 +10,10 @@ Every test compares measured against configured; the tolerances:
 - jitter: netem without a distribution table draws each packet's delay uniformly
   from [delay - jitter, delay + jitter], so an RTT that crosses the jittered link
   twice has standard deviation jitter * sqrt(2/3) (8.2 ms at 10 ms), which adds in
-  quadrature to the base RTT's own spread. The measured value must lie in
-  [0.75, 1.33] x that: with 300 pings the sample SD's relative error is ~4% (1 sigma),
-  so the band is over 6 sigma wide on either side.
+  quadrature to the base RTT's own spread, measured at the same time on a twin path
+  without jitter (under TCG that spread is as large as the jitter and drifts). The
+  measured value must lie in [0.75, 1.33] x that: with 300 pings the sample SD's
+  relative error is ~4% (1 sigma), so the band is over 6 sigma wide on either side.
 - loss: 3 probes at the binomial 99.9% level (`linkcheck`), and netem's own drop
   counters must equal the packets the probe lost (nothing else crosses that link).
 - goodput: >= 0.93 of the configured rate (headers alone take 4.4%), with a 10 ms
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -95,17 +97,33 @@ def test_delay_on_the_fat_tree_core_tier_adds_up_over_hops(tmp_path):
 
 @needs_netem
 def test_jitter_spreads_rtts_as_configured(tmp_path):
+    """h1 pings h3 (20 ms delay and 10 ms jitter each way on h3's link) and h4 (the
+    same delay, no jitter) at the same time, in one network: both see the same
+    scheduling noise, which under TCG can be as large as the jitter and drifts from
+    minute to minute (a version that measured the two in turn saw 9.9 ms SD without
+    jitter, then 8.5 ms with it). Where that noise exceeds the jitter's own SD, the
+    jitter cannot be told from it and the test says so instead of passing."""
     jitter_ms, count = 10.0, 300
-    link = {"delay_ms": 2 * jitter_ms}
-    spreads = {}
-    for name, params in (("steady", link), ("jittery", {**link, "jitter_ms": jitter_ms})):
-        topology = {**DUMBBELL, "tiers": {"bottleneck": params}}
-        with session(tmp_path, name, topology) as tb:
-            spreads[name] = statistics.stdev(rtts_ms(tb.network, "h1", "h2", count))
-    expected = ((2 / 3) * jitter_ms**2 + spreads["steady"] ** 2) ** 0.5
-    assert 0.75 * expected <= spreads["jittery"] <= 1.33 * expected, (
-        f"RTT SD {spreads['jittery']:.2f} ms, expected {expected:.2f} ms "
-        f"(without jitter {spreads['steady']:.2f} ms)"
+    topology = {
+        "kind": "dumbbell",
+        "hosts_per_side": 2,
+        "directed": [
+            {"src": src, "dst": dst, "delay_ms": 2 * jitter_ms, **extra}
+            for a, b, extra in (("right", "h3", {"jitter_ms": jitter_ms}), ("right", "h4", {}))
+            for src, dst in ((a, b), (b, a))
+        ],
+    }
+    with session(tmp_path, "jitter", topology) as tb, ThreadPoolExecutor(2) as pool:
+        runs = {dst: pool.submit(rtts_ms, tb.network, "h1", dst, count) for dst in ("h3", "h4")}
+        spreads = {dst: statistics.stdev(run.result()) for dst, run in runs.items()}
+    jitter_sd = jitter_ms * (2 / 3) ** 0.5  # crossed twice per round trip
+    if spreads["h4"] > jitter_sd:
+        pytest.skip(f"RTT SD without jitter is {spreads['h4']:.1f} ms, above the "
+                    f"{jitter_sd:.1f} ms jitter would add: this machine is too noisy")  # fmt: skip
+    expected = (jitter_sd**2 + spreads["h4"] ** 2) ** 0.5
+    assert 0.75 * expected <= spreads["h3"] <= 1.33 * expected, (
+        f"RTT SD {spreads['h3']:.2f} ms, expected {expected:.2f} ms "
+        f"(without jitter, at the same time: {spreads['h4']:.2f} ms)"
     )
 
 
