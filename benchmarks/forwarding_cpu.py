@@ -3,10 +3,11 @@
     sudo .venv/bin/python benchmarks/forwarding_cpu.py [--mbps 200 500] [--seconds 10]
 
 A dumbbell (two switches, one host each side, one bottleneck link) at each rate:
-iperf3 TCP from h1 to h2 for `--seconds`, then ovs-vswitchd's CPU time (utime +
-stime from /proc) over the bits iperf3 delivered and the 2 switches each packet
-crosses. The userspace datapath's cost, the figure docs/scale.md sizes servers by;
-rates the machine cannot forward show up as delivered < asked.
+ovs-vswitchd's CPU time (utime + stime from /proc) over `--seconds` idle (the control
+arm: the same network, no traffic), then over `--seconds` of iperf3 TCP from h1 to h2.
+The difference, over the bits iperf3 delivered and the 2 switches each packet
+crosses, is the cost per Gbit per hop: the userspace datapath's, which docs/scale.md
+sizes servers by. Rates the machine cannot forward show up as delivered < asked.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from testbed import shell
@@ -39,6 +41,9 @@ def measure(mbps: float, seconds: int, workdir: Path) -> dict:
         server = h2.popen(["iperf3", "-s", "-1"], stdout=open(os.devnull, "w"))
         pid = int(shell.run(["pidof", "ovs-vswitchd"]).stdout.split()[0])
         before = cpu_seconds(pid)
+        time.sleep(seconds)  # the control: the same network, idle, as long
+        idle = cpu_seconds(pid) - before
+        before = cpu_seconds(pid)
         client = h1.popen(
             ["iperf3", "-c", tb.topo.host_info["h2"].ip, "-t", str(seconds), "-J", "-C", "cubic"],
             stdout=-1,
@@ -51,8 +56,10 @@ def measure(mbps: float, seconds: int, workdir: Path) -> dict:
     return {
         "asked_mbps": mbps,
         "delivered_mbps": round(bits / seconds / 1e6, 1),
+        "vswitchd_cpu_s_idle": round(idle, 2),
         "vswitchd_cpu_s": round(used, 2),
-        "cpu_s_per_gbit_per_hop": round(used / (bits / 1e9) / HOPS, 2),
+        # what the traffic added over the idle control, per Gbit per switch hop
+        "cpu_s_per_gbit_per_hop": round((used - idle) / (bits / 1e9) / HOPS, 3),
     }
 
 

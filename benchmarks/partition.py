@@ -21,14 +21,19 @@ from testbed.spec.schema import FatTreeSpec
 from topologies import build_topology
 
 # Resident memory (MB) and CPU, measured here (docs/scale.md says by which run).
+# benchmarks/forwarding_cpu.py: ovs-vswitchd spent 3.7 CPU-s per Gbit per hop at
+# 96 Mb/s, 2.5 at 192 and 1.0 at 479 (where its one thread was 99% busy): the
+# conservative low-rate figure, since emulated links here run at 10-100 Mb/s.
+CPU_S_PER_GBIT = 3.7
 COSTS = {
-    "shell_mb": 3.9,  # one Mininet host: its bash shell (network_startup, k=16)
-    "vswitchd_base_mb": 12.0,  # ovs-vswitchd with no bridge
-    "bridge_mb": 0.55,  # ovs-vswitchd per bridge and its ports (network_startup, k=16)
+    "shell_mb": 3.3,  # one Mininet host's bash shell (network_startup: 3.25-3.29 at k=4-16)
+    # ovs-vswitchd: 76.9 MB with the 20 bridges of k=4, 587.1 MB with the 320 of k=16
+    "vswitchd_base_mb": 43.0,
+    "bridge_mb": 1.7,  # per bridge, with its k ports
     "process_mb": 8.8,  # one forked training process, USS (scale.py, k=8, 128 processes)
     "forkserver_mb": 210.0,  # once per server that runs training processes (scale.py)
-    "controller_mb": 95.0,  # the os-ken controller, k=16 (network_startup)
-    "cpu_s_per_gbit": 7.5,  # CPU seconds userspace OVS spends forwarding 1 Gbit, per hop
+    "controller_mb": 60.5,  # the os-ken controller at k=16 (network_startup)
+    "cpu_s_per_gbit": CPU_S_PER_GBIT,  # userspace OVS, per switch hop (forwarding_cpu.py)
 }
 
 
@@ -60,10 +65,11 @@ def partition_table(ks: list[int], servers: list[int]) -> list[str]:
 
 def sizing_table(ks: list[int], servers: list[int], gbps_per_host: float) -> list[str]:
     """Per server under `pod`: nodes, memory with one training process per host, and
-    cores to forward every host at `gbps_per_host` (each packet crosses ~5 switches)."""
+    the cores to forward every host sending `gbps_per_host` at once (each packet
+    crosses ~5 switches)."""
     c = COSTS
     head = ["k", "servers", "hosts / server", "switches / server", "memory / server GB",
-            f"cores / server at {gbps_per_host:g} Gb/s per host"]  # fmt: skip
+            f"datapath cores / server at {gbps_per_host * 1000:g} Mb/s per host"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for k in ks:
         hosts, switches = k**3 // 4, 5 * k * k // 4
@@ -72,7 +78,10 @@ def sizing_table(ks: list[int], servers: list[int], gbps_per_host: float) -> lis
             mb = h * (c["shell_mb"] + c["process_mb"]) + c["forkserver_mb"]
             mb += c["vswitchd_base_mb"] + s * c["bridge_mb"] + c["controller_mb"]
             cores = h * gbps_per_host * 5 * c["cpu_s_per_gbit"]
-            cells = [str(k), str(n), f"{h:,.0f}", f"{s:,.0f}", f"{mb / 1024:.1f}", f"{cores:,.0f}"]
+            # the userspace datapath forwards on one thread: above 1 core, kernel datapath
+            flag = "" if cores <= 1 else " (more than userspace OVS's 1)"
+            cells = [str(k), str(n), f"{h:,.0f}", f"{s:,.0f}", f"{mb / 1024:.1f}"]
+            cells.append(f"{cores:,.1f}{flag}")
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -21,8 +21,9 @@ Every test compares measured against configured; the tolerances:
   dequeues; under TCG in the CI guest the default 2 ms lost rate (0.91 at 50 Mb/s,
   0.83 at 100) and 10 ms gave 0.955 at both. A deeper bucket never lowers the rate, so
   on a fast machine this checks the same thing. The control arm is the same path
-  unshaped: a rate is only checked where the machine forwards at least twice that
-  much, since near its limit the CPU and not the shaper sets the pace (seen under TCG:
+  unshaped, right before and right after: a rate is only checked where the machine
+  forwarded at least twice that much both times, since near its limit the CPU and not
+  the shaper sets the pace (seen under TCG:
   at 100 Mb/s on a guest that forwards 114 Mb/s, 69 spurious retransmissions and no
   packet dropped anywhere cost 10% of the rate).
 
@@ -184,19 +185,18 @@ def goodput(tmp_path, name: str, bw: float) -> float:
         return tcp_transfer(tb.network, "h1", "h2", seconds=5).mbps
 
 
-@pytest.fixture(scope="module")
-def kernel_capacity_mbps(tmp_path_factory):
-    """TCP goodput of the same path with no shaper that binds: the machine's limit."""
-    return goodput(tmp_path_factory.mktemp("capacity"), "unshaped", UNSHAPED_MBPS)
-
-
 @needs_ovs_module
 @pytest.mark.parametrize("bw", [10, 50, 100])
-def test_tcp_goodput_on_the_kernel_datapath(tmp_path, bw, kernel_capacity_mbps):
-    if kernel_capacity_mbps < 2 * bw:
-        pytest.skip(
-            f"this machine forwards {kernel_capacity_mbps:.0f} Mb/s unshaped, less than twice "
-            f"{bw} Mb/s: the CPU, not the shaper, would set the rate (TCG emulation?)"
-        )
+def test_tcp_goodput_on_the_kernel_datapath(tmp_path, bw):
+    """The control arm, the same path unshaped, runs right before and right after the
+    shaped one: a guest under TCG forwards 110-170 Mb/s and that capacity drifts within
+    minutes (one CI run's module-wide capacity check passed, then 50 Mb/s got 44.8)."""
+    capacity = [goodput(tmp_path, "unshaped-before", UNSHAPED_MBPS)]
     mbps = goodput(tmp_path, f"bw{bw}", bw)
-    assert 0.93 * bw <= mbps <= bw, f"{mbps:.1f} Mb/s on a {bw} Mb/s link"
+    capacity.append(goodput(tmp_path, "unshaped-after", UNSHAPED_MBPS))
+    if min(capacity) < 2 * bw:
+        pytest.skip(
+            f"this machine forwarded {min(capacity):.0f} Mb/s unshaped around the test, less "
+            f"than twice {bw} Mb/s: the CPU, not the shaper, would set the rate (TCG?)"
+        )
+    assert 0.93 * bw <= mbps <= bw, f"{mbps:.1f} Mb/s on a {bw} Mb/s link (unshaped: {capacity})"
