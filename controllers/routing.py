@@ -142,8 +142,9 @@ class TwoLevelRouting:
         wanted: dict[str, dict[str, int | None]] = {}
         if not self.down:
             return wanted
+        dists = {h.switch: self.fabric.hops_to(h.switch, self.down) for h in self.fabric.hosts}
         for host in self.fabric.hosts:
-            dist = self.fabric.hops_to(host.switch, self.down)
+            dist = dists[host.switch]
             for switch in self.fabric.switches:
                 if self._walk_intact(switch, host):
                     continue

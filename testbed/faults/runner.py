@@ -26,6 +26,7 @@ from controllers.topology import Fabric
 from testbed import shell
 from testbed.faults import paths, probe
 from testbed.network.tc import CLASS_DSCP
+from testbed.results.rundir import read_csv
 from testbed.spec.schema import Experiment
 
 log = logging.getLogger("testbed.faults")
@@ -56,7 +57,7 @@ class Fault:
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("link", "switch", "host", "controller") if hasattr(self.spec, k))
+        return self.spec.kind
 
     @property
     def down(self) -> bool:
@@ -65,11 +66,11 @@ class Fault:
 
 def describe(spec) -> str:
     """A fault as faults.csv's `what` names it."""
-    if hasattr(spec, "link"):
+    if spec.kind == "link":
         return f"link {spec.link[0]}-{spec.link[1]} {spec.action}"
-    if hasattr(spec, "switch"):
+    if spec.kind == "switch":
         return f"switch {spec.switch} {spec.action}"
-    if hasattr(spec, "host"):
+    if spec.kind == "host":
         return f"host {spec.host} kill"
     return "controller kill"
 
@@ -82,6 +83,7 @@ class FaultRunner:
         self.net = testbed.network
         self.t0 = testbed.t0
         self.fabric = Fabric.from_json(testbed.topo.to_json())
+        self.ips = {name: info.ip for name, info in testbed.topo.host_info.items()}
         self.dir = run_dir / "raw" / "faults"
         self.csv = run_dir / "faults.csv"
         self.ports_csv = run_dir / "raw" / "ports.csv"
@@ -128,9 +130,9 @@ class FaultRunner:
         log.info("fault %d fired: %s", fault.index, fault.what)
 
     def _links_of(self, spec) -> set[frozenset]:
-        if hasattr(spec, "link"):
+        if spec.kind == "link":
             return {frozenset(spec.link)}
-        if hasattr(spec, "switch"):
+        if spec.kind == "switch":
             return {frozenset((spec.switch, n)) for n in self.fabric.ports.get(spec.switch, {})}
         return set()
 
@@ -183,13 +185,13 @@ class FaultRunner:
         alive = [p for p in exposed if p not in cut]
         busy = {h for job in self.jobs.jobs for h in job.placement.hosts}
         fault.pairs = paths.sample(alive, MAX_PAIRS, self.exp.seed + fault.index, busy)
-        ips = {name: info.ip for name, info in self.testbed.topo.host_info.items()}
         by_src: dict[str, list[str]] = {}
         for src, dst in fault.pairs:
             by_src.setdefault(src, []).append(dst)
         for src, dsts in sorted(by_src.items()):
             out = self.dir / f"fault{fault.index}-{src}.fping"
-            proc: Popen = probe.start(self.net.host(src), [ips[d] for d in dsts], out, self.tos)
+            targets = [self.ips[d] for d in dsts]
+            proc: Popen = probe.start(self.net.host(src), targets, out, self.tos)
             self.testbed.ledger.add_process(proc.pid)
             fault.probes.append((src, proc, out, dsts))
 
@@ -197,12 +199,11 @@ class FaultRunner:
         for _, proc, _, _ in fault.probes:
             probe.stop(proc)
         fault.probe_ended = time.time()
-        ips = {name: info.ip for name, info in self.testbed.topo.host_info.items()}
         results, congested = [], 0
         for src, _, out, dsts in fault.probes:
             got = probe.replies(out.read_text())
             for dst in dsts:
-                mine = got.get(ips[dst], [])
+                mine = got.get(self.ips[dst], [])
                 if probe.baseline_loss(mine, fault.fired_at) > probe.CONGESTED:
                     congested += 1
                     continue
@@ -263,7 +264,8 @@ class FaultRunner:
                         probe.stop(proc)
                 else:
                     self._stop_probes(fault)
-        ports = _read_ports(self.ports_csv)
+        table = read_csv(self.ports_csv)  # the controller's port changes
+        ports = [] if table is None else table.astype({"neighbor": str}).to_dict("records")
         for fault in self.faults:
             self._fill_detection(fault, ports)
         with open(self.csv, "w", newline="") as fh:
@@ -348,13 +350,6 @@ def _probe_detail(s: dict) -> str:
     if s["worst_pair"]:
         text += f"; slowest {s['worst_pair']}"
     return text
-
-
-def _read_ports(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _lost_records(run_dir: Path, job: str, proc) -> list[dict]:

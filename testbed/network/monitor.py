@@ -82,6 +82,7 @@ class LinkMonitor:
         # One tc call per host namespace per sample is ~1,000 calls a second on a k=16
         # fat-tree; idle hosts' egress queues are then left unread (empty columns).
         self.hosts = net.topo.host_names() if hosts is None else hosts
+        self.unread = set(net.topo.host_info) - set(self.hosts)
         self.path = path
         self.t0 = t0
         self.directions = net.topo.directions()
@@ -120,9 +121,8 @@ class LinkMonitor:
         qdiscs = self._qdisc_stats()
         nft = self._loss_counters()
         rows = []
-        unread = set(self.net.topo.host_info) - set(self.hosts)
         for d in self.directions:
-            qdisc = None if d.src in unread else qdiscs.get(d.interface, {})
+            qdisc = None if d.src in self.unread else qdiscs.get(d.interface, {})
             row = self._row(d, now, qdisc, nft.get(d.name))
             self._track_peak(d, row, now)
             rows.append(row)

@@ -283,7 +283,7 @@ def _check_faults(exp: Experiment, source: str, topo) -> None:
     used = {h for p in place(exp, topo).values() for h in p.hosts} if exp.faults else set()
     for i, fault in enumerate(exp.faults):
         path = f"faults.{i}"
-        if hasattr(fault, "link"):
+        if fault.kind == "link":
             a, b = fault.link
             if a not in neighbours:
                 raise SpecError(
@@ -294,11 +294,11 @@ def _check_faults(exp: Experiment, source: str, topo) -> None:
                     source, f"{path}.link.1", b,
                     f"expected a neighbour of {a} ({', '.join(sorted(neighbours[a]))})",
                 )  # fmt: skip
-        elif hasattr(fault, "switch") and fault.switch not in topo.switch_info:
+        elif fault.kind == "switch" and fault.switch not in topo.switch_info:
             raise SpecError(
                 source, f"{path}.switch", fault.switch, "expected a switch of the topology"
             )
-        elif hasattr(fault, "host") and fault.host not in used:
+        elif fault.kind == "host" and fault.host not in used:
             raise SpecError(
                 source, f"{path}.host", fault.host,
                 f"expected a host a job runs on ({', '.join(sorted(used, key=_host_order))})",

@@ -8,7 +8,7 @@ keys are errors. Units live in key names. Cross-field rules that need the whole 
 from __future__ import annotations
 
 import shlex
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -481,12 +481,16 @@ class _FaultBase(Frozen):
 class LinkFault(_FaultBase):
     """Both ends of a link down (a cable pull) or up again."""
 
+    kind: ClassVar[str] = "link"
+
     link: tuple[Name, Name]
     action: Literal["down", "up"]
 
 
 class SwitchFault(_FaultBase):
     """Every link of a switch down (as its neighbours see a dead switch) or up again."""
+
+    kind: ClassVar[str] = "switch"
 
     switch: Name
     action: Literal["down", "up"]
@@ -495,12 +499,16 @@ class SwitchFault(_FaultBase):
 class HostFault(_FaultBase):
     """SIGKILL to the job process (training or command) on a host."""
 
+    kind: ClassVar[str] = "host"
+
     host: Name
     action: Literal["kill"]
 
 
 class ControllerFault(_FaultBase):
     """SIGKILL to the controller process."""
+
+    kind: ClassVar[str] = "controller"
 
     controller: Literal["kill"]
 
