@@ -22,7 +22,7 @@ Every test compares measured against configured; the tolerances:
   0.83 at 100) and 10 ms gave 0.955 at both. A deeper bucket never lowers the rate, so
   on a fast machine this checks the same thing. The control arm is the same path
   unshaped, right before and right after: a rate is only checked where the machine
-  forwarded at least twice that much both times, since near its limit the CPU and not
+  forwarded at least 3x that much both times, since near its limit the CPU and not
   the shaper sets the pace (seen under TCG:
   at 100 Mb/s on a guest that forwards 114 Mb/s, 69 spurious retransmissions and no
   packet dropped anywhere cost 10% of the rate).
@@ -176,6 +176,10 @@ def test_quickstart_trains_on_the_kernel_datapath(quickstart):
 
 
 KERNEL_SHAPED = {"datapath": "kernel", "shaper_burst_ms": 10.0}
+# How much faster than the link the machine must forward, before and after, for the
+# shaper and not the CPU to set the rate. 2x was not enough under TCG: a guest that
+# forwarded 257 and 270 Mb/s unshaped got 89.5 Mb/s through a 100 Mb/s shaper.
+HEADROOM = 3
 UNSHAPED_MBPS = 10_000.0  # the schema's maximum: far above what any datapath here forwards
 
 
@@ -194,9 +198,9 @@ def test_tcp_goodput_on_the_kernel_datapath(tmp_path, bw):
     capacity = [goodput(tmp_path, "unshaped-before", UNSHAPED_MBPS)]
     mbps = goodput(tmp_path, f"bw{bw}", bw)
     capacity.append(goodput(tmp_path, "unshaped-after", UNSHAPED_MBPS))
-    if min(capacity) < 2 * bw:
+    if min(capacity) < HEADROOM * bw:
         pytest.skip(
             f"this machine forwarded {min(capacity):.0f} Mb/s unshaped around the test, less "
-            f"than twice {bw} Mb/s: the CPU, not the shaper, would set the rate (TCG?)"
+            f"than {HEADROOM}x {bw} Mb/s: the CPU, not the shaper, would set the rate (TCG?)"
         )
     assert 0.93 * bw <= mbps <= bw, f"{mbps:.1f} Mb/s on a {bw} Mb/s link (unshaped: {capacity})"
