@@ -12,7 +12,9 @@ schedule, so a late wake-up (a busy CPU) starts flows late but never drops any: 
 count of flows, and so the offered load, does not depend on the machine's speed.
 
 Every flow is one line of ``records`` when it completes; on SIGTERM the flows still
-in flight are written with ``completed: false`` and the bytes sent so far.
+in flight are written with ``completed: false`` and the bytes sent so far. When an
+entry's window ends, a ``window_closed`` line gives the number of flows started, so a
+reader knows when every flow of the window has its line.
 
     python -m testbed.traffic.agent CONFIG.json
 """
@@ -44,6 +46,10 @@ class Agent:
         self.rng = random.Random(config["seed"])
         self.records = open(config["records"], "a", buffering=1)
         self.in_flight: dict[int, dict] = {}
+        # The loop holds tasks weakly, and a client stream's reader only through its
+        # task: without these references a flow waiting for its answer can be
+        # garbage-collected mid-flight (and never recorded as completed).
+        self.tasks: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -67,12 +73,16 @@ class Agent:
         while True:
             at += self.rng.expovariate(self.config["rate_per_s"])
             if end is not None and at >= end:
+                closed = {"type": "window_closed", "host": self.config["host"], "flows": flow_id}
+                self._write(closed)
                 return
             size = self.sizes.sample(self.rng)
             dst = self.rng.choice(self.config["peers"])
             await asyncio.sleep(max(0.0, at - time.time()))
             flow_id += 1
-            asyncio.create_task(self._flow(flow_id, dst, size))
+            task = asyncio.create_task(self._flow(flow_id, dst, size))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     async def _flow(self, flow_id: int, dst: list, size: int) -> None:
         record = {

@@ -63,9 +63,20 @@ def agent_config(tmp_path: Path, me: str, peer: str, end: float | None, seed: in
     return path
 
 
+def _all_flows_written(path: Path) -> bool:
+    """The agent closed its window and every flow it started has its line."""
+    if not path.exists():
+        return False
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    closed = [r for r in records if r["type"] == "window_closed"]
+    return bool(closed) and sum(r["type"] == "flow" for r in records) == closed[0]["flows"]
+
+
 def test_agents_exchange_flows_over_loopback(tmp_path):
     """Two agents on 127.0.0.1 and 127.0.0.2 (both loopback) send each other Poisson
-    flows for 1.5 s at 25 flows/s, then get SIGTERM. Every flow started is recorded,
+    flows for 1.5 s at 25 flows/s. The test waits until each agent's window is closed
+    and every flow it started has its line (up to 60 s: a loaded CI machine can be
+    slow to start Python, never this slow), then sends SIGTERM. Every flow is
     completed with all its bytes. The count is Poisson(37.5) per agent: fewer than
     10 has probability ~1e-7."""
     end = time.time() + 1.8
@@ -80,21 +91,26 @@ def test_agents_exchange_flows_over_loopback(tmp_path):
         )
         for a, b, s in (("127.0.0.1", "127.0.0.2", 1), ("127.0.0.2", "127.0.0.1", 2))
     ]
+    paths = [tmp_path / f"{me}.jsonl" for me in ("127.0.0.1", "127.0.0.2")]
     try:
-        time.sleep(3.0)
+        deadline = time.time() + 60
+        while not all(_all_flows_written(p) for p in paths) and time.time() < deadline:
+            time.sleep(0.1)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
         codes = [p.wait(timeout=10) for p in procs]
     assert codes == [0, 0]
-    for me in ("127.0.0.1", "127.0.0.2"):
-        records = [json.loads(line) for line in (tmp_path / f"{me}.jsonl").read_text().splitlines()]
+    for path in paths:
+        records = [json.loads(line) for line in path.read_text().splitlines()]
         assert records[0]["type"] == "window" and records[0]["end"] == end
         flows = [r for r in records if r["type"] == "flow"]
         assert len(flows) >= 10
         assert all(r["completed"] and r["sent_bytes"] == r["size_bytes"] for r in flows)
         assert all(1000 <= r["size_bytes"] <= 20000 and r["fct_s"] > 0 for r in flows)
         assert all(r["start"] < end for r in flows)
+        closed = [r for r in records if r["type"] == "window_closed"]
+        assert closed == [{"type": "window_closed", "host": path.stem, "flows": len(flows)}]
 
 
 def test_an_unfinished_flow_is_recorded_on_sigterm(tmp_path):
