@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 SPEC ?= configs/quickstart.yaml
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap run test unit smoke vm-test vm-tier vm-clean lint clean-runs
+.PHONY: bootstrap run test unit smoke vm-test vm-tier cluster-test cluster-tier vm-clean lint clean-runs
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -34,6 +34,18 @@ vm-test:
 # What vm-test runs inside the guest: smoke plus the tests only a stock kernel can run.
 vm-tier: bootstrap
 	$(PYTHON) -m pytest tests -m "smoke or stock_kernel" $(PYTEST_ARGS)
+
+# Boots two guests (the vm-test image) joined by one private segment that QEMU carries
+# over the host's loopback, with ssh keys made for this run only, and runs
+# `cluster-tier` on the first: Mininet Cluster Edition across two real servers.
+# Slow under TCG; not part of `make test`.
+cluster-test:
+	@bash scripts/bootstrap.sh --vm
+	$(PYTHON) -m testbed.vm cluster-test -- $(PYTEST_ARGS)
+
+# What cluster-test runs on its first guest (the second is mlnet-b).
+cluster-tier: bootstrap
+	MLNET_CLUSTER_PEER=mlnet-b $(PYTHON) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)
 
 # Removes the guest image cache (nothing else of vm-test stays on the host).
 vm-clean:

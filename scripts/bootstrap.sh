@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 PACKAGES="mininet openvswitch-switch iproute2 nftables ethtool iperf3 fping procps python3-venv python3-pip"
-VM_PACKAGES="qemu-system-x86 mmdebstrap e2fsprogs"
+VM_PACKAGES="qemu-system-x86 mmdebstrap e2fsprogs openssh-client"
 
 mode="${1:-}"
 case "$mode" in

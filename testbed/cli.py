@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     doctor = sub.add_parser("doctor", help="report what this machine offers")
+    doctor.add_argument(
+        "--cluster",
+        metavar="SPEC",
+        help="instead, check every server of SPEC's cluster: ssh, sudo, Mininet, OVS, clock",
+    )
     doctor.set_defaults(func=cmd_doctor)
 
     clean = sub.add_parser("clean", help="remove leftovers of crashed runs of ours")
@@ -225,8 +230,11 @@ def _need_root(what: str) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Print the machine report."""
+    """Print the machine report (or, with --cluster, the servers' report)."""
     from testbed.platform import probe
+
+    if args.cluster:
+        return _doctor_cluster(args.cluster)
 
     p = probe()
     table = Table(title="mlnet-testbed doctor", show_header=False, title_justify="left")
@@ -258,6 +266,41 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for name, version in sorted(p.versions.items()):
         table.add_row(name, version)
     Console().print(table)
+    return 0
+
+
+def _doctor_cluster(spec: str) -> int:
+    """One row per server; exit 1 if any server cannot take part."""
+    from testbed.errors import SpecError
+    from testbed.network.cluster import check_servers, controller_address
+
+    exp = load_experiment(spec)
+    if exp.cluster is None:
+        raise SpecError(spec, "cluster", None, "expected a cluster section with servers")
+    servers = list(exp.cluster.servers)
+    checks = check_servers(servers)
+    table = Table(title=f"mlnet-testbed doctor --cluster {spec}", title_justify="left")
+    for column in ("server", "address", "ssh", "sudo", "Mininet", "OVS", "clock offset", "ok"):
+        table.add_column(column)
+    for c in checks:
+        offset = (
+            f"{c.clock_offset_s * 1e3:+.1f} ms (±{c.clock_error_s * 1e3:.1f})"
+            if c.clock_offset_s is not None
+            else "?"
+        )
+        where = f"{c.address or '?'}" + (" (this machine)" if c.local else "")
+        table.add_row(
+            c.server, where, _yes(c.ssh), _yes(c.sudo), c.mininet or "-", c.ovs or "-",
+            offset, _yes(not c.problems, "ok", "NO"),
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    for c in checks:
+        for problem in c.problems:
+            console.print(f"{c.server}: {problem}", markup=False, highlight=False)
+    if any(c.problems for c in checks):
+        return 1
+    console.print(f"controller address: {controller_address(servers)}", highlight=False)
     return 0
 
 

@@ -30,7 +30,15 @@ def free_port() -> int:
 class ControllerProcess:
     """The controller of one run; `start`, `wait_ready`, `stop`."""
 
-    def __init__(self, topology: dict, jobs: dict, routing: str, run_dir: Path, ledger: Ledger):
+    def __init__(
+        self,
+        topology: dict,
+        jobs: dict,
+        routing: str,
+        run_dir: Path,
+        ledger: Ledger,
+        listen_host: str = "127.0.0.1",  # a cluster's: the address other servers reach
+    ):
         self.topology_path = run_dir / "raw" / "topology.json"
         self.jobs_path = run_dir / "raw" / "controller-jobs.json"
         self.ready_path = run_dir / "raw" / "controller.ready"
@@ -39,6 +47,7 @@ class ControllerProcess:
         self.jobs_path.write_text(json.dumps(jobs, indent=1))
         self.routing = routing
         self.ledger = ledger
+        self.listen_host = listen_host
         self.port = 0
         self.popen: subprocess.Popen | None = None
         self.ident: list[int] = []
@@ -48,7 +57,7 @@ class ControllerProcess:
         """Start the process; return its OpenFlow port once it is listening."""
         self.port = self.port or free_port()
         options = {
-            "--ofp-listen-host": "127.0.0.1",
+            "--ofp-listen-host": self.listen_host,
             "--ofp-tcp-listen-port": str(self.port),
             "--mlnet-topology": str(self.topology_path),
             "--mlnet-jobs": str(self.jobs_path),
@@ -65,7 +74,7 @@ class ControllerProcess:
             )
         self.ledger.add_process(self.popen.pid)
         self.ident = identity(self.popen.pid)
-        self._wait(lambda: _listening(self.port), timeout_s, "start listening")
+        self._wait(lambda: _listening(self.listen_host, self.port), timeout_s, "start listening")
         return self.port
 
     def wait_ready(self, timeout_s: float = 60) -> dict:
@@ -114,7 +123,7 @@ class ControllerProcess:
             time.sleep(0.05)
 
 
-def _listening(port: int) -> bool:
+def _listening(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0

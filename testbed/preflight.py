@@ -16,6 +16,16 @@ TOOLS = ("mnexec", "ovs-vsctl", "tc", "ip", "ethtool", "sysctl", "fping", "nft")
 
 def check(exp: Experiment, source: str, topo: GraphTopo, platform: Platform) -> None:
     """Raise the first problem found, as a one-line error."""
+    if exp.cluster is not None:
+        # The spec section and `testbed doctor --cluster` exist; the build across
+        # servers (MininetCluster, remote jobs, merged results) does not yet.
+        raise SpecError(
+            source,
+            "cluster",
+            list(exp.cluster.servers),
+            "expected no cluster for `testbed run` yet: it builds on one machine; "
+            "`testbed doctor --cluster SPEC` checks the servers",
+        )
     if not platform.root:
         raise TestbedError(
             "testbed run needs root (it creates namespaces and OVS bridges); run it with sudo"

@@ -44,6 +44,7 @@ def check_rules(exp: Experiment, source: str) -> None:
     _check_capacity(exp, source, hosts)
     _check_traffic(exp, source, topo)
     _check_faults(exp, source, topo)
+    _check_cluster(exp, source, topo)
 
 
 def _check_class(exp: Experiment, priority: int | None, path: str, source: str) -> None:
@@ -386,4 +387,34 @@ def _check_capacity(exp: Experiment, source: str, hosts: list[str]) -> None:
             "jobs",
             f"{total} host roles",
             f"expected at most {len(hosts)} (one process per host; enlarge the topology)",
+        )
+
+
+def _check_cluster(exp: Experiment, source: str, topo) -> None:
+    """Distinct servers; `pod` placement needs a fat-tree with a pod per server."""
+    if exp.cluster is None:
+        return
+    servers = list(exp.cluster.servers)
+    for i, server in enumerate(servers):
+        if server in servers[:i]:
+            raise SpecError(
+                source, f"cluster.servers.{i}", server, "expected servers named once each"
+            )
+    if exp.cluster.placement != "pod":
+        return
+    if exp.topology.kind != "fat-tree":
+        raise SpecError(
+            source,
+            "cluster.placement",
+            "pod",
+            f"expected switchbin or roundrobin for a {exp.topology.kind} (pods are fat-tree's)",
+        )
+    pods = exp.topology.k
+    if pods < len(servers):
+        raise SpecError(
+            source,
+            "cluster.servers",
+            servers,
+            f"expected at most {pods} servers for placement pod (a k={pods} fat-tree has "
+            f"{pods} pods)",
         )

@@ -542,6 +542,29 @@ FaultSpec = Annotated[
 ]
 
 
+# A server as ssh reaches it: a host name or an IPv4 address, never an ssh option.
+ServerName = Annotated[
+    str, Strict(), Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", min_length=1, max_length=253)
+]
+
+
+class ClusterSpec(Frozen):
+    """The servers to spread the network over with Mininet Cluster Edition.
+
+    `placement` picks which server holds each node (`testbed.network.partition`):
+    `pod` (the default) gives each server whole fat-tree pods, so only
+    aggregation-core links cross servers, the fewest of any placement that keeps pods
+    whole; `switchbin` and `roundrobin` are Mininet's own placers. `tunnel` is how a
+    cross-server link is carried: `gre` (gretap, MTU 1450) or `ssh` (an ssh
+    Ethernet tunnel per link, encrypted and slower). The first server runs the
+    controller and the harness.
+    """
+
+    servers: tuple[ServerName, ...] = Field(min_length=2)
+    placement: Literal["pod", "switchbin", "roundrobin"] = "pod"
+    tunnel: Literal["gre", "ssh"] = "gre"
+
+
 class Experiment(Frozen):
     """A whole experiment: one network, one controller, one or more jobs."""
 
@@ -558,6 +581,7 @@ class Experiment(Frozen):
     jobs: tuple[JobSpec, ...] = Field(min_length=1)
     traffic: tuple[TrafficSpec, ...] = ()  # background load beside the jobs
     faults: tuple[FaultSpec, ...] = ()  # links, switches, processes broken on purpose
+    cluster: ClusterSpec | None = None  # None: the whole network on this machine
 
     def switch_bands(self) -> int:
         """Priority bands on every switch port: one per class when the controller

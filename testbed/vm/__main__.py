@@ -6,6 +6,9 @@
             results/vm-test/<UTC>/, and print the summary as the last line
     run     boot the guest and run any command in the checkout there, e.g.
             `python -m testbed.vm run -- .venv/bin/python benchmarks/link_fidelity.py`
+    cluster-test
+            boot two guests on one private segment (testbed/vm/pair.py), run
+            `make cluster-tier` on the first, results in results/cluster-test/<UTC>/
     clean   remove the image cache
     facts   (inside the guest) the kernel's features as JSON
 
@@ -23,7 +26,7 @@ import signal
 import sys
 
 from testbed.results.rundir import utc_stamp
-from testbed.vm import guest, image, qemu, report
+from testbed.vm import guest, image, pair, qemu, report
 from testbed.vm.image import VmError
 
 OUT = "/mnt/work/out"  # the guest's side of the work disk's out/ folder
@@ -56,10 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a command in the checkout inside the guest")
     run.add_argument("argv", nargs="+", help="the command (after --)")
     run.set_defaults(func=cmd_run)
-    for p in (test, run):
+    cluster = sub.add_parser("cluster-test", help="run the cluster tier on two guests")
+    cluster.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    cluster.set_defaults(func=cmd_cluster_test)
+    for p in (test, run, cluster):
         p.add_argument("--timeout-s", type=float, default=45 * 60, help="stop the guest then")
         p.add_argument("--memory-mb", type=int, default=4096)
-        p.add_argument("--cpus", type=int, default=min(2, os.cpu_count() or 1))
+        # Two cluster guests share the host's cores: one vCPU each by default.
+        cpus = (os.cpu_count() or 1) // (2 if p is cluster else 1)
+        p.add_argument("--cpus", type=int, default=max(1, min(2, cpus)))
         p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
         p.add_argument("--cpu-model", default="", help="QEMU -cpu (default: host/max)")
     sub.add_parser("clean", help="remove the image cache").set_defaults(func=cmd_clean)
@@ -90,6 +98,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Any command in the guest's checkout; its output is on the console."""
     result = _boot(args, shlex.join(args.argv), "vm-run")
     return 1 if result.error else _exit(result)
+
+
+def cmd_cluster_test(args: argparse.Namespace) -> int:
+    """The cluster tier on guest a, guest b serving; the summary line is printed last."""
+    # -s: the tests' own progress (Mininet's, the doctor's table) shows on the console.
+    pytest_args = [f"--junitxml={OUT}/junit.xml", f"--basetemp={OUT}/pytest", "-v", "-s"]
+    make = ["make", "cluster-tier", "PYTEST_ARGS=" + shlex.join([*pytest_args, *args.pytest_args])]
+    built = image.ensure(sys.executable)
+    accel, why = qemu.probe_accel(built) if args.accel == "auto" else (args.accel, "requested")
+    out_dir = image.REPO / "results" / "cluster-test" / utc_stamp()
+    print(f"vm: booting two guests under {accel} ({why}); {args.cpus} vCPUs and "
+          f"{args.memory_mb} MiB each; results in {out_dir}")  # fmt: skip
+    results = pair.run_pair(
+        built, shlex.join(make), out_dir, accel, args.timeout_s, args.memory_mb, args.cpus,
+        echo=lambda line: print(line, flush=True),
+    )  # fmt: skip
+    for role, result in results.items():
+        print(f"vm: guest {role} finished in {result.seconds:.0f} s (job exit {result.job_exit})")
+        if result.error:
+            print(result.error, file=sys.stderr)
+    left = (out_dir / "b" / "leftovers.txt").read_text() if results["b"].job_exit == 0 else None
+    if left:
+        print(f"vm: guest b kept: {left.strip()}", file=sys.stderr)
+    counts = report.junit_counts(out_dir / "a" / "junit.xml")
+    print(report.summary_line(counts, results["a"].facts, accel).replace("vm-test", "cluster-test"))
+    failed = any(r.error for r in results.values()) or counts is None or left != ""
+    return 1 if failed else _exit(results["a"])
 
 
 def cmd_clean(args: argparse.Namespace) -> int:

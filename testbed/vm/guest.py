@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,17 +55,24 @@ def run(
     cpus: int,
     cpu_model: str = "",
     echo: Callable[[str], None] = print,
+    files: dict[str, bytes] | None = None,
+    qemu_extra: tuple[str, ...] = (),
+    stop: threading.Event | None = None,
 ) -> GuestRun:
-    """Boot `image`, run `command` in the checkout inside it, copy ``out/`` to `out_dir`."""
+    """Boot `image`, run `command` in the checkout inside it, copy ``out/`` to `out_dir`.
+    `files` go onto the work disk beside ``command`` (relative paths); `qemu_extra`
+    are more QEMU arguments (a NIC, for a cluster guest)."""
     result = GuestRun(out_dir, accel)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mlnet-vm-", dir=SCRATCH_ROOT) as tmp:
         scratch = Path(tmp)
         disk = scratch / "work.img"
-        _work_disk(scratch / "stage", command, disk)
-        argv = qemu.boot_argv(image, disk, accel, memory_mb, cpus, cpu_model)
+        _work_disk(scratch / "stage", command, disk, files or {})
+        argv = [*qemu.boot_argv(image, disk, accel, memory_mb, cpus, cpu_model), *qemu_extra]
         try:
-            result.qemu_exit = qemu.boot(argv, out_dir / "console.log", timeout_s, echo, scratch)
+            result.qemu_exit = qemu.boot(
+                argv, out_dir / "console.log", timeout_s, echo, scratch, stop
+            )
         except VmError as exc:
             result.error = str(exc)
         finally:  # the guest's results, also after a timeout or Ctrl-C
@@ -77,10 +85,15 @@ def run(
     return result
 
 
-def _work_disk(stage: Path, command: str, disk: Path) -> None:
+def _work_disk(stage: Path, command: str, disk: Path, files: dict[str, bytes]) -> None:
     stage_checkout(stage / "src")
     (stage / "out").mkdir(parents=True)
     (stage / "command").write_text(command + "\n")
+    for name, data in files.items():
+        path = stage / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o600)  # a test-only ssh key among them
     _run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "mlnet-work", "-d", str(stage), str(disk),
           f"{WORK_DISK_MB}M"])  # fmt: skip
 

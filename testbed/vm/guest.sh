@@ -23,6 +23,8 @@ echo "mlnet-guest: kernel $(uname -r), $(nproc) vCPUs, $(awk '/MemTotal/ {print 
 # A bootstrapped machine, as on any host: the image has every package and the venv,
 # so this only starts Open vSwitch (and loads its kernel module).
 bash scripts/bootstrap.sh || echo "mlnet-guest: bootstrap failed"
+# A cluster-test guest (testbed/vm/pair.py): its NIC, names and sshd first.
+[ -d "$WORK/cluster" ] && sh testbed/vm/cluster.sh
 sh -c "$(cat "$WORK/command")"
 status=$?
 echo "$status" > "$OUT/exit_code"

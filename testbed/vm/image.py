@@ -46,7 +46,10 @@ SOURCES = (
 # What the guest needs beyond bootstrap.sh's packages: a kernel that boots under
 # QEMU (virtio disk, serial console) with netem and openvswitch as modules, and the
 # tools the guest's own scripts call.
-GUEST_PACKAGES = ("linux-image-cloud-amd64", "initramfs-tools", "kmod", "iputils-ping", "make")
+GUEST_PACKAGES = (
+    "linux-image-cloud-amd64", "initramfs-tools", "kmod", "iputils-ping", "make",
+    "openssh-server", "openssh-client", "sudo",  # the servers of `make cluster-test`
+)  # fmt: skip
 # The editable install builds with setuptools (pyproject.toml) inside pip's build
 # isolation, which in the offline chroot can only use the wheelhouse.
 BUILD_WHEELS = ("setuptools>=61", "wheel")

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,11 +86,13 @@ def boot(
     timeout_s: float,
     echo: Callable[[str], None],
     scratch: Path,
+    stop: threading.Event | None = None,
 ) -> int:
     """Run QEMU to power-off; stream the console. Returns QEMU's exit code.
 
     `scratch` is QEMU's TMPDIR (its copy-on-write overlay of the root disk lives there)
-    and is the caller's to delete. On timeout or interruption QEMU is killed, never left.
+    and is the caller's to delete. On timeout, interruption or `stop` (set by another
+    thread: a signal reaches only the main one) QEMU is killed, never left.
     """
     env = {**os.environ, "TMPDIR": str(scratch)}
     proc = subprocess.Popen(
@@ -102,13 +105,20 @@ def boot(
     )
     reader = threading.Thread(target=_stream, args=(proc, console_log, echo), daemon=True)
     reader.start()
+    deadline = time.monotonic() + timeout_s
     try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise VmError(
-            f"vm: the guest did not power off within {timeout_s:.0f} s; stopped it "
-            f"(console: {console_log})"
-        ) from None
+        while proc.poll() is None:
+            if stop is not None and stop.is_set():
+                raise VmError(f"vm: the guest was stopped (console: {console_log})")
+            if time.monotonic() > deadline:
+                raise VmError(
+                    f"vm: the guest did not power off within {timeout_s:.0f} s; stopped it "
+                    f"(console: {console_log})"
+                )
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -324,6 +324,7 @@ def test_schema_lists_every_documented_top_level_key():
         "jobs",
         "traffic",
         "faults",
+        "cluster",
     }
 
 

@@ -116,14 +116,20 @@ def test_cache_path_with_shell_characters_is_refused(monkeypatch):
 
 @pytest.mark.skipif(not shutil.which("debugfs"), reason="e2fsprogs (mke2fs, debugfs) missing")
 def test_work_disk_carries_the_checkout_in_and_results_out(tmp_path):
-    """The real tools, no mount: the staged checkout is on the disk, and out/ comes back
-    with its symlinks as links (pytest's `*current` links point into the guest)."""
+    """The real tools, no mount: the staged checkout is on the disk, extra files beside
+    it readable by root only (a cluster guest's ssh key), and out/ comes back with its
+    symlinks as links (pytest's `*current` links point into the guest)."""
     disk = tmp_path / "work.img"
-    guest._work_disk(tmp_path / "stage", "make vm-tier", disk)
-    listing = subprocess.run(
-        ["debugfs", "-R", "ls -p /src/testbed/vm", str(disk)], capture_output=True, text=True
-    ).stdout
-    assert "guest.sh" in listing and "init.sh" in listing
+    guest._work_disk(tmp_path / "stage", "make vm-tier", disk, {"cluster/role": b"a"})
+
+    def debugfs(request: str) -> str:
+        argv = ["debugfs", "-R", request, str(disk)]
+        return subprocess.run(argv, capture_output=True, text=True).stdout
+
+    listing = debugfs("ls -p /src/testbed/vm")
+    assert "guest.sh" in listing and "init.sh" in listing and "cluster.sh" in listing
+    assert debugfs("cat /cluster/role") == "a"
+    assert re.search(r"Mode:\s+0600", debugfs("stat /cluster/role"))
     for request in ("write /etc/hostname /out/facts.json", "symlink /out/current /mnt/work/x"):
         subprocess.run(["debugfs", "-w", "-R", request, str(disk)], check=True, capture_output=True)
     results = tmp_path / "results"

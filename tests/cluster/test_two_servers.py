@@ -1,0 +1,117 @@
+"""Two real servers: the guests of `make cluster-test` (testbed/vm/pair.py), joined by
+one private segment over the host's loopback. Skipped anywhere else.
+
+Guest a (this machine, 10.231.0.1) runs the harness and the controller; guest b
+(10.231.0.2) holds half the network. Every check is exact: ping replies either come
+back or not, and a tunnel either carried the echo requests or did not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed.control import ControllerProcess
+from testbed.ledger import Ledger
+from testbed.network.cluster import controller_address
+from testbed.network.cluster_net import ClusterNetwork
+from testbed.platform import probe
+from testbed.runner import controller_jobs
+from testbed.spec import validate
+from topologies import build_topology
+
+PEER = os.environ.get("MLNET_CLUSTER_PEER")
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(not PEER, reason="needs a second server (`sudo make cluster-test`)"),
+]
+SPEC = {
+    "name": "two-servers",
+    "topology": {"kind": "fat-tree", "k": 4},
+    "controller": {"routing": "ecmp"},
+    "jobs": [{"name": "j", "workers": 2}],
+    "cluster": {"servers": ["mlnet-a", PEER or "mlnet-b"], "placement": "pod", "tunnel": "gre"},
+}
+
+
+def test_doctor_passes_on_both_servers(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    proc = subprocess.run(
+        [sys.executable, "-m", "testbed", "doctor", "--cluster", str(spec)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0
+    assert "controller address: 10.231.0.1" in proc.stdout
+
+
+def test_a_fat_tree_split_by_pods_routes_across_gre_tunnels(tmp_path):
+    """k=4 over two servers by pods: pods 0-1 and cores c1_* on a, pods 2-3 and cores
+    c2_* on b, so 8 aggregation-core links are tunnels. The controller on a programs
+    b's switches too; h1 (a) and h16 (b) exchange 200 pings, and the tunnel ends on
+    each side sent at least the 200 packets going that way."""
+    import faulthandler
+
+    from mininet.log import setLogLevel
+
+    setLogLevel("info")  # Mininet's progress on the console (`cluster-test` runs with -s)
+    faulthandler.dump_traceback_later(300, repeat=True)  # where it is, if it is stuck
+    exp = validate(SPEC, "two-servers")
+    topo = build_topology(exp.topology)
+    address = controller_address(list(exp.cluster.servers))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "logs").mkdir()
+    ledger = Ledger.open("cluster-test", str(tmp_path))
+    no_jobs = exp.model_copy(update={"jobs": ()})  # the network alone: nothing to prioritize
+    jobs = controller_jobs(no_jobs, {}, 0.0, tmp_path / "controller.csv")
+    controller = ControllerProcess(topo.to_json(), jobs, "ecmp", tmp_path, ledger, address)
+    net = ClusterNetwork(topo, exp.cluster, address, controller.start(), probe().datapath("auto"))
+    try:
+        net.start()
+        controller.wait_ready(timeout_s=180)
+        tunnels = net.cross_links()
+        assert len(tunnels) == 8 and all({a[0], b[0]} == {"a", "c"} for a, b in tunnels)
+        assert {net.server_of(h) for h in ("h1", "h8")} == {"mlnet-a"}
+        assert {net.server_of(h) for h in ("h9", "h16")} == {PEER}
+        before = _tunnel_tx(net, tunnels)
+        out = net.net.get("h1").cmd("fping -q -c 200 -p 20 -t 500", topo.host_info["h16"].ip)
+        assert re.search(r"200/200/0%", out), out
+        after = _tunnel_tx(net, tunnels)
+        sent = {side: after[side] - before[side] for side in after}
+        assert sent["mlnet-a"] >= 200 and sent[PEER] >= 200, sent
+        reach = net.net.get("h9").cmd(
+            "fping -q -c 2 -p 50 -t 500",
+            *(topo.host_info[h].ip for h in topo.host_names() if h != "h9"),
+        )
+        assert reach.count(" 2/2/0%") == 15, reach  # every other host, both servers
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        net.stop()
+        controller.stop()
+        ledger.release()
+    here = subprocess.run(["sh", "testbed/vm/leftovers.sh"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    there = subprocess.run(["ssh", PEER, "sh", "/opt/mlnet-testbed/testbed/vm/leftovers.sh"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (here.stdout, there.stdout) == ("", "")
+
+
+def _tunnel_tx(net: ClusterNetwork, tunnels) -> dict[str, int]:
+    """Packets sent into the tunnels, summed per server (each tunnel end is a gretap
+    interface in the root namespace of its switch's server)."""
+    total: dict[str, int] = {}
+    for a, b in tunnels:
+        for node in (a, b):
+            intf = net.net.get(node).connectionsTo(net.net.get(b if node == a else a))[0][0]
+            count = net.net.get(node).cmd(f"cat /sys/class/net/{intf}/statistics/tx_packets")
+            server = net.server_of(node)
+            total[server] = total.get(server, 0) + int(count.strip())
+    return total

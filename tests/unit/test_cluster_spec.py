@@ -1,0 +1,115 @@
+"""The `cluster:` section and the server checks that need no second server: every bad
+value is one SpecError line naming the key; ssh commands carry their words quoted;
+an unreachable server is reported, not raised."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+import yaml
+
+from testbed.errors import SpecError
+from testbed.network import cluster
+from testbed.spec import load_experiment, validate
+
+JOB = {"name": "j", "workers": 3}
+
+
+def spec(topology=None, **section) -> dict:
+    raw = {"name": "t", "jobs": [JOB], "cluster": section}
+    if topology:
+        raw["topology"] = topology
+    return raw
+
+
+@pytest.mark.parametrize(
+    "section,topology,key,expected",
+    [
+        ({"servers": ["a"]}, None, "cluster.servers", "expected at least 2 items"),
+        ({"servers": ["a", "-oProxyCommand=x"]}, None, "cluster.servers.1",
+         "expected text matching"),
+        ({"servers": ["a", "b c"]}, None, "cluster.servers.1", "expected text matching"),
+        ({"servers": ["a", "a"]}, None, "cluster.servers.1", "expected servers named once each"),
+        ({"servers": ["a", "b"], "placement": "random"}, None, "cluster.placement",
+         "expected 'pod', 'switchbin' or 'roundrobin'"),
+        ({"servers": ["a", "b"], "tunnel": "vxlan"}, None, "cluster.tunnel",
+         "expected 'gre' or 'ssh'"),
+        ({"servers": ["a", "b", "c", "d", "e"]}, None, "cluster.servers",
+         "expected at most 4 servers for placement pod"),
+        ({"servers": ["a", "b"]}, {"kind": "leaf-spine", "leaves": 2, "spines": 2},
+         "cluster.placement", "expected switchbin or roundrobin for a leaf-spine"),
+        ({"servers": ["a", "b"], "user": "me"}, None, "cluster.user", "unknown key"),
+    ],
+)  # fmt: skip
+def test_bad_cluster_sections_name_the_key(section, topology, key, expected):
+    with pytest.raises(SpecError) as err:
+        validate(spec(topology, **section), "t.yaml")
+    message = str(err.value)
+    assert message.startswith(f"t.yaml: {key}") and expected in message, message
+    assert "\n" not in message
+
+
+def test_a_cluster_section_defaults_and_round_trips(tmp_path):
+    exp = validate(spec(servers=["mlnet-a", "10.9.0.2"]), "t.yaml")
+    assert (exp.cluster.placement, exp.cluster.tunnel) == ("pod", "gre")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+    assert load_experiment(path) == exp
+    assert validate({"name": "t", "jobs": [JOB]}, "t.yaml").cluster is None
+
+
+def test_the_remote_command_is_one_quoted_line():
+    argv = cluster.ssh_argv("b", ["sh", "-c", "echo $HOME; true"])
+    assert argv[:-2] == ["ssh", *cluster.SSH_OPTIONS, "b"] and argv[-2] == "--"
+    assert shlex.split(argv[-1]) == ["sh", "-c", "echo $HOME; true"]
+
+
+def test_an_unresolvable_server_is_a_problem_not_an_exception():
+    (check,) = cluster.check_servers(["no-such-host.invalid"])
+    assert not check.ssh and check.address is None
+    assert check.problems[0] == "cannot resolve no-such-host.invalid to an IPv4 address"
+    assert "the first server must be this machine" in check.problems[-1]
+
+
+def test_a_server_without_sshd_fails_its_ssh_check():
+    """127.0.0.1 is this machine, but nothing listens for ssh on port 22 here (CI
+    machines run no sshd; skipped where one does)."""
+    import socket
+
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 22)) == 0:
+            pytest.skip("an sshd listens on this machine")
+    (check,) = cluster.check_servers(["127.0.0.1"])
+    assert check.local and not check.ssh
+    assert (
+        check.problems
+        == [p for p in check.problems if p.startswith("ssh -o BatchMode=yes 127.0.0.1 failed")]
+        and len(check.problems) == 1
+    )
+
+
+def test_the_controller_listens_on_the_route_to_the_second_server():
+    assert cluster.controller_address(["127.0.0.1", "127.0.0.2"]) == "127.0.0.1"
+
+
+def test_testbed_run_refuses_a_cluster_spec_before_building_anything():
+    """The build across servers is not in `testbed run` yet: preflight says so in one
+    line, first, before its root and OVS checks."""
+    from testbed import preflight
+    from topologies import build_topology
+
+    exp = validate(spec(servers=["a", "b"]), "t.yaml")
+    with pytest.raises(SpecError) as err:
+        preflight.check(exp, "t.yaml", build_topology(exp.topology), platform=None)
+    assert str(err.value).startswith("t.yaml: cluster = ['a', 'b']: expected no cluster")
+
+
+def test_the_guest_pair_shares_one_fresh_key_and_the_names():
+    from testbed.vm import pair
+
+    first, second = pair._shared_files(), pair._shared_files()
+    assert first["cluster/hosts"] == b"10.231.0.1 mlnet-a\n10.231.0.2 mlnet-b\n"
+    assert first["cluster/id_ed25519"].startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert first["cluster/id_ed25519.pub"].startswith(b"ssh-ed25519 ")
+    assert first["cluster/id_ed25519"] != second["cluster/id_ed25519"]  # made per boot
