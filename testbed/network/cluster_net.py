@@ -8,9 +8,12 @@ on one machine: OpenFlow 1.3, fail mode secure, and the controller's address on
 the private side (`cluster.controller_address`).
 
 Host configuration goes through each node's own shell (local or over ssh), so it is
-the same code for every server. Not yet here: the tc trees and loss of
-`testbed.network.emulated`, and the ledger's record of remote resources; `stop`
-removes what `start` made on every server.
+the same code for every server. Every link direction gets the project's tc tree
+(`testbed.network.tc`) at its egress interface, on whichever server holds it: on a
+tunnelled link that is the gretap device at each end, so a tunnel is shaped like any
+link. Loss is netem's (the stock kernels a cluster runs on have it). Not yet here: the
+ledger's record of remote resources; `stop` removes what `start` made on every
+server.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from mininet.examples.cluster import (
 )
 
 from testbed.errors import TestbedError
+from testbed.network import tc
 from testbed.network.emulated import NO_IPV6, OFFLOADS_OFF, ListeningController
 from testbed.network.partition import PLACERS, PodPlacer
 from testbed.spec.schema import ClusterSpec
@@ -73,6 +77,20 @@ def _run_line(node: RemoteOVSSwitch, line: str) -> None:
     if proc.returncode:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
         raise TestbedError(f"ovs-vsctl on {node.server} failed: {''.join(detail)}")
+
+
+def _tc_batch(node, ns_pid: int | None, cmds: list[list[str]]) -> None:
+    """``tc -force -batch -`` on `node`'s server, in the namespace of `ns_pid` (or the
+    root one), the lines on stdin."""
+    argv = ["mnexec", "-a", str(ns_pid)] if ns_pid else []
+    argv += ["tc", "-force", "-batch", "-"]
+    if node.isRemote:
+        argv = [a for a in node.sshcmd if a != "-tt"] + argv
+    lines = "".join(" ".join(str(a) for a in c) + "\n" for c in cmds)
+    proc = subprocess.run(argv, input=lines, capture_output=True, text=True, timeout=300)
+    if proc.returncode:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        raise TestbedError(f"tc on {node.server} failed: {''.join(detail)}")
 
 
 class ClusterNetwork:
@@ -130,6 +148,7 @@ class ClusterNetwork:
         self.net.start()
         for host in self.net.hosts:
             self._configure_host(host)
+        self._emulate_links()
 
     def stop(self) -> None:
         """Stop every node and link on every server (tunnels included). Idempotent."""
@@ -144,6 +163,22 @@ class ClusterNetwork:
             for link in self.topo.link_info
             if self.server_of(link.a) != self.server_of(link.b)
         ]
+
+    def _emulate_links(self) -> None:
+        """One ``tc -batch`` per namespace: each host's, and each server's root (its
+        switch ports, tunnel ends included)."""
+        batches: dict[tuple[str, str | None], list[list[str]]] = {}
+        for d in self.topo.directions():
+            node = self.net.get(d.src)
+            ns = d.src if d.src in self.topo.host_info else None
+            cmds = tc.link_tree(d.interface, d.params, netem_loss=True)
+            batches.setdefault((node.server, ns), []).extend(cmds)
+        for (server, ns), cmds in batches.items():
+            node = self.net.get(ns) if ns else self._a_switch_on(server)
+            _tc_batch(node, node.pid if ns else None, cmds)
+
+    def _a_switch_on(self, server: str) -> RemoteOVSSwitch:
+        return next(s for s in self.net.switches if s.server == server)
 
     def _configure_host(self, host: RemoteHost) -> None:
         """What `EmulatedNetwork` does per host, through the host's own shell."""

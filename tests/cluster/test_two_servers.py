@@ -34,7 +34,7 @@ pytestmark = [
 ]
 SPEC = {
     "name": "two-servers",
-    "topology": {"kind": "fat-tree", "k": 4},
+    "topology": {"kind": "fat-tree", "k": 4, "link": {"bw_mbps": 50}},
     "controller": {"routing": "ecmp"},
     "jobs": [{"name": "j", "workers": 2}],
     "cluster": {"servers": ["mlnet-a", PEER or "mlnet-b"], "placement": "pod", "tunnel": "gre"},
@@ -57,7 +57,8 @@ def test_a_fat_tree_split_by_pods_routes_across_gre_tunnels(tmp_path):
     """k=4 over two servers by pods: pods 0-1 and cores c1_* on a, pods 2-3 and cores
     c2_* on b, so 8 aggregation-core links are tunnels. The controller on a programs
     b's switches too; h1 (a) and h16 (b) exchange 200 pings, and the tunnel ends on
-    each side sent at least the 200 packets going that way."""
+    each side sent at least the 200 packets going that way, through the link's tc
+    tree (50 Mb/s) on each end."""
     import faulthandler
 
     from mininet.log import setLogLevel
@@ -87,6 +88,9 @@ def test_a_fat_tree_split_by_pods_routes_across_gre_tunnels(tmp_path):
         after = _tunnel_tx(net, tunnels)
         sent = {side: after[side] - before[side] for side in after}
         assert sent["mlnet-a"] >= 200 and sent[PEER] >= 200, sent
+        shaped = _tunnel_qdiscs(net, tunnels)
+        assert all("rate 50Mbit" in out for out in shaped.values()), shaped
+        assert sum(_sent_packets(out) for out in shaped.values()) >= 400, shaped
         reach = net.net.get("h9").cmd(
             "fping -q -c 2 -p 50 -t 500",
             *(topo.host_info[h].ip for h in topo.host_names() if h != "h9"),
@@ -115,3 +119,20 @@ def _tunnel_tx(net: ClusterNetwork, tunnels) -> dict[str, int]:
             server = net.server_of(node)
             total[server] = total.get(server, 0) + int(count.strip())
     return total
+
+
+def _tunnel_qdiscs(net: ClusterNetwork, tunnels) -> dict[str, str]:
+    """`tc -s class` of every tunnel end (the tree's HTB classes), on its own server."""
+    out = {}
+    for a, b in tunnels:
+        for node, peer in ((a, b), (b, a)):
+            intf = net.net.get(node).connectionsTo(net.net.get(peer))[0][0]
+            out[str(intf)] = net.net.get(node).cmd(f"tc -s class show dev {intf}")
+    return out
+
+
+def _sent_packets(qdisc_stats: str) -> int:
+    """Packets through the tree (its first class's `Sent ... pkt`; with one band, every
+    packet passes both classes)."""
+    match = re.search(r"Sent \d+ bytes (\d+) pkt", qdisc_stats)
+    return int(match.group(1)) if match else 0
