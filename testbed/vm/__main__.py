@@ -118,11 +118,14 @@ def cmd_cluster_test(args: argparse.Namespace) -> int:
         print(f"vm: guest {role} finished in {result.seconds:.0f} s (job exit {result.job_exit})")
         if result.error:
             print(result.error, file=sys.stderr)
-    left = (out_dir / "b" / "leftovers.txt").read_text() if results["b"].job_exit == 0 else None
+    report_b = out_dir / "b" / "leftovers.txt"
+    left = report_b.read_text() if report_b.exists() and results["b"].job_exit == 0 else None
     if left:
         print(f"vm: guest b kept: {left.strip()}", file=sys.stderr)
     counts = report.junit_counts(out_dir / "a" / "junit.xml")
     print(report.summary_line(counts, results["a"].facts, accel).replace("vm-test", "cluster-test"))
+    if left is None:
+        print(f"vm: guest b never reported its leftovers ({out_dir / 'b'})", file=sys.stderr)
     failed = any(r.error for r in results.values()) or counts is None or left != ""
     return 1 if failed else _exit(results["a"])
 
