@@ -240,3 +240,24 @@ def test_a_server_slower_than_one_connect_attempt_does_not_fail_the_worker(monke
     np.testing.assert_array_equal(out, data)
     sender.close()
     got[0].close()
+
+
+def test_closing_with_unread_control_data_ends_in_fin_not_reset():
+    """The peer's duplicate control copies lie unread at close. Closed as they were,
+    Linux answered with RST (discarding our unacknowledged last STOP); now the peer
+    reads an orderly end of file. Fails with a plain close(): ConnectionResetError."""
+    sender, receiver = pair(0.1)
+    sender.ctl.sendall(b"x" * 5000)  # what the receiver never reads
+    time.sleep(0.2)
+    receiver.close()
+    sender.ctl.settimeout(10)
+    assert sender.ctl.recv(10) == b""
+    sender.close()
+
+
+def test_close_waits_for_nothing_when_all_is_acknowledged():
+    sender, receiver = pair(0.1)
+    started = time.monotonic()
+    receiver.close()
+    sender.close()
+    assert time.monotonic() - started < 1.0  # LINGER_S is 10 s: it did not wait for it
