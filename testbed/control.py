@@ -7,6 +7,7 @@ connect at once), and later waits for the "all switches programmed" file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -106,8 +107,14 @@ class ControllerProcess:
     def stop(self) -> None:
         """Terminate the controller (its whole process group). Idempotent."""
         if self.popen is not None:
-            if self.popen.poll() is None:
+            if self.popen.poll() is None and self.ident:
                 kill_group(*self.ident)
+            elif self.popen.poll() is None:
+                # Interrupted between Popen and recording it (seen: Ctrl-C in a study,
+                # the controller left running). Its session is its own, and the pid
+                # cannot be reused while we have not reaped it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
 
     def _wait(self, condition, timeout_s: float, what: str) -> None:

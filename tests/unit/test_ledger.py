@@ -61,3 +61,20 @@ def test_alive_tracks_exit():
     proc.wait()
     time.sleep(0.05)
     assert not alive(ident)
+
+
+def test_a_controller_interrupted_before_it_was_recorded_is_still_stopped(tmp_path):
+    """Ctrl-C between Popen and recording the controller's identity once left it
+    running after a study run (stop raised a TypeError instead). Its session is its
+    own, so stop kills that group."""
+    import subprocess
+
+    from testbed.control import ControllerProcess
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "logs").mkdir()
+    controller = ControllerProcess({}, {}, "ecmp", tmp_path, ledger=None)
+    controller.popen = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    assert controller.ident == []
+    controller.stop()
+    assert controller.popen.returncode == -9
