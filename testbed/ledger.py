@@ -5,6 +5,12 @@ namespace interfaces, Mininet host shells, process groups it started, nft tables
 `release` removes exactly those (idempotently); `testbed clean` calls it for every
 ledger whose owning harness process is gone. Nothing else is ever touched: that is
 what separates this from Mininet's destructive ``mn -c``.
+
+A cluster run also records, per server, what it made there (`Ledger.servers`):
+bridges, interfaces (tunnel ends included), host shells, the pid files of its
+training processes and its scratch directory. `release` removes them on each server
+with this same code, run there over ssh (``python -m testbed.ledger``, the part on
+stdin): every server has the project at the same path.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +49,8 @@ class Ledger:
     interfaces: list[str] = field(default_factory=list)
     processes: list[list[int]] = field(default_factory=list)  # [pid, start time], pid = pgid
     nft_tables: list[list[str]] = field(default_factory=list)  # [family, name]
+    # server -> its part (`ServerPart` fields); LOCAL names this machine
+    servers: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def open(cls, run_id: str, run_dir: str) -> Ledger:
@@ -75,9 +86,22 @@ class Ledger:
         self.nft_tables.append([family, name])
         self.save()
 
+    def add_on_server(self, server: str, **items: list) -> None:
+        """Record resources a cluster run is about to make on `server` (LOCAL: here):
+        bridges, interfaces, processes ([pid, start time]), pidfiles ([path, marker]),
+        dirs (scratch directories)."""
+        part = self.servers.setdefault(server, {})
+        for key, values in items.items():
+            getattr(ServerPart(), key)  # only the known kinds
+            part.setdefault(key, []).extend(values)
+        self.save()
+
     def release(self) -> list[str]:
         """Remove everything recorded that still exists; return what was removed."""
-        removed = [
+        removed = []
+        for server, part in self.servers.items():
+            removed += release_on(server, ServerPart(**part), self.run_id)
+        removed += [
             f"process group {pid}" for pid, start in self.processes if kill_group(pid, start)
         ]
         for family, name in self.nft_tables:
@@ -95,6 +119,81 @@ class Ledger:
 # fat-tree outlived ovs-vsctl's 60 s timeout on the userspace datapath; chunks keep
 # each transaction short, with a timeout that grows with its size.
 BRIDGES_PER_TRANSACTION = 32
+
+
+LOCAL = "localhost"  # Mininet's name for the first server
+
+
+@dataclass
+class ServerPart:
+    """What a cluster run made on one server."""
+
+    bridges: list[str] = field(default_factory=list)
+    interfaces: list[str] = field(default_factory=list)
+    processes: list[list[int]] = field(default_factory=list)  # [pid, start time]
+    pidfiles: list[list[str]] = field(default_factory=list)  # [path, marker]
+    dirs: list[str] = field(default_factory=list)  # scratch directories (under /tmp)
+
+    def release(self, run_id: str) -> list[str]:
+        """Remove this part here (on the server it describes)."""
+        removed = []
+        for path, marker in self.pidfiles:
+            pid = _pid_in(path, marker)
+            if pid and kill_group(pid, _start_time(pid)):
+                removed.append(f"process group {pid}")
+        removed += [f"process group {p}" for p, start in self.processes if kill_group(p, start)]
+        marks = _bridge_marks()
+        ours = [b for b in self.bridges if b in marks and marks[b] in (run_id, "")]
+        removed += [f"bridge {b}" for b in delete_bridges(ours)]
+        removed += [f"interface {i}" for i in delete_interfaces(self.interfaces)]
+        for path in self.dirs:
+            if path.startswith("/tmp/mlnet-testbed/") and Path(path).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(f"directory {path}")
+        return removed
+
+
+def release_on(server: str, part: ServerPart, run_id: str) -> list[str]:
+    """`part.release` on `server`: here, or there over ssh; each item named with its
+    server. A server that cannot be reached is reported, not skipped silently."""
+    if server == LOCAL:
+        return part.release(run_id)
+    from testbed.network.cluster import ssh_argv  # only cluster runs come here
+
+    argv = ssh_argv(server, ["sudo", "-n", sys.executable, "-m", "testbed.ledger", run_id])
+    payload = json.dumps(asdict(part))
+    proc = subprocess.run(argv, input=payload, capture_output=True, text=True, timeout=300)
+    if proc.returncode:
+        detail = proc.stderr.strip().splitlines()[-1:]
+        raise TestbedError(f"could not clean up on {server}: {''.join(detail)}")
+    return [f"{server}: {item}" for item in json.loads(proc.stdout or "[]")]
+
+
+def remote_identities(server: str, pids: list[int]) -> list[list[int]]:
+    """[pid, start time] of processes on `server` (one ssh call)."""
+    if server == LOCAL:
+        return [identity(p) for p in pids]
+    from testbed.network.cluster import ssh_argv
+
+    script = (
+        "import sys; from testbed.ledger import identity; "
+        "print([identity(int(p)) for p in sys.argv[1:]])"
+    )
+    argv = ssh_argv(server, [sys.executable, "-c", script, *map(str, pids)])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if proc.returncode:
+        raise TestbedError(f"could not read process start times on {server}")
+    return json.loads(proc.stdout)
+
+
+def _pid_in(path: str, marker: str) -> int | None:
+    """The pid in a pid file, if that process's command line still holds `marker`."""
+    try:
+        pid = int(Path(path).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except (OSError, ValueError):
+        return None
+    return pid if marker.encode() in cmdline else None
 
 
 def delete_bridges(bridges: list[str]) -> list[str]:
@@ -204,3 +303,14 @@ def _bridge_marks() -> dict[str, str]:
 def _ovs(args: list[str]) -> str:
     proc = shell.run(["ovs-vsctl", "--timeout=10", *args], check=False)
     return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def main() -> None:
+    """On a server of a cluster run: release the `ServerPart` on stdin for the run id in
+    argv[1]; print what was removed as JSON."""
+    part = ServerPart(**json.loads(sys.stdin.read()))
+    print(json.dumps(part.release(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,16 +16,6 @@ TOOLS = ("mnexec", "ovs-vsctl", "tc", "ip", "ethtool", "sysctl", "fping", "nft")
 
 def check(exp: Experiment, source: str, topo: GraphTopo, platform: Platform) -> None:
     """Raise the first problem found, as a one-line error."""
-    if exp.cluster is not None:
-        # The spec section and `testbed doctor --cluster` exist; the build across
-        # servers (MininetCluster, remote jobs, merged results) does not yet.
-        raise SpecError(
-            source,
-            "cluster",
-            list(exp.cluster.servers),
-            "expected no cluster for `testbed run` yet: it builds on one machine; "
-            "`testbed doctor --cluster SPEC` checks the servers",
-        )
     if not platform.root:
         raise TestbedError(
             "testbed run needs root (it creates namespaces and OVS bridges); run it with sudo"
@@ -37,6 +27,11 @@ def check(exp: Experiment, source: str, topo: GraphTopo, platform: Platform) -> 
         raise TestbedError("Open vSwitch is not running; `sudo make bootstrap` starts it")
     check_features(exp, source, platform)
     check_free_names(topo)
+    if exp.cluster is not None and not platform.netem:
+        raise TestbedError(
+            "a cluster run emulates links with netem on every server, and sch_netem is "
+            "not available here (`modprobe sch_netem`)"
+        )
 
 
 def check_features(exp: Experiment, source: str, platform: Platform) -> None:

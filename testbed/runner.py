@@ -42,6 +42,7 @@ from testbed.jobs.launch import PROCESS_ENV, JobRunner
 from testbed.jobs.placement import Placement, place
 from testbed.ledger import Ledger, summarize_removed
 from testbed.network import reach
+from testbed.network.cluster import controller_address
 from testbed.network.counters import job_tier_bytes
 from testbed.network.emulated import EmulatedNetwork, LinkEmulation
 from testbed.network.monitor import LinkMonitor
@@ -63,6 +64,9 @@ log = logging.getLogger("testbed")
 # How often the harness checks its jobs: a job's end is seen POLL_S/2 late on average,
 # which every run pays; a poll reads only exit codes and the new bytes of one file.
 POLL_S = 0.1
+# From the network built to every switch programmed; a cluster's remote switches
+# connect over ssh-built tunnels, which take minutes under TCG.
+READY_TIMEOUT_S = {"one machine": 60, "cluster": 180}
 
 
 class Interrupted(Exception):
@@ -103,6 +107,8 @@ class Testbed:
         )
         self.datapath = platform.datapath(exp.network.datapath)
         self.loss_backend, self.loss_reason = platform.loss_backend(exp.network.loss_backend)
+        if exp.cluster is not None:  # tc on every server (testbed.network.cluster_net)
+            self.loss_backend, self.loss_reason = "netem", "a cluster: netem on every server"
         emulation = LinkEmulation(
             loss_backend=self.loss_backend,
             seed=exp.seed if platform.netem_seed else None,
@@ -113,10 +119,21 @@ class Testbed:
         jobs = controller_jobs(
             exp, self.placements, self.t0, run_dir / "controller.csv", run_dir / "raw" / "ports.csv"
         )
+        # On a cluster the controller listens where every server's switches reach it.
+        self.address = "127.0.0.1"
+        if exp.cluster is not None:
+            self.address = controller_address(list(exp.cluster.servers))
         self.controller = ControllerProcess(
-            topo.to_json(), jobs, exp.controller.routing, run_dir, self.ledger
+            topo.to_json(), jobs, exp.controller.routing, run_dir, self.ledger, self.address
         )
-        self.network = EmulatedNetwork(topo, self.datapath, 0, self.ledger, emulation)
+        if exp.cluster is None:
+            self.network = EmulatedNetwork(topo, self.datapath, 0, self.ledger, emulation)
+        else:
+            from testbed.network.cluster_net import ClusterNetwork  # Mininet's examples
+
+            self.network = ClusterNetwork(
+                topo, exp.cluster, self.address, 0, self.ledger, self.datapath, emulation
+            )
         self.monitor: LinkMonitor | None = None
         self.timings: dict[str, float] = {}
         self.reachability: dict = {}  # what the reachability check covered
@@ -144,9 +161,12 @@ class Testbed:
         }
         try:
             self.network.controller_port = self.controller.start()
-            self.progress.phase(f"controller listening on 127.0.0.1:{self.network.controller_port}")
+            port = self.network.controller_port
+            self.progress.phase(f"controller listening on {self.address}:{port}")
             self.network.start()
-            report = self.controller.wait_ready()
+            report = self.controller.wait_ready(
+                READY_TIMEOUT_S["one machine" if self.exp.cluster is None else "cluster"]
+            )
             self.timings["network_ready_s"] = round(time.time() - self.t0, 3)
             self.progress.phase(
                 f"network ready: {len(self.topo.host_info)} hosts, {report['switches']} switches "
@@ -169,10 +189,29 @@ class Testbed:
             raise
         return self
 
+    def cluster_report(self) -> dict:
+        """metadata.json's `cluster`: each server's hosts and the tunnelled links."""
+        net = self.network
+        hosts: dict[str, list[str]] = {server: [] for server in self.exp.cluster.servers}
+        for name in self.topo.host_names():
+            hosts[net.server_of(name)].append(name)
+        tunnels = [f"{a}-{b}" for a, b in net.cross_links()]
+        return {
+            "servers": list(self.exp.cluster.servers),
+            "controller_address": self.address,
+            "placement": self.exp.cluster.placement,
+            "tunnel": self.exp.cluster.tunnel,
+            "hosts": hosts,
+            "tunnelled_links": tunnels,
+            "launcher": "exec on each host's server (testbed.jobs.remote)",
+        }
+
     def _watched_hosts(self) -> list[str] | None:
         """Hosts whose egress queues the link monitor reads: all of them, or on a large
         fabric (more than reach.FULL_CHECK_MAX_HOSTS hosts) those jobs and traffic use."""
         names = self.topo.host_names()
+        if self.exp.cluster is not None:
+            return []  # one ssh call per host and sample is too many: queues unread
         if len(names) <= reach.FULL_CHECK_MAX_HOSTS:
             return None
         if any(t.kind == "flows" and not isinstance(t.hosts, tuple) for t in self.exp.traffic):
@@ -230,7 +269,7 @@ class Testbed:
         try:
             tiers = sorted({link.tier for link in self.topo.link_info}, key=TIERS.index)
             jobs = [job.name for job in self.exp.jobs]
-            counted = job_tier_bytes(self.topo.switch_info, jobs, tiers)
+            counted = job_tier_bytes(self.topo.switch_info, jobs, tiers, self.network)
             path.write_text(json.dumps({"tiers": tiers, "jobs": counted}, indent=1) + "\n")
         except Exception:
             log.error("per-job tier bytes not read\n%s", traceback.format_exc())
@@ -343,7 +382,9 @@ def run_experiment(
     traffic: TrafficRunner | None = None
     faults: FaultRunner | None = None
     cpu: CpuSampler | None = None
-    forkserver = _forkserver(exp, run_dir) if exp.launcher == "fork" and builtin else None
+    # A cluster's processes start on their own servers, each a fresh interpreter.
+    forking = exp.launcher == "fork" and builtin and exp.cluster is None
+    forkserver = _forkserver(exp, run_dir) if forking else None
     links: list[dict] = []
     status, error = "failed", ""
     try:
@@ -354,6 +395,8 @@ def run_experiment(
                 testbed.start()
                 meta.update(**testbed.timings, reachability=testbed.reachability,
                             network_profile=testbed.network.profile)  # fmt: skip
+                if exp.cluster is not None:
+                    meta.update(cluster=testbed.cluster_report())
                 if forkserver:
                     forkserver.wait_ready()
                     ready_s = round(forkserver.ready_at - testbed.t0, 3)

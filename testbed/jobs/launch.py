@@ -28,6 +28,7 @@ from testbed.jobs import command
 from testbed.jobs.command import CommandProcess
 from testbed.jobs.forkserver import ForkedProcess, ForkServer, log_tail
 from testbed.jobs.placement import Placement
+from testbed.jobs.remote import ClusterLauncher, RemoteProcess
 from testbed.jobs.trees import Tree, build_trees, plan_edges, racks_of
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.emulated import EmulatedNetwork
@@ -117,6 +118,9 @@ class JobRunner:
         self.source = source  # the spec file: command jobs' relative paths start there
         self.ledger = ledger
         self.forkserver = forkserver  # None: exec a fresh interpreter per process
+        # A cluster's processes start on their hosts' servers (testbed.jobs.remote).
+        cluster = hasattr(net, "prefix_of")
+        self.cluster = ClusterLauncher(net, ledger, run_dir) if cluster else None
         racks = racks_of(net.topo)
         self.jobs = []
         ips = {name: info.ip for name, info in net.topo.host_info.items()}
@@ -170,7 +174,7 @@ class JobRunner:
                 host=host,
                 ip=ips[host],
                 seed=exp.seed,
-                records=str(raw / f"{stem}.jsonl"),
+                records=self._records(host, raw / f"{stem}.jsonl"),
                 servers=servers,
                 workers=workers,
                 port=PS_PORT,
@@ -185,6 +189,9 @@ class JobRunner:
                 )
             )
         return planned
+
+    def _records(self, host: str, path: Path) -> str:
+        return self.cluster.records_path(host, path) if self.cluster else str(path)
 
     # ------------------------------------------------------------------ running
 
@@ -208,7 +215,12 @@ class JobRunner:
                 continue
             # gloo resolves the hostname outside the namespace unless told the interface.
             env = {"GLOO_SOCKET_IFNAME": f"{proc.config.host}-eth0"}
-            if self.forkserver is not None:
+            if self.cluster is not None:
+                env = {**PROCESS_ENV, **env}
+                proc.popen = self.cluster.start(
+                    proc.config.host, proc.config_path, proc.log_path, env
+                )
+            elif self.forkserver is not None:
                 proc.popen = self.forkserver.spawn(proc.config_path, proc.log_path, host.pid, env)
             else:
                 with open(proc.log_path, "w") as log:
@@ -298,7 +310,8 @@ class JobRunner:
         return all(job.done for job in self.jobs)
 
     def stop_all(self) -> None:
-        """Stop every process still running; unfinished jobs become ``interrupted``."""
+        """Stop every process still running; unfinished jobs become ``interrupted``.
+        A cluster's records then come home from every server."""
         for job in self.jobs:
             if not job.done:
                 job.status = "interrupted"
@@ -306,11 +319,17 @@ class JobRunner:
                 self._persist(job)
             else:
                 self._stop(job)
+        if self.cluster is not None:
+            missing = self.cluster.collect()
+            if missing:
+                log.warning("records never written: %s", ", ".join(missing))
 
     def _stop(self, job: JobRun) -> None:
         for proc in job.processes:
             if proc.popen is not None:
                 if proc.popen.poll() is None:
+                    if isinstance(proc.popen, RemoteProcess):
+                        proc.popen.stop()  # its group on its server; then ssh's here
                     kill_group(*proc.ident)  # dead on return: SIGTERM, then SIGKILL
                 try:
                     proc.popen.wait(timeout=STOP_TIMEOUT_S)

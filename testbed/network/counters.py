@@ -31,14 +31,22 @@ def parse_dump(text: str) -> dict[tuple[str, int], int]:
 
 
 def job_tier_bytes(
-    switches: Iterable[str], jobs: list[str], tiers: list[str]
+    switches: Iterable[str], jobs: list[str], tiers: list[str], network=None
 ) -> dict[str, dict[str, int]]:
-    """Bytes each job (names by index) put on each of `tiers`, summed over `switches`."""
-    shell.run(["ovs-appctl", "revalidator/wait"], timeout=30)
+    """Bytes each job (names by index) put on each of `tiers`, summed over `switches`
+    (read on each switch's server if `network` is a cluster's)."""
+    on_switch = getattr(network, "on_switch", None)
+    if on_switch is None:
+
+        def on_switch(_switch: str, argv: list[str]) -> str:
+            return shell.run(argv, timeout=30).stdout
+
+    for switch in getattr(network, "one_switch_per_server", lambda: [None])():
+        on_switch(switch, ["ovs-appctl", "revalidator/wait"])
     cookie = f"cookie={ACCOUNT_TAG:#x}/{ACCOUNT_MASK:#x}"
 
     def dump(switch: str) -> str:
-        return shell.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch, cookie]).stdout
+        return on_switch(switch, ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch, cookie])
 
     # Several at a time: one after another, the 320 switches of a k=16 fat-tree took 3 min.
     with ThreadPoolExecutor(max_workers=DUMPS_AT_ONCE) as pool:

@@ -95,7 +95,7 @@ class EmulatedNetwork:
 
     def start(self) -> None:
         """Build and start the network, then configure hosts and emulate every link."""
-        _route_mininet_logs()
+        route_mininet_logs()
         clock = _Clock(self.profile)
         self.ledger.add_network(sorted(self.topo.switch_info), self.topo.interface_names())
         self.net = Mininet(
@@ -204,21 +204,7 @@ class EmulatedNetwork:
     def _emulate_links(self) -> None:
         """The tc tree on every egress interface, loss not yet switched on. Switch ports
         get one band per priority class; hosts send unmarked traffic, so one band."""
-        netem_loss = self.emulation.loss_backend == "netem"
-
-        def tree(index, d):
-            bands = self.bands_of(d.src)
-            cmds = tc.link_tree(
-                d.interface,
-                d.params,
-                netem_loss,
-                bands=bands,
-                loss_on=False,
-                burst_ms=self.emulation.burst_ms,
-            )
-            return cmds + (tc.dscp_filters(d.interface, bands) if bands > 1 else [])
-
-        self._tc_per_namespace(tree)
+        self._tc_per_namespace(lambda i, d: link_commands(self.emulation, self.bands_of, d))
 
     def bands_of(self, src: str) -> int:
         """Priority bands of the tc tree on `src`'s egress interfaces."""
@@ -233,6 +219,21 @@ class EmulatedNetwork:
             shell.run_batch("tc", cmds, ns_pid=pid)
 
 
+def link_commands(emulation: LinkEmulation, bands_of, d) -> list[list[str]]:
+    """The tc commands of direction `d`'s tree (loss not yet on), with one band per
+    priority class (`bands_of(src)`) and their DSCP filters."""
+    bands = bands_of(d.src)
+    cmds = tc.link_tree(
+        d.interface,
+        d.params,
+        emulation.loss_backend == "netem",
+        bands=bands,
+        loss_on=False,
+        burst_ms=emulation.burst_ms,
+    )
+    return cmds + (tc.dscp_filters(d.interface, bands) if bands > 1 else [])
+
+
 class _Clock:
     """Laps of the network's start-up, written into `profile` as they complete."""
 
@@ -245,7 +246,7 @@ class _Clock:
         self.last = now
 
 
-def _route_mininet_logs() -> None:
+def route_mininet_logs() -> None:
     """Send Mininet's console chatter to the run log instead of the user's terminal."""
     harness = logging.getLogger("testbed")
     mininet_log.handlers = list(harness.handlers)

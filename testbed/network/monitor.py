@@ -88,6 +88,7 @@ class LinkMonitor:
         self.directions = net.topo.directions()
         self.loss_plan = loss.plan(net.topo)
         self.peaks = {d.name: _Peak() for d in self.directions}
+        self._counters: dict[str, dict[str, int]] | None = None  # this sample's, if read at once
         self._periodic = Periodic("link-monitor", interval_s, self.sample)
         self._fh = open(path, "w", newline="")
         self._csv = csv.DictWriter(self._fh, fieldnames=COLUMNS)
@@ -118,6 +119,7 @@ class LinkMonitor:
     def sample(self) -> list[dict]:
         """Read every counter once and append one row per direction."""
         now = time.time()
+        self._counters = self._interface_stats()
         qdiscs = self._qdisc_stats()
         nft = self._loss_counters()
         rows = []
@@ -153,15 +155,15 @@ class LinkMonitor:
     def _row(self, d: Direction, now: float, qdisc: dict, counters) -> dict:
         switches = self.net.topo.switch_info
         if d.src in switches:
-            sent = _sysfs(d.interface)
+            sent = self._counter(d.interface)
             tx_b, tx_p = sent["tx_bytes"], sent["tx_packets"]
             if d.dst in switches:
-                got = _sysfs(d.peer_interface)
+                got = self._counter(d.peer_interface)
                 rx_b, rx_p = got["rx_bytes"], got["rx_packets"]
             else:  # a host's end of the veth receives exactly what was sent
                 rx_b, rx_p = tx_b, tx_p
         else:  # host egress: what the switch end of its veth received
-            got = _sysfs(d.peer_interface)
+            got = self._counter(d.peer_interface)
             tx_b = rx_b = got["rx_bytes"]
             tx_p = rx_p = got["rx_packets"]
         read = qdisc is not None
@@ -197,6 +199,16 @@ class LinkMonitor:
                 peak.peak_mbps = max(peak.peak_mbps, mbps)
         peak.last_bytes, peak.last_time, peak.last = row["tx_bytes"], now, row
 
+    def _interface_stats(self) -> dict[str, dict[str, int]] | None:
+        """A cluster's counters, every server's at once (None: read sysfs here)."""
+        read = getattr(self.net, "interface_stats", None)
+        return read() if read else None
+
+    def _counter(self, interface: str) -> dict[str, int]:
+        if self._counters is None:
+            return _sysfs(interface)
+        return self._counters.get(interface, dict.fromkeys(STATS, 0))
+
     def _loss_counters(self) -> dict[str, loss.LossCounters]:
         """nft counters of every namespace that marks packets lost."""
         counters: dict[str, loss.LossCounters] = {}
@@ -210,7 +222,8 @@ class LinkMonitor:
     def _qdisc_stats(self) -> dict[str, dict]:
         """Interface -> {htb_drops, netem_drops, bands}: one tc call for the root
         namespace, one per host (host interfaces live in their own namespaces)."""
-        listings = [_tc_stats(None)]
+        root = getattr(self.net, "root_qdiscs", None)  # a cluster: every server's root
+        listings = [root() if root else _tc_stats(None)]
         for name in self.hosts:
             listings.append(_tc_stats(self.net.host(name).pid, f"{name}-eth0"))
         return qdisc_stats([q for listing in listings for q in listing])

@@ -390,8 +390,16 @@ def _check_capacity(exp: Experiment, source: str, hosts: list[str]) -> None:
         )
 
 
+# What a cluster run does not do yet, each with the key that asks for it.
+CLUSTER_UNSUPPORTED = {
+    "faults": "expected no faults on a cluster (a fault acts in this machine's namespaces)",
+    "traffic": "expected no background traffic on a cluster (its agents start here only)",
+}
+
+
 def _check_cluster(exp: Experiment, source: str, topo) -> None:
-    """Distinct servers; `pod` placement needs a fat-tree with a pod per server."""
+    """Distinct servers; `pod` placement needs a fat-tree with a pod per server; only
+    what a cluster run can do (built-in training jobs, netem loss)."""
     if exp.cluster is None:
         return
     servers = list(exp.cluster.servers)
@@ -400,6 +408,17 @@ def _check_cluster(exp: Experiment, source: str, topo) -> None:
             raise SpecError(
                 source, f"cluster.servers.{i}", server, "expected servers named once each"
             )
+    for key, expected in CLUSTER_UNSUPPORTED.items():
+        if getattr(exp, key):
+            raise SpecError(source, key, f"{len(getattr(exp, key))} entries", expected)
+    for i, job in enumerate(exp.jobs):
+        if job.is_command:
+            raise SpecError(source, f"jobs.{i}.command", job.command,
+                            "expected a built-in training job on a cluster")  # fmt: skip
+    if exp.network.loss_backend == "nftables":
+        raise SpecError(source, "network.loss_backend", "nftables",
+                        "expected auto or netem: a cluster shapes and drops with tc on "
+                        "every server")  # fmt: skip
     if exp.cluster.placement != "pod":
         return
     if exp.topology.kind != "fat-tree":

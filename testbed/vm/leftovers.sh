@@ -15,3 +15,5 @@ done
 mac=$(cat /mnt/work/cluster/mac 2>/dev/null)
 ip -o link show | grep -v "link/ether ${mac:-none} " |
   awk -F': ' '$2 !~ /^(lo|ovs-system|gre0|gretap0|erspan0)(@|$)/ {print "link " $2}'
+# A cluster run's scratch directories (testbed.jobs.remote), on any server.
+ls -A /tmp/mlnet-testbed 2>/dev/null | sed 's/^/scratch /'

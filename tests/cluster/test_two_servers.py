@@ -8,12 +8,15 @@ back or not, and a tunnel either carried the echo requests or did not.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -39,6 +42,17 @@ SPEC = {
     "jobs": [{"name": "j", "workers": 2}],
     "cluster": {"servers": ["mlnet-a", PEER or "mlnet-b"], "placement": "pod", "tunnel": "gre"},
 }
+
+
+# A PS job with its server and one worker on a, two workers on b: every iteration, b's
+# workers push their gradients to h1 and pull the model back through a tunnel.
+TRAIN = {
+    **SPEC,
+    "name": "two-servers-train",
+    "launcher": "exec",  # what a cluster does; the one-server arm too
+    "jobs": [{"name": "ps", "servers": 1, "workers": 3, "placement": ["h1", "h2", "h9", "h10"],
+              "iterations": 40, "timeout_s": 1200}],
+}  # fmt: skip
 
 
 def test_doctor_passes_on_both_servers(tmp_path):
@@ -101,11 +115,7 @@ def test_a_fat_tree_split_by_pods_routes_across_gre_tunnels(tmp_path):
         net.stop()
         controller.stop()
         ledger.release()
-    here = subprocess.run(["sh", "testbed/vm/leftovers.sh"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
-    there = subprocess.run(["ssh", PEER, "sh", "/opt/mlnet-testbed/testbed/vm/leftovers.sh"],
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert (here.stdout, there.stdout) == ("", "")
+    assert _leftovers() == ("", "")
 
 
 def _tunnel_tx(net: ClusterNetwork, tunnels) -> dict[str, int]:
@@ -136,3 +146,91 @@ def _sent_packets(qdisc_stats: str) -> int:
     packet passes both classes)."""
     match = re.search(r"Sent \d+ bytes (\d+) pkt", qdisc_stats)
     return int(match.group(1)) if match else 0
+
+
+def test_a_ps_job_trains_across_both_servers_and_against_one(tmp_path):
+    """`benchmarks/cluster.py` on a two-server spec: `testbed run` across both servers,
+    then the same spec without `cluster:` on a alone (the control arm: only where the
+    nodes run differs). The job is ok in both; its records came home from b; links.csv
+    shows the tunnels carrying at least the payload that had to cross them; nothing is
+    left on either guest. The iteration times are printed, not judged (TCG)."""
+    from testbed.training.size import iteration_bytes
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(TRAIN))
+    bench = subprocess.run(
+        [sys.executable, "benchmarks/cluster.py", str(spec), "--keep", str(tmp_path / "runs"),
+         "--json", str(tmp_path / "figures.json")],
+        cwd=REPO, timeout=2400, env={**os.environ, "COLUMNS": "160"},
+    )  # fmt: skip
+    assert bench.returncode == 0
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    for arm, fig in figures["arms"].items():
+        assert fig["status"] == "ok", (arm, fig["error"])
+    two = Path(figures["arms"]["cluster"]["run_dir"])
+    meta = json.loads((two / "metadata.json").read_text())
+    assert len(meta["cluster"]["tunnelled_links"]) == 8
+    assert meta["cluster"]["hosts"][PEER] == [f"h{i}" for i in range(9, 17)]
+    iterations = pd.read_csv(two / "iterations.csv")
+    assert set(iterations["rank"]) == {0, 1, 2}  # ranks 1 and 2 wrote on b
+    assert (iterations.groupby("rank")["iteration"].max() == 39).all()
+    # Each of b's 2 workers pushes and pulls the float32 model once per iteration, so at
+    # least 2 x 2 x iterations x model bytes crossed (headers and retransmits only add).
+    job = validate(TRAIN, "t").jobs[0]
+    model_bytes = iteration_bytes(job) // job.workers
+    crossed = figures["arms"]["cluster"]["tunnel_bytes"]
+    assert crossed >= 2 * 2 * 40 * model_bytes, (crossed, model_bytes)
+    assert "ps" in figures["iteration_ratio"]
+    assert _leftovers() == ("", "")
+
+
+def _leftovers() -> tuple[str, str]:
+    """What each guest still holds (testbed/vm/leftovers.sh), "" for nothing."""
+    here = subprocess.run(["sh", "testbed/vm/leftovers.sh"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    there = subprocess.run(["ssh", PEER, "sh", "/opt/mlnet-testbed/testbed/vm/leftovers.sh"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    return here.stdout, there.stdout
+
+
+def test_a_crash_on_the_cluster_is_cleaned_from_the_first_server(tmp_path):
+    """SIGKILL the harness while b's workers train: no teardown runs, and b keeps
+    bridges, namespaces and training processes. `testbed clean` on a then removes what
+    the ledger recorded on both servers, and only that."""
+    spec = tmp_path / "spec.yaml"
+    long = {**TRAIN, "name": "crash", "jobs": [{**TRAIN["jobs"][0], "iterations": 100_000}]}
+    spec.write_text(yaml.safe_dump(long))
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "testbed", "run", str(spec), "--out", str(tmp_path / "run")],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for_training_on_peer(harness, processes=2, timeout_s=1200)
+        harness.kill()  # the harness alone: its children live on, as after a crash
+        harness.wait(30)
+        here, there = _leftovers()
+        assert "bridge" in there and "netns" in there, there
+        cleaned = subprocess.run([sys.executable, "-m", "testbed", "clean"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=600)  # fmt: skip
+        print(cleaned.stdout)
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert f"{PEER}: bridge" in cleaned.stdout, cleaned.stdout  # named by server
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait(30)
+        subprocess.run([sys.executable, "-m", "testbed", "clean"], cwd=REPO,
+                       capture_output=True, timeout=600)  # fmt: skip
+    assert _leftovers() == ("", "")
+
+
+def _wait_for_training_on_peer(harness: subprocess.Popen, processes: int, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert harness.poll() is None, "the run ended before it was killed"
+        found = subprocess.run(["ssh", PEER, "pgrep", "-f", "testbed.training"],
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        if len(found.stdout.split()) >= processes:
+            return
+        time.sleep(5)
+    pytest.fail(f"no {processes} training processes on {PEER} within {timeout_s} s")

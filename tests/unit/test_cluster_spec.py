@@ -93,16 +93,25 @@ def test_the_controller_listens_on_the_route_to_the_second_server():
     assert cluster.controller_address(["127.0.0.1", "127.0.0.2"]) == "127.0.0.1"
 
 
-def test_testbed_run_refuses_a_cluster_spec_before_building_anything():
-    """The build across servers is not in `testbed run` yet: preflight says so in one
-    line, first, before its root and OVS checks."""
-    from testbed import preflight
-    from topologies import build_topology
-
-    exp = validate(spec(servers=["a", "b"]), "t.yaml")
+@pytest.mark.parametrize(
+    "extra,key,expected",
+    [
+        ({"faults": [{"at_s": 1, "controller": "kill"}]}, "faults", "expected no faults"),
+        ({"traffic": [{"kind": "flows", "load": 0.1, "duration_s": 5}]}, "traffic",
+         "expected no background traffic"),
+        ({"jobs": [{"name": "c", "command": "true", "workers": 2}]}, "jobs.0.command",
+         "expected a built-in training job on a cluster"),
+        ({"network": {"loss_backend": "nftables"}}, "network.loss_backend",
+         "expected auto or netem"),
+    ],
+)  # fmt: skip
+def test_what_a_cluster_run_cannot_do_is_refused_by_key(extra, key, expected):
+    """Found with the spec, before anything is built; one line naming the key."""
     with pytest.raises(SpecError) as err:
-        preflight.check(exp, "t.yaml", build_topology(exp.topology), platform=None)
-    assert str(err.value).startswith("t.yaml: cluster = ['a', 'b']: expected no cluster")
+        validate({**spec(servers=["a", "b"]), **extra}, "t.yaml")
+    line = str(err.value)
+    assert line.startswith(f"t.yaml: {key} = ") and expected in line, line
+    assert "\n" not in line
 
 
 def test_the_guest_pair_shares_one_fresh_key_and_the_names():
@@ -113,3 +122,19 @@ def test_the_guest_pair_shares_one_fresh_key_and_the_names():
     assert first["cluster/id_ed25519"].startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
     assert first["cluster/id_ed25519.pub"].startswith(b"ssh-ed25519 ")
     assert first["cluster/id_ed25519"] != second["cluster/id_ed25519"]  # made per boot
+
+
+def test_net_dev_counters_are_read_by_name():
+    """links.csv on a cluster reads every server's /proc/net/dev (tunnel ends included)."""
+    from testbed.network.cluster_net import parse_net_dev
+
+    text = (
+        "Inter-|   Receive                            |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets\n"
+        "a0_0-eth3: 1500 10 0 0 0 0 0 0 9000 60 0 0 0 0 0 0\n"
+        "    lo: 7 1 0 0 0 0 0 0 7 1 0 0 0 0 0 0\n"
+    )
+    stats = parse_net_dev(text)
+    assert stats["a0_0-eth3"] == {"rx_bytes": 1500, "rx_packets": 10, "tx_bytes": 9000,
+                                  "tx_packets": 60}  # fmt: skip
+    assert set(stats) == {"a0_0-eth3", "lo"}
