@@ -280,7 +280,8 @@ def _doctor_cluster(spec: str) -> int:
     servers = list(exp.cluster.servers)
     checks = check_servers(servers)
     table = Table(title=f"mlnet-testbed doctor --cluster {spec}", title_justify="left")
-    for column in ("server", "address", "ssh", "sudo", "Mininet", "OVS", "clock offset", "ok"):
+    columns = ("server", "address", "ssh", "sudo", "Mininet", "OVS", "project", "clock offset")
+    for column in (*columns, "ok"):
         table.add_column(column)
     for c in checks:
         offset = (
@@ -291,7 +292,7 @@ def _doctor_cluster(spec: str) -> int:
         where = f"{c.address or '?'}" + (" (this machine)" if c.local else "")
         table.add_row(
             c.server, where, _yes(c.ssh), _yes(c.sudo), c.mininet or "-", c.ovs or "-",
-            offset, _yes(not c.problems, "ok", "NO"),
+            _yes(c.project), offset, _yes(not c.problems, "ok", "NO"),
         )  # fmt: skip
     console = Console()
     console.print(table)

@@ -102,6 +102,11 @@ class Testbed:
         self.lock = lock or RunLock()  # released at teardown (prepare takes it)
         self.progress = progress or RunProgress()
         self.t0 = time.time()
+        # On a cluster the controller listens where every server's switches reach it
+        # (found first: a server with no route fails the run before it records anything).
+        self.address = "127.0.0.1"
+        if exp.cluster is not None:
+            self.address = controller_address(list(exp.cluster.servers))
         self.ledger = Ledger.open(
             f"{exp.name}-{run_dir.name}-{time.time_ns() % 10**6}", str(run_dir)
         )
@@ -119,10 +124,6 @@ class Testbed:
         jobs = controller_jobs(
             exp, self.placements, self.t0, run_dir / "controller.csv", run_dir / "raw" / "ports.csv"
         )
-        # On a cluster the controller listens where every server's switches reach it.
-        self.address = "127.0.0.1"
-        if exp.cluster is not None:
-            self.address = controller_address(list(exp.cluster.servers))
         self.controller = ControllerProcess(
             topo.to_json(), jobs, exp.controller.routing, run_dir, self.ledger, self.address
         )

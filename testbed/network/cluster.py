@@ -19,6 +19,7 @@ import ipaddress
 import re
 import shlex
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ class ServerCheck:
     sudo: bool = False
     mininet: str = ""
     ovs: str = ""
+    project: bool = False  # this project's interpreter at the same path
     clock_offset_s: float | None = None
     clock_error_s: float | None = None  # half the best round trip: the offset's bound
     problems: list[str] = field(default_factory=list)
@@ -71,8 +73,10 @@ def check_server(server: str) -> ServerCheck:
         check.problems.append(f"cannot resolve {server} to an IPv4 address")
         return check
     check.local = check.address in local_addresses()
+    # The project at the same path: a server runs its training processes with it.
+    project = f"test -x {shlex.quote(sys.executable)} && echo project-ok"
     probe = _ssh(server, ["sh", "-c", "sudo -n true && echo sudo-ok; mn --version 2>&1; "
-                          "ovs-vsctl --version | head -n 1"])  # fmt: skip
+                          f"ovs-vsctl --version | head -n 1; {project}"])  # fmt: skip
     if probe is None or probe.returncode == 255:
         detail = probe.stderr.strip().splitlines()[-1:] if probe else ["timed out"]
         check.problems.append(f"ssh -o BatchMode=yes {server} failed: {''.join(detail)}")
@@ -88,6 +92,12 @@ def check_server(server: str) -> ServerCheck:
         check.problems.append("Mininet is not installed (`mn --version` failed)")
     if not check.ovs:
         check.problems.append("Open vSwitch is not installed (`ovs-vsctl --version` failed)")
+    check.project = "project-ok" in lines
+    if not check.project:
+        check.problems.append(
+            f"the project is not at {sys.executable} there (check it out at the same path "
+            "and run `sudo make bootstrap`)"
+        )
     _check_clock(check)
     return check
 

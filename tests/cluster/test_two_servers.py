@@ -88,7 +88,8 @@ def test_a_fat_tree_split_by_pods_routes_across_gre_tunnels(tmp_path):
     no_jobs = exp.model_copy(update={"jobs": ()})  # the network alone: nothing to prioritize
     jobs = controller_jobs(no_jobs, {}, 0.0, tmp_path / "controller.csv")
     controller = ControllerProcess(topo.to_json(), jobs, "ecmp", tmp_path, ledger, address)
-    net = ClusterNetwork(topo, exp.cluster, address, controller.start(), probe().datapath("auto"))
+    port = controller.start()
+    net = ClusterNetwork(topo, exp.cluster, address, port, ledger, probe().datapath("auto"))
     try:
         net.start()
         controller.wait_ready(timeout_s=180)
