@@ -32,6 +32,8 @@ COSTS = {
     "bridge_mb": 1.7,  # per bridge, with its k ports
     "process_mb": 8.8,  # one forked training process, USS (scale.py, k=8, 128 processes)
     "forkserver_mb": 210.0,  # once per server that runs training processes (scale.py)
+    # what a cluster run starts today: a fresh interpreter per process (scale.py, exec)
+    "exec_process_mb": 152.0,
     "controller_mb": 60.5,  # the os-ken controller at k=16 (network_startup)
     "cpu_s_per_gbit": CPU_S_PER_GBIT,  # userspace OVS, per switch hop (forwarding_cpu.py)
 }
@@ -69,18 +71,22 @@ def sizing_table(ks: list[int], servers: list[int], gbps_per_host: float) -> lis
     crosses ~5 switches)."""
     c = COSTS
     head = ["k", "servers", "hosts / server", "switches / server", "memory / server GB",
+            "same, exec'd processes GB",
             f"datapath cores / server at {gbps_per_host * 1000:g} Mb/s per host"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for k in ks:
         hosts, switches = k**3 // 4, 5 * k * k // 4
         for n in [s for s in servers if s <= k]:
             h, s = hosts / n, switches / n
-            mb = h * (c["shell_mb"] + c["process_mb"]) + c["forkserver_mb"]
-            mb += c["vswitchd_base_mb"] + s * c["bridge_mb"] + c["controller_mb"]
+            network_mb = h * c["shell_mb"] + c["vswitchd_base_mb"] + s * c["bridge_mb"]
+            network_mb += c["controller_mb"]
+            mb = network_mb + h * c["process_mb"] + c["forkserver_mb"]
+            exec_mb = network_mb + h * c["exec_process_mb"]
             cores = h * gbps_per_host * 5 * c["cpu_s_per_gbit"]
             # the userspace datapath forwards on one thread: above 1 core, kernel datapath
             flag = "" if cores <= 1 else " (more than userspace OVS's 1)"
-            cells = [str(k), str(n), f"{h:,.0f}", f"{s:,.0f}", f"{mb / 1024:.1f}"]
+            cells = [str(k), str(n), f"{h:,.0f}", f"{s:,.0f}", f"{mb / 1024:.1f}",
+                     f"{exec_mb / 1024:.1f}"]  # fmt: skip
             cells.append(f"{cores:,.1f}{flag}")
             lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -187,6 +187,7 @@ class ClusterNetwork:
         )
         self.net.build()
         self._record_shells()
+        self._quiet_ports()
         self.net.start()
         self._mark_bridges()
         self.profile["mininet_build_start_s"] = round(time.monotonic() - started, 3)
@@ -203,6 +204,30 @@ class ClusterNetwork:
         for server in self.servers[1:]:
             pids = [h.pid for h in self.net.hosts if h.server == server]
             self.ledger.add_on_server(server, processes=remote_identities(server, pids))
+
+    def _quiet_ports(self) -> None:
+        """As on one machine, no IPv6 on switch ports (their router solicitations and
+        MLD reports would show in links.csv); and no GRO on tunnel ends, so that a
+        receiving end passes on the packets that were sent, not merged ones that the
+        next link's netem would drop or keep as one."""
+        ports: dict[str, list[str]] = {}
+        for link in self.topo.link_info:
+            for node, port in ((link.a, link.a_port), (link.b, link.b_port)):
+                if node in self.topo.switch_info:
+                    ports.setdefault(self.net.get(node).server, []).append(f"{node}-eth{port}")
+        tunnel_ends = {
+            f"{node}-eth{port}"
+            for link in self.topo.link_info
+            if self.server_of(link.a) != self.server_of(link.b)
+            for node, port in ((link.a, link.a_port), (link.b, link.b_port))
+        }
+        for server, names in ports.items():
+            sysctl = ["sysctl", "-q", "-w", *(f"net.ipv6.conf.{p}.disable_ipv6=1" for p in names)]
+            lines = [shlex.join(sysctl)]
+            lines += [
+                shlex.join(["ethtool", "-K", p, "gro", "off"]) for p in names if p in tunnel_ends
+            ]
+            _run_on(self._a_switch_on(server), ["sh", "-c", " && ".join(lines)], "sysctl/ethtool")
 
     def _mark_bridges(self) -> None:
         """Tag every bridge with the run id on its server, so a release deletes ours."""

@@ -61,7 +61,18 @@ def run_pair(
     results: dict[str, guest.GuestRun] = {}
     stop = threading.Event()  # set on interruption: each thread then kills its QEMU
 
+    # Each thread's own end mark: Python 3.11's Thread.join, interrupted by Ctrl-C,
+    # can mark a live thread as stopped (bpo-45274), and the process would then exit
+    # with its QEMU running (seen: guest a's QEMU outlived an interrupted cluster-test).
+    done = {role: threading.Event() for role in "ab"}
+
     def boot(role: str) -> None:
+        try:
+            _boot(role)
+        finally:
+            done[role].set()
+
+    def _boot(role: str) -> None:
         _, mac = GUESTS[role]
         nic = ("-netdev", f"socket,id=c0,{backends[role]}",
                "-device", f"virtio-net-pci,netdev=c0,mac={mac}")  # fmt: skip
@@ -77,15 +88,15 @@ def run_pair(
     threads = {role: threading.Thread(target=boot, args=(role,), daemon=True) for role in "ab"}
     try:
         threads["a"].start()
-        _wait_listening(port, threads["a"])
+        _wait_listening(port, done["a"])
         threads["b"].start()
-        threads["a"].join()
-        threads["b"].join(timeout=B_GRACE_S)  # a told b to finish; b reports and powers off
+        done["a"].wait()
+        done["b"].wait(timeout=B_GRACE_S)  # a told b to finish; b reports and powers off
     finally:  # Ctrl-C or SIGTERM land here, in the main thread: stop both guests
         stop.set()
-        for t in threads.values():
-            if t.is_alive():
-                t.join()
+        for role, thread in threads.items():
+            if thread.ident is not None:  # started: wait until its QEMU is gone
+                done[role].wait()
     return results
 
 
@@ -117,12 +128,12 @@ def _free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_listening(port: int, a: threading.Thread, timeout_s: float = 60) -> None:
+def _wait_listening(port: int, a_done: threading.Event, timeout_s: float = 60) -> None:
     """Guest b's QEMU must connect after guest a's listens (else b exits at once).
     Read from /proc/net/tcp: a probing connection would be taken for guest b."""
     deadline = time.monotonic() + timeout_s
     wanted = f"0100007F:{port:04X}"  # 127.0.0.1 in /proc/net/tcp's byte order
-    while time.monotonic() < deadline and a.is_alive():
+    while time.monotonic() < deadline and not a_done.is_set():
         rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
         if any(row[1] == wanted and row[3] == "0A" for row in rows):  # 0A: LISTEN
             return
