@@ -4,7 +4,8 @@ Every server has the project at the same path (as MininetCluster needs Mininet o
 each), so a process there is the same ``python -m testbed.training ROLE.json``. Each
 server's processes work in a scratch directory of the run, ``SCRATCH/<run id>``: the
 role files are copied there before the job starts, the records are written there and
-copied back into the run directory when the job ends, then the scratch directory goes.
+copied back into the run directory once every job has ended (`JobRunner.stop_all`),
+then the scratch directory goes.
 The process's output comes back over ssh into the run's own log file as it is written.
 
 A process is started in a session of its own, ``setsid -w sh -c 'echo $$ > PIDFILE;

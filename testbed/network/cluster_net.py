@@ -207,9 +207,9 @@ class ClusterNetwork:
 
     def _quiet_ports(self) -> None:
         """As on one machine, no IPv6 on switch ports (their router solicitations and
-        MLD reports would show in links.csv); and no GRO on tunnel ends, so that a
-        receiving end passes on the packets that were sent, not merged ones that the
-        next link's netem would drop or keep as one."""
+        MLD reports would show in links.csv); and no GRO of the tunnel ends' own. The
+        underlay NIC's GRO, which is not ours to change, can still merge the outer GRE
+        packets before they reach the tunnel (docs/scale.md)."""
         ports: dict[str, list[str]] = {}
         for link in self.topo.link_info:
             for node, port in ((link.a, link.a_port), (link.b, link.b_port)):

@@ -182,19 +182,7 @@ def test_a_ps_job_trains_across_both_servers_and_against_one(tmp_path):
     crossed = figures["arms"]["cluster"]["tunnel_bytes"]
     assert crossed >= 2 * 2 * 40 * model_bytes, (crossed, model_bytes)
     assert "ps" in figures["iteration_ratio"]
-    # A tunnel's far end hands on the packets sent, not GRO's merged ones (with GRO on,
-    # it counted 54% of them): over a lossless underlay, every busy direction's counts
-    # agree to 1% (a packet or two can be in flight when the servers are read in turn).
-    last = pd.read_csv(two / "links.csv").groupby("direction").last()
-    busy = last[last.index.isin(_tunnel_directions(meta)) & (last["tx_packets"] >= 100)]
-    assert len(busy) >= 2, last  # b's pushes, and h1's answers
-    assert (busy["rx_packets"] >= 0.99 * busy["tx_packets"]).all(), busy
     assert _leftovers() == ("", "")
-
-
-def _tunnel_directions(meta: dict) -> set[str]:
-    ends = [t.split("-") for t in meta["cluster"]["tunnelled_links"]]
-    return {f"{a}->{b}" for a, b in ends} | {f"{b}->{a}" for a, b in ends}
 
 
 def _leftovers() -> tuple[str, str]:
