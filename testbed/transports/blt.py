@@ -19,6 +19,17 @@ datagram (fast). Whichever arrives first counts; the other is recognised by its
 a TCP retransmission timeout (>= 200 ms) — exactly the tail this transport exists
 to cut.
 
+The TCP copy alone is not a fast enough fallback either: its retransmission timeout
+grows from the RTTs TCP has seen, and while a dozen interpreters start on two cores
+those reach seconds (a 3.8 s RTO measured at a 12-worker job's start). With a path
+losing 17% (3% on each of 6 links), a lost UDP copy plus one or two lost TCP
+segments stalled a job 22 s, and once, on a slower machine, past the 300 s timeout.
+So the waiting sender also re-sends its END as a UDP datagram, after `PROBE_FIRST_S`
+and then at doubling intervals up to `PROBE_MAX_S`. A receiver that sees an END it
+has already answered answers it again over UDP: the last reply it sent is kept
+(`answered`) and re-sent from whichever operation next reads the channel, including
+after `recv` has returned.
+
 Missing entries are left untouched in the receiver's buffer and reported in the
 `MessageStats.mask`; the sync layer applies the job's fill policy.
 
@@ -66,6 +77,12 @@ MIN_RATE_FRACTION = 1 / 16
 INCREASE_FRACTION = 0.1
 LINGER_S = 10.0  # how long `close` waits for the peer's kernel to acknowledge our data
 IO_TIMEOUT_S = 300.0
+# The sender's re-sent END: first after 50 ms, beyond the RTTs seen here once training
+# runs (1-40 ms), so an answer on its way is rarely duplicated; then doubling up to
+# 250 ms, about TCP's 200 ms minimum retransmission timeout. A peer busy elsewhere
+# gets at most 4 probes of 31 B a second.
+PROBE_FIRST_S = 0.05
+PROBE_MAX_S = 0.25
 
 # (message id, packet index, attempt) -> drop it? For deterministic unit tests only.
 DropRule = Callable[[int, int, int], bool]
@@ -114,7 +131,12 @@ class BltChannel(Channel):
         self.drop = drop
         self.tx = bytearray(UDP_ROOM)
         self.rx = bytearray(65536)
-        self.early: list[bytes] = []  # data of the next message that arrived during send()
+        # Datagrams of the peer's next message (data, its END) that came during send().
+        self.early: list[bytes] = []
+        # The last STOP/NACK we sent, (message, attempt, datagram): re-sent when the
+        # sender probes again with that END (our UDP copy of it was lost).
+        self.answered: tuple[int, int, bytes] | None = None
+        self.heard = time.monotonic()  # when either socket last had something for us
 
     def set_share(self, mbps: float) -> None:
         """The fair-share rate of this channel (also the AIMD ceiling)."""
@@ -136,8 +158,9 @@ class BltChannel(Channel):
                     self.pacer.wait(WIRE_OVERHEAD + DATA.size + 4 * _count(seq, entries))
             if attempt:
                 resent += sum(4 * _count(seq, entries) for seq in missing)
-            self._control(CONTROL.pack(END, msg_id, attempt, entries, resent, start))
-            kind, bitmap = self._await_reply(msg_id, attempt)
+            end = CONTROL.pack(END, msg_id, attempt, entries, resent, start)
+            self._control(end)
+            kind, bitmap = self._await_reply(msg_id, attempt, end)
             lost = _missing(bitmap, packet_count(entries)) if kind == NACK else []
             if attempt == 0:
                 self._after_first_pass(len(lost), packet_count(entries))
@@ -155,10 +178,19 @@ class BltChannel(Channel):
         self.pacer.wait(WIRE_OVERHEAD + size)
         self._udp(memoryview(self.tx)[:size])
 
-    def _await_reply(self, msg_id: int, attempt: int) -> tuple[int, bytes]:
-        """The first STOP/NACK for (msg_id, attempt) from either socket."""
+    def _await_reply(self, msg_id: int, attempt: int, end: bytes) -> tuple[int, bytes]:
+        """The first STOP/NACK for (msg_id, attempt) from either socket; `end` (the
+        probe) goes out again as a datagram while none comes (module docstring)."""
+        # On a clock of its own: the peer's datagrams (its own probes among them) must
+        # not keep postponing ours, or two waiting sides slow each other down.
+        self.heard = time.monotonic()
+        interval, probe_at = PROBE_FIRST_S, self.heard + PROBE_FIRST_S
         while True:
-            readable = self._wait()
+            readable = self._wait(max(0.0, probe_at - time.monotonic()))
+            if time.monotonic() >= probe_at:
+                self._udp(end)
+                interval = min(2 * interval, PROBE_MAX_S)
+                probe_at = time.monotonic() + interval
             if self.udp in readable:
                 size = self._recv_udp()
                 if size and self.rx[0] == KIND_DATA:
@@ -167,6 +199,8 @@ class BltChannel(Channel):
                     kind, got, att, _, value, _ = CONTROL.unpack_from(self.rx)
                     if kind in (STOP, NACK) and (got, att) == (msg_id, attempt):
                         return kind, bytes(self.rx[CONTROL.size : CONTROL.size + value])
+                    if kind == END and not self._answer_again(got, att):
+                        self.early.append(bytes(self.rx[:size]))  # ends the next one
             if self.ctl in readable:
                 kind, got, att, _, value, _ = self._read_control()
                 bitmap = _recv_exact(self.ctl, value) if kind == NACK else b""
@@ -190,30 +224,33 @@ class BltChannel(Channel):
     def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
         state = _Reassembly(msg_id, out)
         enough = 1.0 if reliable else 1 - self.loss_bound
+        ends: list[tuple] = []
         for datagram in self.early:
-            state.take(datagram)
+            self._take(datagram, state, ends)
         self.early.clear()
         handled = -1  # highest attempt answered; the other copy of its END is ignored
+        self.heard = time.monotonic()
         while True:
-            readable = self._wait()
-            ends = self._drain(state) if self.udp in readable else []
+            readable = self._wait() if not ends else []
+            if self.udp in readable:
+                ends += self._drain(state)
             if self.ctl in readable:
                 end = self._read_end(msg_id)
                 ends += [end] if end else []
-            for att, entries, resent, start in sorted(ends):
-                if att <= handled:
+            ends, pending = [], ends
+            for att, entries, resent, start in sorted(pending):
+                if att <= handled:  # a copy, or the sender probing: our reply was lost
+                    self._answer_again(msg_id, att)
                     continue
                 if entries != len(out):
-                    raise ConnectionError(
-                        f"peer {self.peer}: {entries} entries, expected {len(out)}"
-                    )
-                self._drain(state)  # data sent before this END may still be queued
+                    raise ConnectionError(f"{self.label}: {entries} entries, expected {len(out)}")
+                ends += self._drain(state)  # data sent before this END may still be queued
                 handled = att
                 if state.delivered >= enough:
-                    self._control(CONTROL.pack(STOP, msg_id, att, 0, 0, 0.0))
+                    self._reply(CONTROL.pack(STOP, msg_id, att, 0, 0, 0.0))
                     return state.stats(time.time() - start, resent)
                 bitmap = state.missing_bitmap()
-                self._control(CONTROL.pack(NACK, msg_id, att, 0, len(bitmap), 0.0), bitmap)
+                self._reply(CONTROL.pack(NACK, msg_id, att, 0, len(bitmap), 0.0) + bitmap)
 
     def _read_end(self, msg_id: int) -> tuple | None:
         """One control message from TCP: an END of `msg_id`, or None for a stale one
@@ -225,7 +262,7 @@ class BltChannel(Channel):
 
     def _drain(self, state: _Reassembly) -> list[tuple]:
         """Take every queued datagram; return the END probes among them."""
-        ends = []
+        ends: list[tuple] = []
         self.udp.setblocking(False)
         try:
             while True:
@@ -233,22 +270,59 @@ class BltChannel(Channel):
                     size = self._recv_udp()
                 except BlockingIOError:
                     return ends
-                if size and self.rx[0] == KIND_DATA:
-                    state.take(memoryview(self.rx)[:size])
-                elif size >= CONTROL.size:
-                    kind, got, att, entries, value, start = CONTROL.unpack_from(self.rx)
-                    if kind == END and got == state.msg_id:
-                        ends.append((att, entries, value, start))
+                if size:
+                    self._take(memoryview(self.rx)[:size], state, ends)
         finally:
             self.udp.setblocking(True)
 
+    def _take(self, datagram, state: _Reassembly, ends: list[tuple]) -> None:
+        """One datagram while receiving: data into `state`, this message's END into
+        `ends`; an END of a message we finished receiving is answered again."""
+        if datagram[0] == KIND_DATA:
+            state.take(datagram)
+        elif len(datagram) >= CONTROL.size:
+            kind, got, att, entries, value, start = CONTROL.unpack_from(datagram)
+            if kind == END and got == state.msg_id:
+                ends.append((att, entries, value, start))
+            elif kind == END:  # probing for a message we finished receiving
+                self._answer_again(got, att)
+
     # ------------------------------------------------------------------ plumbing
 
-    def _wait(self) -> list:
-        readable, _, _ = select.select([self.ctl, self.udp], [], [], IO_TIMEOUT_S)
-        if not readable:
-            raise TimeoutError(f"peer {self.peer}: nothing for {IO_TIMEOUT_S:.0f} s")
+    def _wait(self, timeout_s: float = IO_TIMEOUT_S) -> list:
+        """The readable sockets, or [] after `timeout_s`; TimeoutError once the peer
+        has been silent for IO_TIMEOUT_S."""
+        readable, _, _ = select.select([self.ctl, self.udp], [], [], timeout_s)
+        now = time.monotonic()
+        if readable:
+            self.heard = now
+        elif now - self.heard >= IO_TIMEOUT_S:
+            raise TimeoutError(f"{self.label}: nothing for {IO_TIMEOUT_S:.0f} s")
         return readable
+
+    @property
+    def label(self) -> str:
+        """The peer, for errors: its rank, or its address when we dialled it."""
+        with contextlib.suppress(OSError):
+            ip, port = self.ctl.getpeername()[:2]
+            return f"peer {self.peer} ({ip}:{port})"
+        return f"peer {self.peer}"
+
+    def _reply(self, datagram: bytes) -> None:
+        """Send a STOP/NACK and keep it for `_answer_again`."""
+        _, msg_id, att, _, _, _ = CONTROL.unpack_from(datagram)
+        self.answered = (msg_id, att, datagram)
+        self._control(datagram[: CONTROL.size], datagram[CONTROL.size :])
+
+    def _answer_again(self, msg_id: int, att: int) -> bool:
+        """The sender probed with END (msg_id, att) again: re-send our reply to it, if
+        it is the last one we sent (an older END is a stale copy: it was answered).
+        Returns whether it was that one."""
+        if self.answered is None or self.answered[:2] != (msg_id, att):
+            return False
+        if len(self.answered[2]) <= UDP_ROOM:
+            self._udp(self.answered[2])
+        return True
 
     def _control(self, header: bytes, bitmap: bytes = b"") -> None:
         """Send a control message over TCP, and a copy over UDP when it fits."""
@@ -297,6 +371,15 @@ class BltChannel(Channel):
             _discard_unread(self.ctl)
         self.ctl.close()
         self.udp.close()
+
+    def _answer_probes(self, wait_s: float) -> None:
+        """Wait up to `wait_s` for datagrams; answer the ENDs among them again."""
+        if not select.select([self.udp], [], [], wait_s)[0]:
+            return
+        size = self._recv_udp()
+        if size >= CONTROL.size and self.rx[0] == END:
+            _, got, att, _, _, _ = CONTROL.unpack_from(self.rx)
+            self._answer_again(got, att)
 
     def abort(self) -> None:
         """Shut the control connection down first: a thread blocked waiting on it

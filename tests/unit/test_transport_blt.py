@@ -4,6 +4,7 @@ on shortfall, per-entry delivery masks, the sender's AIMD."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -166,6 +167,55 @@ def test_control_survives_losing_either_copy(lose, monkeypatch):
         out = np.zeros(N, np.float32)
         stats = transfer(sender, receiver, msg_id, data, out)
         assert stats.delivered_fraction == 1.0 and np.array_equal(out, data)
+
+
+def udp_only_control(monkeypatch, channel, lose_every: int) -> None:
+    """`channel` sends control messages as datagrams only (no TCP copy), and loses
+    every `lose_every`-th control datagram it sends, probes and repeated answers too."""
+    sent, real = itertools.count(1), channel._udp
+
+    def lossy(datagram):
+        if datagram[0] != blt.KIND_DATA and next(sent) % lose_every == 0:
+            return
+        real(datagram)
+
+    monkeypatch.setattr(channel, "_udp", lossy)
+    monkeypatch.setattr(channel, "_control", lambda header, bitmap=b"": lossy(header + bitmap))
+
+
+def test_lost_control_is_recovered_by_probes_without_waiting_for_tcp(monkeypatch):
+    """The TCP copy may take seconds (its retransmission timeout grows from the RTTs a
+    busy start-up shows), so a lost END or STOP/NACK must not wait for it. Here there is
+    no TCP copy at all and every third control datagram is lost, in push/pull rounds as
+    a parameter server runs them, with data packets lost too (NACK rounds). Only the
+    sender's re-sent END and the receiver's repeated answer, also from the operation
+    after `recv` returned, complete them. Without them the first lost reply waited
+    until the (here 5 s) silence timeout."""
+    monkeypatch.setattr(blt, "IO_TIMEOUT_S", 5.0)
+    worker, server = pair(0.1, drop=lambda m, seq, attempt: attempt == 0 and seq == m % 5)
+    for channel in (worker, server):
+        udp_only_control(monkeypatch, channel, 3)
+    rounds, data = 12, np.arange(N, dtype=np.float32)
+    errors: list = []
+
+    def serve():
+        buf = np.zeros(N, np.float32)
+        for it in range(rounds):
+            server.recv(it, buf)
+            server.send(it, buf + 1)
+
+    t = threading.Thread(target=lambda: _record(errors, serve))
+    t.start()
+    out = np.zeros(N, np.float32)
+    started = time.monotonic()
+    for it in range(rounds):
+        worker.send(it, data)
+        stats = worker.recv(it, out)
+        assert stats.delivered_fraction >= 0.9
+    while t.is_alive():  # what close() does while it lingers: answer the last probes
+        worker._answer_probes(0.01)
+    assert errors == []
+    assert time.monotonic() - started < rounds * 2 * blt.PROBE_MAX_S  # no silence timeout
 
 
 class BouncedOnce:
