@@ -179,7 +179,13 @@ def _setup(request: dict) -> None:
 
 def enter_namespaces(pid: int) -> None:
     """Join the network namespace of process `pid`, and its mount namespace if it differs
-    from ours (Mininet gives a host one only for private directories)."""
+    from ours (``mnexec -n`` gives every Mininet host one), keeping the working directory.
+
+    Joining a mount namespace moves the caller to its root directory. The harness's
+    paths are relative to where the user started it (the default run directory is
+    ``results/<name>/<UTC>``), so without the chdir back a forked server could not open
+    its role file. ``mnexec -a`` (the exec launcher) does the same chdir."""
+    cwd = os.getcwd()
     for kind, flag in (("net", CLONE_NEWNET), ("mnt", CLONE_NEWNS)):
         target = f"/proc/{pid}/ns/{kind}"
         if kind == "mnt" and os.stat(target).st_ino == os.stat(f"/proc/self/ns/{kind}").st_ino:
@@ -189,6 +195,7 @@ def enter_namespaces(pid: int) -> None:
             _check(_libc.setns(fd, flag), f"setns {target}")
         finally:
             os.close(fd)
+    os.chdir(cwd)
 
 
 def _redirect(log_path: str) -> None:

@@ -39,10 +39,12 @@ def start_cli(args: list[str], **popen_kwargs) -> subprocess.Popen:
     return proc
 
 
-def run_cli(args: list[str], timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], timeout: float = RUN_TIMEOUT_S, **popen_kwargs
+) -> subprocess.CompletedProcess:
     """`testbed ARGS...` as a user would run it; a run still going at `timeout` is
     stopped (and torn down) before the test fails."""
-    proc = start_cli(args)
+    proc = start_cli(args, **popen_kwargs)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -83,8 +85,13 @@ def quickstart(tmp_path_factory):
     kernel datapath (which `auto` picks where the module is loaded), because under TCG
     in the CI guest each run costs about 6 minutes."""
     before = snapshot()
-    out = tmp_path_factory.mktemp("quickstart") / "run"
-    proc = run_cli(["run", "configs/quickstart.yaml", "--out", str(out)])
+    # As the README starts it: no --out, so the run directory is results/quickstart/<UTC>
+    # relative to where the user is (a forked server once could not open its role file
+    # there: joining the host's mount namespace had moved it to /).
+    home = tmp_path_factory.mktemp("quickstart")
+    proc = run_cli(["run", str(Path("configs/quickstart.yaml").resolve())], cwd=home)
+    runs = sorted((home / "results" / "quickstart").glob("*"))
+    out = runs[-1] if runs else home / "results" / "quickstart" / "missing"
     return proc, out, new_leftovers(before, snapshot())
 
 

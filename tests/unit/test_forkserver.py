@@ -151,3 +151,35 @@ def test_child_that_cannot_enter_its_namespace_is_a_clear_error(tmp_path, forkse
     with pytest.raises(TestbedError, match=rf"could not fork {config.name}: .*/proc/{gone.pid}/ns"):
         forkserver.spawn(config, tmp_path / "nons.log", gone.pid, {})
     assert forkserver.exited is None  # the forkserver carries on
+
+
+def test_relative_role_paths_work_in_a_host_with_its_own_mount_namespace(
+    tmp_path, ledger, monkeypatch
+):
+    """`mnexec -n` gives every Mininet host its own mount namespace, and joining one
+    moves a process to its root directory. A run's default directory is relative to
+    where the user started the harness (results/<name>/<UTC>), so the quickstart's
+    forked server once failed to open its role file. Here the forkserver starts in the
+    role files' directory, and the roles join a process's private mount namespace."""
+    monkeypatch.chdir(tmp_path)
+    server = ForkServer([("digits", 7)], tmp_path / "fs.log", {**os.environ, **PROCESS_ENV})
+    server.start(ledger)
+    host = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "120"])
+    ledger.add_process(host.pid)
+    ours = os.stat("/proc/self/ns/mnt").st_ino
+    deadline = time.monotonic() + 10
+    while os.stat(f"/proc/{host.pid}/ns/mnt").st_ino == ours and time.monotonic() < deadline:
+        time.sleep(0.01)  # unshare has not switched yet
+    try:
+        assert os.stat(f"/proc/{host.pid}/ns/mnt").st_ino != ours
+        children = []
+        for config in role_files(tmp_path, "rel"):
+            relative = Path(config.name)  # relative to the forkserver's directory
+            children.append(server.spawn(relative, Path(f"{config.stem}.log"), host.pid, {}))
+            ledger.add_process(children[-1].pid)
+        codes = [c.wait(timeout=120) for c in children]
+        assert codes == [0, 0, 0], (tmp_path / "rel-server0.log").read_text()[-2000:]
+    finally:
+        server.stop()
+        host.kill()
+        host.wait()
