@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL, Popen
 
-PERIOD_MS = 10
+# fping's loop mode waits one period for each reply, so a reply slower than the period
+# reads as lost. At 10 ms, replies through userspace OVS under the fault tests' load
+# (probes and a job at 10 Mb/s) often took longer: 40-97% of the probes before a fault
+# "lost", and in one CI run every pair was left out as congested. At 20 ms (half the
+# probe load, twice the wait) every pair was measured in the same tests.
+PERIOD_MS = 20
 LEAD_S = 1.0  # probing starts this long before the fault: the pairs' path before it
 WINDOW_S = 5.0  # and goes on this long after it; longer outages read "not recovered"
 # A run of lost probes that starts this long after the fault is not the fault's; a
