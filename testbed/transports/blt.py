@@ -302,7 +302,8 @@ class BltChannel(Channel):
 
     @property
     def label(self) -> str:
-        """The peer, for errors: its rank, or its address when we dialled it."""
+        """The peer, for errors: its rank, and its address while the socket has one (a
+        worker's channels all say rank 0, whichever server they reach)."""
         with contextlib.suppress(OSError):
             ip, port = self.ctl.getpeername()[:2]
             return f"peer {self.peer} ({ip}:{port})"
