@@ -10,8 +10,9 @@ Policies are plain objects returning OpenFlow messages; the app only sends them:
 
 - `none`: no marking, one class for all.
 - `fixed`: `jobs[].priority` from the spec (lowest class when unset).
-- `smallest-first`: MLNET's example — jobs with less communication per iteration
-  (model bytes x workers) get higher priority.
+- `smallest-first`: MLNET's example — jobs that will send fewer bytes in all (model
+  bytes x model-sized messages per iteration x iterations) get higher priority;
+  jobs that will send the same share a class.
 - `las` (least attained service, beyond MLNET): every job starts in the highest
   class; the app polls the marking entries' byte counters and a job moves down a
   class each time its bytes sent cross the next threshold — short jobs finish
@@ -47,7 +48,7 @@ class Job:
     name: str
     hosts: tuple[Host, ...]
     priority: int | None  # spec value, used by `fixed`
-    iteration_bytes: int  # model bytes x workers, used by `smallest-first`
+    total_bytes: int  # model bytes the job will send in all, used by `smallest-first`
 
 
 class MarkingPolicy:
@@ -64,7 +65,7 @@ class MarkingPolicy:
                 j["name"],
                 tuple(by_name[h] for h in j["hosts"]),
                 j.get("priority"),
-                int(j.get("iteration_bytes", 0)),
+                int(j.get("total_bytes", 0)),
             )
             for i, j in enumerate(config["jobs"])
         ]
@@ -162,20 +163,30 @@ class FixedPriority(MarkingPolicy):
 
 
 class SmallestFirst(MarkingPolicy):
-    """`smallest-first`: rank jobs by bytes per iteration; smaller gets higher priority."""
+    """`smallest-first`: the fewer bytes a job will send in all, the higher its class.
+
+    Ties: jobs that will send the same number of bytes share a class (spec order
+    decides nothing). Distinct sizes are ranked smallest first; with more sizes than
+    classes, the ranks are cut into `classes` equal runs."""
 
     name = "smallest-first"
 
     def initial_classes(self) -> dict[str, tuple[int, str]]:
-        ranked = sorted(self.jobs, key=lambda j: (j.iteration_bytes, j.index))
-        n = len(ranked)
+        sizes = sorted({j.total_bytes for j in self.jobs})
+        n = len(sizes)
+        rank = {size: i for i, size in enumerate(sizes)}
         return {
             j.name: (
-                rank * self.classes // max(n, self.classes) if n > self.classes else rank,
-                f"smallest-first: {j.iteration_bytes} B/iteration, rank {rank + 1}/{n}",
+                _bucket(rank[j.total_bytes], n, self.classes),
+                f"smallest-first: {j.total_bytes} B in all, size {rank[j.total_bytes] + 1} of {n}",
             )
-            for rank, j in enumerate(ranked)
+            for j in self.jobs
         }
+
+
+def _bucket(rank: int, ranks: int, classes: int) -> int:
+    """Class of the `rank`-th smallest of `ranks` sizes, over `classes` classes."""
+    return rank * classes // ranks if ranks > classes else rank
 
 
 class LeastAttainedService(MarkingPolicy):

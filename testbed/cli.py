@@ -114,11 +114,11 @@ def _spec_arguments(parser: argparse.ArgumentParser, required: bool = True) -> N
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Print the resolved spec as YAML (a study: the first run's, then every run)."""
-    from testbed.spec.load import read_yaml
-    from testbed.spec.study import is_study, label, load_study
+    from testbed.spec.study import Study, label, load_spec
 
-    if is_study(read_yaml(args.spec)):
-        study = load_study(args.spec, args.overrides)
+    loaded = load_spec(args.spec, args.overrides)
+    if isinstance(loaded, Study):
+        study = loaded
         exp = study.runs[0].experiment
         print(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False), end="")
         print(f"# {len(study.runs)} runs:")
@@ -126,8 +126,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             values = ", ".join(f"{k}={label(v)}" for k, v in run.values.items())
             print(f"#   {run.name} seed={run.seed} {values}")
         return 0
-    exp = load_experiment(args.spec, args.overrides)
-    print(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False), end="")
+    print(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
 
@@ -144,12 +143,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _study(args, None)
     if not args.spec:
         raise SpecError("testbed run", "", NO_VALUE, "expected a spec file or --resume DIR")
-    from testbed.spec.load import read_yaml
-    from testbed.spec.study import is_study, load_study
+    from testbed.spec.study import Study, load_spec
 
-    if is_study(read_yaml(args.spec), args.sweeps):
-        return _study(args, load_study(args.spec, args.overrides, args.sweeps))
-    exp = load_experiment(args.spec, args.overrides)
+    exp = load_spec(args.spec, args.overrides, args.sweeps)
+    if isinstance(exp, Study):
+        return _study(args, exp)
     _need_root("testbed run")
     from testbed.results.summary import faults_table, summary_table, traffic_tables
     from testbed.runner import run_experiment

@@ -57,7 +57,7 @@ from testbed.runlock import RunLock
 from testbed.spec import validate
 from testbed.spec.schema import Experiment
 from testbed.traffic.runner import TrafficRunner
-from testbed.training.size import iteration_bytes
+from testbed.training.size import total_bytes
 from topologies import GraphTopo, build_topology
 
 log = logging.getLogger("testbed")
@@ -317,8 +317,8 @@ def controller_jobs(
                 "name": job.name,
                 "hosts": list(placements[job.name].hosts),
                 "priority": job.priority,
-                # MLNET's "communication cost": model bytes pushed per iteration
-                "iteration_bytes": iteration_bytes(job) if policy == "smallest-first" else 0,
+                # MLNET's "communication cost": the model bytes the job will send
+                "total_bytes": total_bytes(job) if policy == "smallest-first" else 0,
             }
             for job in exp.jobs
         ],
@@ -465,7 +465,7 @@ def _finish(run_dir, topo, links, meta, status, error, t0) -> tuple[dict, dict |
     try:
         frames = write_tables(run_dir)
         rates = {d.name: d.params.bw_mbps for d in topo.directions()}
-        fidelity = assess(run_dir, links, rates)
+        fidelity = assess(run_dir, links, rates, frames["param_divergence"])
     except Exception as exc:  # a full disk, or records it left half-written
         log.error("tables not written\n%s", traceback.format_exc())
         error = "; ".join(filter(None, [error, f"tables not written: {_describe(exc)}"]))

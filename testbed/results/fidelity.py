@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from testbed.results.tables import snapshot_gaps
 from testbed.sampling import Periodic
 from testbed.stats import binomial_interval
 
@@ -142,10 +143,22 @@ def _ovs_pgid() -> set[int]:
 # ------------------------------------------------------------------ assessment
 
 
-def assess(run_dir: Path, links: list[dict], configured_mbps: dict[str, float]) -> dict:
-    """The `fidelity` section of metadata.json from cpu.csv, links.csv and the loss
-    report (metadata.json's `links`)."""
+def assess(
+    run_dir: Path,
+    links: list[dict],
+    configured_mbps: dict[str, float],
+    divergence: pd.DataFrame | None = None,
+) -> dict:
+    """The `fidelity` section of metadata.json from cpu.csv, links.csv, the loss
+    report (metadata.json's `links`) and the replica comparisons (`divergence`, from
+    `testbed.results.tables.param_divergence`)."""
     fidelity: dict = {"trustworthy": True, "reasons": []}
+    gaps = snapshot_gaps(divergence) if divergence is not None else []
+    if gaps:
+        fidelity["snapshot_gaps"] = gaps
+        fidelity["reasons"].append(
+            f"param_divergence left empty, a replica's snapshot missing: {', '.join(gaps)}"
+        )
     cpu_path, links_path = run_dir / "cpu.csv", run_dir / "links.csv"
     if cpu_path.exists():
         fidelity.update(cpu_figures(pd.read_csv(cpu_path)))

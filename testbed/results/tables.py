@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.training.role import SNAPSHOTS
+from testbed.training.role import snapshot_path
 
 # Column orders are part of the contract (design.md §3, results/README.md).
 ITERATION_COLUMNS = (
@@ -66,24 +66,53 @@ def _snapshot(path: Path) -> np.ndarray | None:
         return None
 
 
-def param_divergence(run_dir: Path) -> pd.DataFrame:
-    """Per job and evaluated iteration: max over workers w of |θ_w - θ_0| / |θ_0|."""
+DIVERGENCE_COLUMNS = ["job", "iteration", "rank", "param_divergence", "missing"]
+
+
+def param_divergence(run_dir: Path, records: list[dict]) -> pd.DataFrame:
+    """Per built-in job and evaluated iteration (rank 0 tested its accuracy there):
+    max over the workers w that reached the iteration of |θ_w - θ_0| / |θ_0|.
+
+    Every worker that wrote the iteration saved its parameters first. When any of
+    those snapshots is missing or unreadable (a killed run, a full disk, a file
+    deleted) the iteration gets no figure and `missing` names the workers: a
+    comparison of fewer replicas than there are could read 0 while they differ."""
     rows = []
-    for job_dir in sorted((run_dir / "raw").glob(f"*/{SNAPSHOTS}")):
-        by_iteration: dict[int, dict[str, Path]] = {}
-        for path in job_dir.glob("it*-worker*.npy"):
-            it, worker = path.stem.split("-")
-            by_iteration.setdefault(int(it[2:]), {})[worker] = path
-        for it, paths in sorted(by_iteration.items()):
-            snapshots = {w: _snapshot(p) for w, p in paths.items()}
-            if any(v is None for v in snapshots.values()) or "worker0" not in snapshots:
-                continue  # one cut short (a killed run, a full disk): no figure, not a wrong one
-            base = snapshots["worker0"]
+    for (job, it), ranks in sorted(_evaluated(records).items()):
+        records_of = run_dir / "raw" / job / "worker{}.jsonl"
+        snapshots = {r: _snapshot(snapshot_path(str(records_of).format(r), it)) for r in ranks}
+        missing = [f"worker{r}" for r, v in snapshots.items() if v is None]
+        divergence = None
+        if not missing:
+            base = snapshots[0]
             norm = float(np.linalg.norm(base)) or 1.0
-            worst = max(float(np.linalg.norm(v - base)) for v in snapshots.values())
-            rows.append({"job": job_dir.parent.name, "iteration": it, "rank": 0,
-                         "param_divergence": worst / norm})  # fmt: skip
-    return pd.DataFrame(rows, columns=["job", "iteration", "rank", "param_divergence"])
+            divergence = max(float(np.linalg.norm(v - base)) for v in snapshots.values()) / norm
+        rows.append({"job": job, "iteration": it, "rank": 0, "param_divergence": divergence,
+                     "missing": " ".join(missing)})  # fmt: skip
+    return pd.DataFrame(rows, columns=DIVERGENCE_COLUMNS)
+
+
+def _evaluated(records: Iterable[dict]) -> dict[tuple[str, int], set[int]]:
+    """(job, iteration rank 0 evaluated) -> the ranks that wrote that iteration, for
+    built-in jobs (their workers write `ready`; a command job snapshots nothing)."""
+    builtin = {r["job"] for r in records if r["type"] == "ready"}
+    its = [r for r in records if r["type"] == "iteration" and r["job"] in builtin]
+    evaluated = {
+        (r["job"], r["iteration"]): {0}
+        for r in its
+        if r["rank"] == 0 and r.get("test_accuracy") is not None
+    }
+    for r in its:
+        if (r["job"], r["iteration"]) in evaluated:
+            evaluated[r["job"], r["iteration"]].add(r["rank"])
+    return evaluated
+
+
+def snapshot_gaps(divergence: pd.DataFrame) -> list[str]:
+    """'job iteration N (worker2)' for each evaluation whose replicas were not all
+    compared (`param_divergence`)."""
+    gaps = divergence[divergence["missing"].fillna("") != ""]
+    return [f"{r.job} iteration {r.iteration} ({r.missing})" for r in gaps.itertuples()]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -119,9 +148,12 @@ def iterations_table(
     df = pd.DataFrame(rows, columns=[*columns, "time", *extra])
     df["time_s"] = df["time"] - t0
     if divergence is None:
-        divergence = pd.DataFrame(columns=["job", "iteration", "rank", "param_divergence"])
+        divergence = pd.DataFrame(columns=DIVERGENCE_COLUMNS)
     keys = ["job", "iteration", "rank"]
-    df = df.merge(divergence.astype({"iteration": "int64", "rank": "int64"}), on=keys, how="left")
+    divergence = divergence[[*keys, "param_divergence"]].astype(
+        {"iteration": "int64", "rank": "int64"}
+    )
+    df = df.merge(divergence, on=keys, how="left")
     df = df.merge(live_workers(records), on=["job", "iteration"], how="left")
     ordered = df[[*ITERATION_COLUMNS, *extra]]
     return ordered.sort_values(["job", "iteration", "rank"], ignore_index=True)
@@ -204,12 +236,15 @@ def jobs_table(
 
 def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Write iterations.csv, messages.csv and jobs.csv (and with background traffic,
-    flows.csv and traffic.csv) from `run_dir` alone; return them."""
+    flows.csv and traffic.csv) from `run_dir` alone; return them, and under
+    ``param_divergence`` (not a CSV of its own) the replica comparisons, with the
+    evaluations that could not compare every replica."""
     records = read_records(run_dir)
     events = run_dir / "controller.csv"
     classes = pd.read_csv(events) if events.exists() else None
+    divergence = param_divergence(run_dir, records)
     frames = {
-        "iterations": iterations_table(records, run_start(run_dir), param_divergence(run_dir)),
+        "iterations": iterations_table(records, run_start(run_dir), divergence),
         "messages": messages_table(records),
         "jobs": jobs_table(records, read_job_states(run_dir), classes, _tier_bytes(run_dir)),
     }
@@ -218,4 +253,5 @@ def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     from testbed.traffic.tables import write_traffic_tables  # flows.csv, traffic.csv
 
     frames.update(write_traffic_tables(run_dir))
+    frames["param_divergence"] = divergence
     return frames

@@ -23,20 +23,51 @@ def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> Experime
     """Read `path`, apply ``key.path=value`` overrides, validate, return the experiment."""
     source = str(path)
     raw = read_yaml(source)
-    overridden = []
+    overridden = apply_overrides(raw, overrides, source)
+    return validate(raw, source, overridden)
+
+
+# Study keys whose entries are themselves dotted paths: `--set sweep.jobs.0.lr=[..]`
+# names the swept key `jobs.0.lr`, not a path into the sweep mapping.
+PATH_KEYED = ("sweep", "zip")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str) -> list[str]:
+    """Apply ``--set KEY=VALUE`` items to `raw` in order; return the keys set.
+
+    Any key of a spec file can be set, the study keys included: ``repeats=3``,
+    ``sweep.jobs.0.lr=[0.1,0.2]`` (one swept key), ``sweep={...}`` (the whole axis)."""
+    keys = []
     for item in overrides:
         key, value = parse_override(item)
-        set_path(raw, key, value, source)
-        overridden.append(key)
-    return validate(raw, source, overridden)
+        head, _, rest = key.partition(".")
+        if head in PATH_KEYED and rest:
+            section = raw.setdefault(head, {})
+            if not isinstance(section, dict):
+                raise SpecError(f"{source} (--set)", head, section, "expected a mapping here")
+            section[rest] = value
+        else:
+            set_path(raw, key, value, source)
+        keys.append(key)
+    return keys
 
 
 def read_yaml(source: str) -> dict[str, Any]:
     """The spec file as a mapping, or a one-line `SpecError`."""
     try:
-        text = Path(source).read_text()
+        data = Path(source).read_bytes()
     except OSError as exc:
         raise SpecError(source, "", NO_VALUE, f"cannot read file ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            source,
+            f"line {line}",
+            NO_VALUE,
+            f"expected UTF-8 text (byte {exc.start}: 0x{data[exc.start]:02x})",
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -23,7 +23,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from testbed.errors import SpecError
-from testbed.spec.load import parse_override, read_yaml, set_path, validate
+from testbed.spec.load import apply_overrides, parse_override, read_yaml, set_path, validate
 from testbed.spec.schema import Experiment, Frozen, Int
 
 STUDY_KEYS = ("sweep", "zip", "repeats")
@@ -100,14 +100,26 @@ def load_study(path: str, overrides: Iterable[str] = (), sweeps: Iterable[str] =
     return expand(read_yaml(str(path)), str(path), overrides, sweeps)
 
 
+def load_spec(
+    path: str, overrides: Iterable[str] = (), sweeps: Iterable[str] = ()
+) -> Experiment | Study:
+    """A spec file as the command line gives it: the `Study` when, with its ``--set``
+    overrides (``repeats``, ``sweep.KEY`` among them) and ``--sweep`` axes, it asks
+    for more than one run; otherwise the validated `Experiment`."""
+    raw = read_yaml(str(path))
+    overridden = apply_overrides(raw, overrides, str(path))
+    if is_study(raw, sweeps):
+        return expand(raw, str(path), (), sweeps)
+    return validate(raw, str(path), overridden)
+
+
 def expand(
     raw: dict[str, Any], source: str, overrides: Iterable[str] = (), sweeps: Iterable[str] = ()
 ) -> Study:
     """The study a parsed spec describes (see the module docstring)."""
+    raw = copy.deepcopy(raw)
+    apply_overrides(raw, overrides, source)
     base = {k: v for k, v in raw.items() if k not in STUDY_KEYS}
-    for item in overrides:
-        key, value = parse_override(item)
-        set_path(base, key, value, source)
     study = {k: raw[k] for k in STUDY_KEYS if k in raw}
     for item in sweeps:
         key, values = parse_override(item)

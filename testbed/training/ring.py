@@ -47,8 +47,13 @@ from testbed.training.messages import Message, drop_entries, valid_mask
 from testbed.training.ps import CONNECT_TIMEOUT_S, shard_bounds
 from testbed.transports import Transport
 
-# Message ids: iteration * STRIDE + phase/step code, unique per channel and iteration.
-STRIDE = 2048
+
+def message_id(iteration: int, size: int, phase: int, step: int) -> int:
+    """The id of step `step` of `phase` (0 reduce-scatter, 1 allgather, 2 agree) of
+    `iteration` on a ring of `size` workers. An iteration uses at most 3 (size - 1)
+    ids, so ids never collide across phases or iterations, for any ring size; the
+    largest (10^6 iterations, 1,024 workers) fits the transports' 32-bit field."""
+    return (iteration * 3 + phase) * size + step
 
 
 class RingAllreduce:
@@ -99,13 +104,14 @@ class RingAllreduce:
         received = []
         for step in range(self.size - 1):  # reduce-scatter
             send_c, recv_c = (self.rank - step) % self.size, (self.rank - step - 1) % self.size
-            stats, buf = self._swap(iteration * STRIDE + step, acc, chunks[send_c], chunks[recv_c])
+            code = message_id(iteration, self.size, 0, step)
+            stats, buf = self._swap(code, acc, chunks[send_c], chunks[recv_c])
             lo, hi = chunks[recv_c]
             acc[lo:hi] += _missing_as_nan(buf, stats)
             received.append(self._message("reduce", stats))
         for step in range(self.size - 1):  # allgather
             send_c, recv_c = (self.rank - step + 1) % self.size, (self.rank - step) % self.size
-            code = iteration * STRIDE + self.size + step
+            code = message_id(iteration, self.size, 1, step)
             stats, buf = self._swap(code, acc, chunks[send_c], chunks[recv_c])
             lo, hi = chunks[recv_c]
             acc[lo:hi] = _missing_as_nan(buf, stats)
@@ -125,7 +131,7 @@ class RingAllreduce:
             bits = _pack(np.isnan(acc[lo:hi]))
             lo, hi = chunks[recv_c]
             buf = np.zeros(_packed_len(hi - lo), dtype=np.float32)
-            code = iteration * STRIDE + 2 * self.size + step
+            code = message_id(iteration, self.size, 2, step)
             stats = self._send_recv(code, bits, buf, reliable=True)
             acc[lo:hi][_unpack(buf, hi - lo)] = np.nan
             received.append(self._message("agree", stats))

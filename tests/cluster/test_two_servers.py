@@ -155,7 +155,7 @@ def test_a_ps_job_trains_across_both_servers_and_against_one(tmp_path):
     nodes run differs). The job is ok in both; its records came home from b; links.csv
     shows the tunnels carrying at least the payload that had to cross them; nothing is
     left on either guest. The iteration times are printed, not judged (TCG)."""
-    from testbed.training.size import iteration_bytes
+    from testbed.training.size import model_bytes as one_copy
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(TRAIN))
@@ -178,7 +178,7 @@ def test_a_ps_job_trains_across_both_servers_and_against_one(tmp_path):
     # Each of b's 2 workers pushes and pulls the float32 model once per iteration, so at
     # least 2 x 2 x iterations x model bytes crossed (headers and retransmits only add).
     job = validate(TRAIN, "t").jobs[0]
-    model_bytes = iteration_bytes(job) // job.workers
+    model_bytes = one_copy(job)
     crossed = figures["arms"]["cluster"]["tunnel_bytes"]
     assert crossed >= 2 * 2 * 40 * model_bytes, (crossed, model_bytes)
     assert "ps" in figures["iteration_ratio"]

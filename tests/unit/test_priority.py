@@ -16,9 +16,9 @@ from tests.fakeflow import FakeFabric
 from topologies import build_topology
 
 JOBS = [
-    {"name": "big", "hosts": ["h1", "h2", "h16"], "priority": 2, "iteration_bytes": 9_000_000},
-    {"name": "small", "hosts": ["h3", "h5"], "priority": 0, "iteration_bytes": 40_000},
-    {"name": "mid", "hosts": ["h7", "h9", "h11"], "priority": None, "iteration_bytes": 800_000},
+    {"name": "big", "hosts": ["h1", "h2", "h16"], "priority": 2, "total_bytes": 9_000_000},
+    {"name": "small", "hosts": ["h3", "h5"], "priority": 0, "total_bytes": 40_000},
+    {"name": "mid", "hosts": ["h7", "h9", "h11"], "priority": None, "total_bytes": 800_000},
 ]
 
 
@@ -85,7 +85,7 @@ def test_marks_are_installed_only_at_ingress_edge_switches():
     assert marking == {"e0_0", "e0_1", "e1_0", "e1_1", "e2_0", "e2_1", "e3_1"}
 
 
-def test_smallest_first_ranks_by_bytes_per_iteration():
+def test_smallest_first_ranks_by_the_bytes_a_job_will_send_in_all():
     prio, fake = setup("smallest-first")
     classes = {job: cls for job, cls, _ in prio.take_events()}
     assert classes == {"small": 0, "mid": 1, "big": 2}
@@ -97,13 +97,37 @@ def test_smallest_first_buckets_when_jobs_outnumber_classes():
         {
             "name": f"j{i}",
             "hosts": [f"h{2 * i + 1}", f"h{2 * i + 2}"],
-            "iteration_bytes": 1000 * (8 - i),
+            "total_bytes": 1000 * (8 - i),
         }
         for i in range(8)
     ]
     prio, _ = setup("smallest-first", jobs=jobs, classes=2, thresholds=(1,))
     classes = {job: cls for job, cls, _ in prio.take_events()}
     assert [classes[f"j{i}"] for i in range(8)] == [1, 1, 1, 1, 0, 0, 0, 0]
+
+
+def test_smallest_first_gives_jobs_of_one_size_one_class_whatever_their_order():
+    jobs = [
+        {"name": "b", "hosts": ["h1", "h2"], "total_bytes": 5_000},
+        {"name": "a", "hosts": ["h3", "h4"], "total_bytes": 1_000},
+        {"name": "c", "hosts": ["h5", "h6"], "total_bytes": 5_000},
+    ]
+    prio, _ = setup("smallest-first", jobs=jobs)
+    assert {job: cls for job, cls, _ in prio.take_events()} == {"a": 0, "b": 1, "c": 1}
+
+
+def test_total_bytes_counts_iterations_and_each_sync_schemes_messages():
+    """A job twice as long sends twice as much: a short big-model job can rank above
+    a long small-model one, which bytes per iteration alone would invert."""
+    from testbed.spec.schema import JobSpec
+    from testbed.training.size import copies_per_iteration, model_bytes, total_bytes
+
+    ps = JobSpec(name="p", workers=4, servers=1, iterations=10)
+    ring = JobSpec(name="r", workers=4, servers=0, sync="allreduce", iterations=10)
+    assert copies_per_iteration(ps) == 8 and copies_per_iteration(ring) == 6
+    assert total_bytes(ps) == model_bytes(ps) * 8 * 10
+    longer = ps.model_copy(update={"iterations": 20})
+    assert total_bytes(longer) == 2 * total_bytes(ps)
 
 
 def counters(fake, switch):

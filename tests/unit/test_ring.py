@@ -128,3 +128,22 @@ def test_replicas_stay_identical_when_the_transport_loses_entries(fill):
     kinds = {m.kind for m in messages}
     assert kinds == {"reduce", "gather", "agree"}
     assert all(m.stats.delivered_fraction == 1.0 for m in messages if m.kind == "agree")
+
+
+def test_ring_message_ids_never_collide_for_any_valid_ring():
+    """Every id of two consecutive iterations is distinct, for every ring size the
+    schema allows (the old iteration * 2048 + code collided from 684 workers on), and
+    the largest id fits the transports' 32-bit message field."""
+    from testbed.spec.schema import JobSpec
+    from testbed.training.ring import message_id
+
+    def limit(name):
+        return next(m.le for m in JobSpec.model_fields[name].metadata if hasattr(m, "le"))
+
+    for size in range(2, limit("workers") + 1):
+        steps = np.arange(size - 1)
+        ids = np.concatenate([message_id(it, size, phase, steps)
+                              for it in (7, 8) for phase in (0, 1, 2)])  # fmt: skip
+        assert len(np.unique(ids)) == len(ids), size
+    largest = message_id(limit("iterations") - 1, limit("workers"), 2, limit("workers") - 2)
+    assert largest < 2**32

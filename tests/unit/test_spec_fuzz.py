@@ -172,10 +172,21 @@ YAML_CASES = [
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(st.one_of(st.sampled_from(YAML_CASES), st.text(max_size=80)))
+@given(
+    st.one_of(
+        st.sampled_from(YAML_CASES),
+        st.text(max_size=80),
+        # raw bytes: Latin-1 files, a UTF-16 BOM, cut-off multi-byte sequences
+        st.sampled_from([b"name: caf\xe9\n", b"\xff\xfename: t", b"name: t\xc3"]),
+        st.binary(max_size=80),
+    )
+)
 def test_any_yaml_text_is_an_experiment_or_a_spec_error(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("fuzz") / "spec.yaml"
-    path.write_text(text, errors="surrogateescape")
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, errors="surrogateescape")
     try:
         load_experiment(path)
     except SpecError as exc:

@@ -47,6 +47,24 @@ def test_sweep_is_a_cartesian_product_first_key_slowest_with_seeded_repeats():
     assert (last.jobs[0].transport.kind, last.topology.link.loss_pct, last.seed) == ("blt", 2, 8)
 
 
+def test_set_reaches_the_study_keys_too(tmp_path):
+    """`--set` overrides any key of a spec file: repeats, one swept key by its own
+    dotted path, or a whole axis; a single-run spec becomes a study that way."""
+    from testbed.spec.study import Study, load_spec
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec(sweep={"jobs.0.lr": [0.1, 0.2]})))
+    study = load_spec(str(path), ["repeats=2", "sweep.jobs.0.lr=[0.3]", "sweep.seed=[4, 5]"])
+    assert isinstance(study, Study)
+    assert [(r.values["jobs.0.lr"], r.seed) for r in study.runs] == [
+        (0.3, 4), (0.3, 5), (0.3, 5), (0.3, 6)]  # fmt: skip
+    path.write_text(yaml.safe_dump(BASE))
+    assert not isinstance(load_spec(str(path)), Study)
+    assert len(load_spec(str(path), ["zip={jobs.0.lr: [0.1, 0.2]}"]).runs) == 2
+    with pytest.raises(SpecError, match="sweep = 3: expected a mapping"):
+        load_spec(str(path), ["sweep=3"])
+
+
 def test_zip_varies_its_keys_together_as_one_axis():
     study = expand(
         spec(

@@ -133,3 +133,23 @@ def test_record_writer_appends_json_lines(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["type"] for line in lines] == ["iteration", "message"]
     assert all("time" in line for line in lines)
+
+
+def test_a_missing_replica_snapshot_leaves_divergence_empty_and_is_named(tmp_path):
+    """Worker 2 reached the evaluated iteration but its snapshot is gone: comparing
+    only workers 0 and 1 (identical) would read 0, so there is no figure at all."""
+    from testbed.results.fidelity import assess
+
+    run_dir, _ = fake_run(tmp_path, workers=3)
+    records = run_dir / "raw" / "a" / "worker0.jsonl"
+    for rank, params in enumerate(([3.0, 4.0], [3.0, 4.0], [3.0, 4.5])):
+        path = snapshot_path(records.with_name(f"worker{rank}.jsonl"), 2)
+        path.parent.mkdir(exist_ok=True)
+        np.save(path, np.array(params, np.float32))
+    snapshot_path(records.with_name("worker2.jsonl"), 2).unlink()
+    frames = write_tables(run_dir)
+    assert frames["iterations"]["param_divergence"].isna().all()
+    fidelity = assess(run_dir, [], {}, frames["param_divergence"])
+    assert fidelity["snapshot_gaps"] == ["a iteration 2 (worker2)"]
+    assert not fidelity["trustworthy"]
+    assert "worker2" in fidelity["reasons"][0]

@@ -142,6 +142,31 @@ def test_random_loss_does_not_slow_down_whatever_the_bound(loss_bound):
     assert sender.pacer.rate_mbps == 1000
 
 
+def test_tolerated_first_pass_losses_still_halve_the_rate():
+    """loss_bound 0.3 >= congestion_loss 0.2: a first pass losing 25% completes with
+    STOP (75% delivered), and the STOP's count of missing packets halves the rate."""
+    packets = 20
+    n = packets * ENTRIES_PER_PACKET
+    sender, receiver = pair(0.3, drop=lambda m, seq, attempt: attempt == 0 and seq % 4 == 0)
+    sender.set_share(1000)
+    stats = transfer(sender, receiver, 0, np.ones(n, np.float32), np.zeros(n, np.float32))
+    assert stats.delivered_fraction == 0.75 and stats.retransmitted_bytes == 0  # tolerated
+    assert sender.pacer.rate_mbps == 500
+
+
+@pytest.mark.parametrize("loss_bound", [0.0, 0.3])
+def test_one_loss_in_a_small_message_is_not_congestion(loss_bound):
+    """A 4-packet message losing 1 is 25% loss; the AIMD waits for 10 packets of
+    evidence, so the rate holds, whether the loss was resent (bound 0) or tolerated.
+    Three such messages in a row (3 of 12 lost) are congestion: the rate halves."""
+    n = 4 * ENTRIES_PER_PACKET
+    sender, receiver = pair(loss_bound, drop=lambda m, seq, attempt: attempt == 0 and seq == 0)
+    sender.set_share(1000)
+    for msg_id, rate in enumerate([1000, 1000, 500]):
+        transfer(sender, receiver, msg_id, np.ones(n, np.float32), np.zeros(n, np.float32))
+        assert sender.pacer.rate_mbps == rate, msg_id
+
+
 def test_pacer_spaces_packets_at_the_rate():
     import time
 
