@@ -37,7 +37,8 @@ should sit at 1.0-1.15.
 
 It prints per arm: upper-tier bytes per iteration (measured, theory, ratio), mean
 iteration time, JCT, final accuracy and the JCT ratio to `none` of the same fabric and
-server count. A run that is not `ok` gets no ratio.
+server count. A run that did not end `ok`, or that its fidelity verdict does not
+trust, gets no ratio.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from testbed.results.verdict import ratio_cell, read_verdict
 from testbed.runner import run_spec
 from testbed.spec import validate
 from testbed.training.ps import shard_bounds
@@ -136,16 +138,13 @@ def measure(workdir: Path, fabric: str, arm: str, servers: int, iterations: int)
     its = pd.read_csv(result.run_dir / "iterations.csv")
     return {
         "status": result.status,
+        "verdict": read_verdict(result.run_dir),
         "upper_measured": job.get(f"bytes_{FABRICS[fabric][1]}_tier", float("nan")) / iterations,
         "upper_theory": theory_upper_bytes(data, meta),
         "mean_iter_s": its.groupby("iteration")["iter_s"].max().mean(),
         "jct_s": job["jct_s"],
         "accuracy": job["final_accuracy"],
     }
-
-
-def ratio(num: float, den: float, ok: bool) -> str:
-    return f"{num / den:.2f}" if ok and den else "-"
 
 
 def main() -> None:
@@ -170,10 +169,10 @@ def main() -> None:
 
 
 def add_rows(table: Table, fabric: str, servers: int, rows: dict[str, dict]) -> None:
-    """One row per arm; ratios against `none` only where both runs are ok."""
+    """One row per arm; ratios against `none` only where both runs are usable."""
     base = rows["none"]
     for arm, row in rows.items():
-        ok = row["status"] == "ok" and base["status"] == "ok"
+        both = (row["verdict"], base["verdict"])
         table.add_row(
             fabric,
             str(servers),
@@ -181,14 +180,16 @@ def add_rows(table: Table, fabric: str, servers: int, rows: dict[str, dict]) -> 
             row["status"],
             f"{row['upper_measured'] / 1e3:.1f}",
             f"{row['upper_theory'] / 1e3:.1f}",
-            ratio(row["upper_measured"], row["upper_theory"], row["status"] == "ok"),
-            ratio(base["upper_measured"], row["upper_measured"], ok),
+            ratio_cell(row["upper_measured"], row["upper_theory"], row["verdict"]),
+            ratio_cell(base["upper_measured"], row["upper_measured"], *both),
             f"{row['mean_iter_s']:.3f}",
             f"{row['jct_s']:.1f}",
-            ratio(row["jct_s"], base["jct_s"], ok),
+            ratio_cell(row["jct_s"], base["jct_s"], *both),
             f"{row['accuracy']:.3f}",
         )
         print(fabric, arm, servers, row, flush=True)  # as it goes: a crash loses nothing
+        if not row["verdict"].usable:
+            print(f"{fabric} {servers} {arm}: {row['verdict'].why_not()}")
 
 
 if __name__ == "__main__":

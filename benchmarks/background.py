@@ -16,7 +16,8 @@ delivered load column shows by how much.
 Arms differ only in the variable named: the same seed, placement, flow schedule
 (seeded) and tc trees (`network.priority_bands: always` everywhere, so `fixed`
 changes only the marking, not the buffers). The control arms run the job with no
-traffic. A ratio is printed only between arms whose job ended `ok`.
+traffic. A ratio, and the flows' FCTs, are printed only from runs that ended `ok` and
+that their fidelity verdict trusts; any other arm's row says why it is left out.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from testbed.results.verdict import ratio_cell, read_verdict
 from testbed.runner import run_spec
 from testbed.traffic.tables import fct_by_bucket
 
@@ -97,6 +99,7 @@ def summarize(arm: str, run_dir: Path) -> dict:
     per_iteration = its.groupby("iteration")["iter_s"].max()  # the slowest worker's
     row = {
         "arm": arm,
+        "verdict": read_verdict(run_dir),
         "status": job["status"],
         "jct_s": job["jct_s"],
         "mean_iter_s": per_iteration.mean(),
@@ -104,7 +107,7 @@ def summarize(arm: str, run_dir: Path) -> dict:
         "accuracy": job["final_accuracy"],
     }
     flows_csv = run_dir / "flows.csv"
-    if flows_csv.exists():
+    if flows_csv.exists() and row["verdict"].usable:
         flows = pd.read_csv(flows_csv)
         traffic = pd.read_csv(run_dir / "traffic.csv").iloc[0]
         row["offered"] = traffic["offered_load"]
@@ -158,11 +161,14 @@ def main() -> None:
     console.print(job_table(rows, args.iterations))
     console.print(flow_table(rows, args.load))
     console.print(window_table(common_window(rows)))
+    for arm, r in rows.items():
+        if not r["verdict"].usable:
+            print(f"{arm}: left out, {r['verdict'].why_not()}")
 
 
 def _ratio(rows: dict, arm: str, base: str, key: str) -> str:
-    ok = rows[arm]["status"] == "ok" and rows[base]["status"] == "ok"
-    return f"{rows[arm][key] / rows[base][key]:.2f}x" if ok else "- (not ok)"
+    mine, theirs = rows[arm], rows[base]
+    return ratio_cell(mine[key], theirs[key], mine["verdict"], theirs["verdict"])
 
 
 def job_table(rows: dict, iterations: int) -> Table:

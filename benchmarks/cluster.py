@@ -28,6 +28,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from testbed.results.verdict import read_verdict
 from testbed.runner import run_spec
 
 ARMS = ("cluster", "one server")
@@ -58,9 +59,11 @@ def compare(raw: dict, out: Path) -> dict:
     for arm, spec in arms(raw).items():
         result = run_spec(spec, out / arm.replace(" ", "-"), source=f"{raw['name']} ({arm})")
         meta = json.loads((result.run_dir / "metadata.json").read_text())
+        verdict = read_verdict(result.run_dir)
         results[arm] = {
             "status": result.status,
             "error": result.error,
+            "left_out": verdict.why_not(),  # '' when the arm's figures may be compared
             "run_dir": str(result.run_dir),
             "network_ready_s": meta.get("network_ready_s"),
             "cpu_saturated_share": (meta.get("fidelity") or {}).get("cpu_saturated_share"),
@@ -68,7 +71,7 @@ def compare(raw: dict, out: Path) -> dict:
             "tunnel_bytes": tunnel_bytes(result.run_dir) if arm == "cluster" else 0,
             "tunnelled_links": meta.get("cluster", {}).get("tunnelled_links", []),
         }
-    ok = all(results[arm]["status"] == "ok" for arm in ARMS)
+    ok = not any(results[arm]["left_out"] for arm in ARMS)
     ratios = {}
     for mine, theirs in zip(results["cluster"]["jobs"], results["one server"]["jobs"]):
         if ok and mine["status"] == theirs["status"] == "ok":
@@ -88,8 +91,9 @@ def show(figures: dict, console: Console) -> None:
     console.print(table)
     for job, ratio in figures["iteration_ratio"].items():
         console.print(f"{job}: mean iteration, one server / cluster = {ratio:.2f}x")
-    if not figures["iteration_ratio"]:
-        console.print("no ratio: an arm was not ok")
+    for arm, fig in figures["arms"].items():
+        if fig["left_out"]:
+            console.print(f"no ratio: {arm} {fig['left_out']}")
     cluster = figures["arms"]["cluster"]
     console.print(
         f"network ready: {cluster['network_ready_s']} s on the cluster, "

@@ -16,7 +16,8 @@ seed, placement, model and iterations.
 Printed: the recovery (faults.csv: every probed pair through again) p50 and max over
 the link-down faults; the controller's detection delay; and the iteration-time spike,
 the slowest iteration starting in the 2 s after each fault against the control
-arm's p50 and p99 iteration time. No ratio from a run that is not `ok`.
+arm's p50 and p99 iteration time. No figure from a run that did not end `ok` or that
+its fidelity verdict does not trust: its row says why instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from testbed.results.verdict import ratio_cell, read_verdict
 from testbed.runner import run_spec
 
 UPLINKS = [("a0_0", "c1_1"), ("a0_1", "c2_1"), ("a0_0", "c1_2"), ("a0_1", "c2_2")]
@@ -70,7 +72,8 @@ def measure(out: Path, routing: str, arm: str, faults: int, iterations: int) -> 
     # one time per iteration: the slowest worker's (a synchronous step waits for it)
     steps = its.groupby("iteration").agg(iter_s=("iter_s", "max"), end_s=("time_s", "max"))
     steps["start_s"] = steps["end_s"] - steps["iter_s"]
-    row = {"status": result.status, "steps": steps, "mean_iter_s": steps["iter_s"].mean()}
+    row = {"status": result.status, "steps": steps, "mean_iter_s": steps["iter_s"].mean(),
+           "verdict": read_verdict(result.run_dir)}  # fmt: skip
     path = result.run_dir / "faults.csv"
     row["faults"] = pd.read_csv(path) if path.exists() else pd.DataFrame()
     return row
@@ -101,34 +104,45 @@ def main() -> None:
     table = Table(title=f"{args.faults} link-down faults per routing mode ({out})")
     for col in COLUMNS:
         table.add_column(col)
+    runs = {}
     for routing in ("ecmp", "two-level"):
-        hit = measure(out, routing, "faults", args.faults, iterations)
-        base = measure(out, routing, "control", args.faults, iterations)
-        f = hit["faults"]
-        down = f[f["what"].str.endswith(" down")] if len(f) else f
-        ok = hit["status"] == base["status"] == "ok"
-        rec = down["recovery_s"].dropna().tolist() if len(down) else []
-        detect = (down["detected_at_s"] - down["time_s"]).dropna().tolist() if len(down) else []
-        worst = spikes(hit["steps"], f) if len(f) else []
-        control = base["steps"]["iter_s"]
-        table.add_row(
-            routing,
-            f"{hit['status']} / {base['status']}",
-            _num(statistics.median(rec)) if rec else "-",
-            _num(max(rec))
-            + ("" if len(rec) == len(down) else f" ({len(down) - len(rec)} unrecovered)")
-            if rec
-            else "-",
-            f"{statistics.median(detect) * 1000:.1f}" if detect else "-",
-            f"{int(down['disrupted_pairs'].sum())}/{int(down['probed_pairs'].sum())}"
-            if len(down)
-            else "-",
-            f"{_num(hit['mean_iter_s'])} / {_num(base['mean_iter_s'])}"
-            + (f" ({hit['mean_iter_s'] / base['mean_iter_s']:.2f}x)" if ok else " (no ratio)"),
-            f"{_num(statistics.median(worst))} / {_num(max(worst))}" if worst else "-",
-            f"{_num(control.median())} / {_num(control.quantile(0.99))}",
-        )
+        for arm in ("faults", "control"):
+            runs[routing, arm] = measure(out, routing, arm, args.faults, iterations)
+        table.add_row(routing, *_cells(runs[routing, "faults"], runs[routing, "control"]))
     console.print(table)
+    for (routing, arm), run in runs.items():
+        if not run["verdict"].usable:
+            print(f"{routing} {arm}: {run['verdict'].why_not()}")
+
+
+def _cells(hit: dict, base: dict) -> list[str]:
+    """The columns after `routing`; figures only from usable runs (module docstring)."""
+    status = f"{hit['status']} / {base['status']}"
+    if not hit["verdict"].usable:
+        return [status] + ["- (faults arm not usable)"] * (len(COLUMNS) - 2)
+    f = hit["faults"]
+    down = f[f["what"].str.endswith(" down")] if len(f) else f
+    rec = down["recovery_s"].dropna().tolist() if len(down) else []
+    detect = (down["detected_at_s"] - down["time_s"]).dropna().tolist() if len(down) else []
+    worst = spikes(hit["steps"], f) if len(f) else []
+    control = base["steps"]["iter_s"]
+    compared = base["verdict"].usable
+    unrecovered = "" if len(rec) == len(down) else f" ({len(down) - len(rec)} unrecovered)"
+    ratio = ratio_cell(hit["mean_iter_s"], base["mean_iter_s"], hit["verdict"], base["verdict"])
+    return [
+        status,
+        _num(statistics.median(rec)) if rec else "-",
+        _num(max(rec)) + unrecovered if rec else "-",
+        f"{statistics.median(detect) * 1000:.1f}" if detect else "-",
+        f"{int(down['disrupted_pairs'].sum())}/{int(down['probed_pairs'].sum())}"
+        if len(down)
+        else "-",
+        f"{_num(hit['mean_iter_s'])} / {_num(base['mean_iter_s'])} ({ratio})",
+        f"{_num(statistics.median(worst))} / {_num(max(worst))}" if worst else "-",
+        f"{_num(control.median())} / {_num(control.quantile(0.99))}"
+        if compared
+        else "- (control not usable)",
+    ]
 
 
 def _num(value: float) -> str:

@@ -17,8 +17,8 @@ marked (`network.priority_bands: always`), so its ratio separates the priorities
 the buffer partitioning. `none` is what a user gets by default (one fifo per port).
 
 Prints per-job JCT and class, mean JCT per arm and its ratio to the control arm
-(MLNET reports -25% median makespan from prioritization alone). An arm with a job
-that did not end `ok` gets no ratio.
+(MLNET reports -25% median makespan from prioritization alone). An arm whose run
+did not end `ok`, or that its fidelity verdict does not trust, gets no ratio.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from testbed.results.verdict import Verdict, ratio_cell, read_verdict
 from testbed.runner import run_spec
 
 JOBS = [
@@ -78,9 +79,10 @@ def spec(arm: str, iterations: int) -> dict:
     }
 
 
-def measure(workdir: Path, arm: str, iterations: int) -> pd.DataFrame:
+def measure(workdir: Path, arm: str, iterations: int) -> tuple[pd.DataFrame, Verdict]:
     data = spec(arm, iterations)
-    return run_spec(data, workdir / data["name"], "benchmark").jobs.set_index("job")
+    result = run_spec(data, workdir / data["name"], "benchmark")
+    return result.jobs.set_index("job"), read_verdict(result.run_dir)
 
 
 def main() -> None:
@@ -93,9 +95,8 @@ def main() -> None:
     columns = ("arm", *[f"{j['name']} JCT s (class)" for j in JOBS], "mean JCT s", "vs control")
     for col in columns:
         table.add_column(col, justify="right")
-    control = results[CONTROL]
-    base = control["jct_s"].mean() if (control["status"] == "ok").all() else None
-    for arm, jobs in results.items():
+    control, control_verdict = results[CONTROL]
+    for arm, (jobs, verdict) in results.items():
         cells = []
         for job in (j["name"] for j in JOBS):
             row = jobs.loc[job]
@@ -106,9 +107,12 @@ def main() -> None:
             )
             cells.append(f"{row['jct_s']:.1f} ({cls}) {row['status']}")
         mean = jobs["jct_s"].mean()
-        ok = base is not None and (jobs["status"] == "ok").all()
-        table.add_row(arm, *cells, f"{mean:.1f}", f"{mean / base:.2f}x" if ok else "- (not ok)")
+        ratio = ratio_cell(mean, control["jct_s"].mean(), verdict, control_verdict)
+        table.add_row(arm, *cells, f"{mean:.1f}", ratio)
     Console(width=150).print(table)
+    for arm, (_, verdict) in results.items():
+        if not verdict.usable:
+            print(f"{arm}: {verdict.why_not()}")
 
 
 if __name__ == "__main__":

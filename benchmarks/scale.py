@@ -16,7 +16,9 @@ Each size is one PS job (MLP [64] on digits, TCP, 30 iterations, seed 1) run twi
 - the largest job on a k=8 fat-tree (128 hosts): --largest WORKERS SERVERS, with its
   mean iteration time, under each launcher.
 
-A run that is not ``ok`` prints its status and no ratio.
+A run that did not end ``ok``, or that its fidelity verdict does not trust (a CPU
+saturated for long, as 128 exec'd interpreters starting at once do), prints its
+status and no ratio; its absolute figures still show.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from testbed.results.verdict import ratio_cell, read_verdict
 from testbed.runner import run_spec
 
 ITERATIONS = 30
@@ -144,6 +147,7 @@ def measure(workdir: Path, launcher: str, workers: int, servers: int) -> dict:
         "processes": workers + servers,
         "launcher": launcher,
         "status": result.status,
+        "verdict": read_verdict(result.run_dir),
         "startup_s": job["startup_s"],
         "all_ready_s": _all_ready_s(result.run_dir, job),
         "mean_iter_s": job["mean_iter_s"],
@@ -165,10 +169,10 @@ def _all_ready_s(run_dir: Path, job: pd.Series) -> float:
 
 
 def ratio(before: dict, after: dict, key: str) -> str:
-    """before/after, only when both runs are ok."""
-    if before["status"] != "ok" or after["status"] != "ok" or not after[key]:
+    """before/after, only when both runs are usable (`testbed.results.verdict`)."""
+    if not after[key]:
         return "-"
-    return f"{before[key] / after[key]:.1f}x"
+    return ratio_cell(before[key], after[key], before["verdict"], after["verdict"], digits=1)
 
 
 def num(value, digits: int) -> str:

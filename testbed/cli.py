@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("dirs", nargs="+", metavar="DIR")
     report.add_argument("--compare", action="store_true", help="overlay several run directories")
     report.add_argument("--out", help="where --compare writes (default results/compare-<UTC>)")
+    report.add_argument(
+        "--include-untrustworthy",
+        action="store_true",
+        help="a study: count ok runs the fidelity verdict does not trust, marked",
+    )
     report.set_defaults(func=cmd_report)
 
     profile = sub.add_parser("profile", help="a job's loss bound, by APNet's method (root)")
@@ -198,7 +203,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     if len(args.dirs) > 1 or args.out:
         raise SpecError("testbed report", "", args.dirs, "expected one DIR (or --compare DIR...)")
-    print(report(Path(args.dirs[0])))
+    print(report(Path(args.dirs[0]), args.include_untrustworthy))
     return 0
 
 

@@ -14,19 +14,27 @@ from testbed.report.compare import compare_markdown, compare_plots
 from testbed.report.run import run_markdown, run_plots
 from testbed.report.study import study_markdown, study_plots
 from testbed.results.rundir import read_csv
+from testbed.study.tables import summary_table
 
 REPORT = "report.md"
 
 
-def report(directory: Path) -> Path:
-    """Write the report of a run or study directory; return report.md's path."""
+def report(directory: Path, include_untrustworthy: bool = False) -> Path:
+    """Write the report of a run or study directory; return report.md's path.
+
+    A study's statistics leave out the runs that did not end ok or that their fidelity
+    verdict does not trust (summary.csv); `include_untrustworthy` counts the ok ones of
+    those again, and the report marks every figure that includes one."""
     if (directory / "study.yaml").exists():
         recorded = yaml.safe_load((directory / "study.yaml").read_text())
         spec = recorded["spec"]
         swept = [*spec.get("sweep", {}), *spec.get("zip", {})]
+        runs = read_csv(directory / "runs.csv")
         summary = read_csv(directory / "summary.csv")
+        if include_untrustworthy and runs is not None:
+            summary = summary_table(runs, swept, include_untrustworthy=True)
         plots = study_plots(directory, swept, summary) if summary is not None else []
-        text = study_markdown(directory, swept, plots)
+        text = study_markdown(directory, swept, plots, summary, include_untrustworthy)
     elif (directory / "metadata.json").exists():
         text = run_markdown(directory, run_plots(directory, directory))
     else:

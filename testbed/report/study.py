@@ -16,6 +16,7 @@ from testbed.report.run import figures_markdown, table
 from testbed.results.rundir import read_csv
 
 METRICS = ["mean_iter_s", "p99_iter_s", "jct_s", "final_accuracy"]
+UNTRUSTED = " †"
 
 
 def study_plots(study_dir: Path, swept: list[str], summary: pd.DataFrame) -> list[tuple[str, Path]]:
@@ -80,10 +81,16 @@ def _slug(key: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", key.lower()).strip("-")
 
 
-def study_markdown(study_dir: Path, swept: list[str], plots: list[tuple[str, Path]]) -> str:
-    """report.md of a study: what was swept, run statuses, the summary, the plots."""
+def study_markdown(
+    study_dir: Path,
+    swept: list[str],
+    plots: list[tuple[str, Path]],
+    summary: pd.DataFrame | None,
+    include_untrustworthy: bool = False,
+) -> str:
+    """report.md of a study: what was swept, run statuses, the summary, the runs left
+    out of it and why, the plots."""
     runs = read_csv(study_dir / "runs.csv")
-    summary = read_csv(study_dir / "summary.csv")
     recorded = yaml.safe_load((study_dir / "study.yaml").read_text())
     lines = [f"# Study {recorded['spec'].get('name', '')}: {study_dir.name}", "",
              f"- spec: `{recorded['source']}`",
@@ -94,18 +101,44 @@ def study_markdown(study_dir: Path, swept: list[str], plots: list[tuple[str, Pat
         lines.append("- runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     lines.append("")
     if summary is not None and len(summary):
-        lines += ["## Summary (mean and 95% CI over the runs whose job ended ok)", "",
-                  table(_wide(summary, swept)), ""]  # fmt: skip
+        over = "that ended ok" + ("" if include_untrustworthy else " and were trustworthy")
+        lines += [f"## Summary (mean and 95% CI over the runs {over})", ""]
+        if include_untrustworthy:
+            lines += [f"{UNTRUSTED} marks a figure that includes untrustworthy runs "
+                      "(`--include-untrustworthy`).", ""]  # fmt: skip
+        lines += [table(_wide(summary, swept, include_untrustworthy)), ""]
+    lines += left_out_markdown(runs, include_untrustworthy)
     lines += figures_markdown(plots)
     return "\n".join(lines) + "\n"
 
 
-def _wide(summary: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
+def left_out_markdown(runs: pd.DataFrame | None, include_untrustworthy: bool) -> list[str]:
+    """A section naming each run (and job) the summary leaves out, and why."""
+    if runs is None or "left_out" not in runs:
+        return []
+    out = runs[runs["left_out"].fillna("") != ""]
+    if include_untrustworthy:
+        out = out[~out["left_out"].str.startswith("untrustworthy")]
+    if out.empty:
+        return []
+    rows = out[[c for c in ("run", "job", "left_out") if c in out]].rename(
+        columns={"left_out": "why"}
+    )
+    return ["## Runs left out of the summary", "", table(rows), ""]
+
+
+def _wide(
+    summary: pd.DataFrame, swept: list[str], include_untrustworthy: bool = False
+) -> pd.DataFrame:
     """One row per point and job, one 'mean [low, high] (n)' column per metric."""
     rows = summary[summary["metric"].isin(METRICS)].copy()
+    untrusted = rows.get("n_untrustworthy", pd.Series(0, index=rows.index)).fillna(0)
+    marks = [UNTRUSTED if include_untrustworthy and n else "" for n in untrusted]
     rows["cell"] = [
-        f"{m:.4g} [{lo:.4g}, {hi:.4g}] (n={n})" if np.isfinite(lo) else f"{m:.4g} (n={n})"
-        for m, lo, hi, n in zip(rows["mean"], rows["ci95_low"], rows["ci95_high"], rows["n"])
+        (f"{m:.4g} [{lo:.4g}, {hi:.4g}] (n={n})" if np.isfinite(lo) else f"{m:.4g} (n={n})") + mark
+        for m, lo, hi, n, mark in zip(
+            rows["mean"], rows["ci95_low"], rows["ci95_high"], rows["n"], marks
+        )
     ]
     wide = rows.pivot_table(index=["point", *swept, "job"], columns="metric", values="cell",
                             aggfunc="first", sort=False)  # fmt: skip

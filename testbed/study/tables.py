@@ -1,14 +1,19 @@
 """runs.csv and summary.csv of a study, from its run directories alone.
 
-runs.csv: one row per run and job: the run's name, point, repeat, seed and status,
-one column per swept key (mappings in YAML flow style), then every jobs.csv column,
-then ``p50_iter_s`` and ``p99_iter_s`` (over every worker's iterations, as
-``mean_iter_s`` is).
+runs.csv: one row per run and job: the run's name, point, repeat, seed, status and
+fidelity verdict (``trustworthy``, and ``left_out``: why the summary leaves the row
+out, empty when it counts), one column per swept key (mappings in YAML flow style),
+then every jobs.csv column, then ``p50_iter_s`` and ``p99_iter_s`` (over every
+worker's iterations, as ``mean_iter_s`` is).
 
-summary.csv: one row per point, job and metric, over the runs whose job ended ``ok``:
+summary.csv: one row per point, job and metric, over the runs that ended ``ok`` (the
+run and the job) *and* that their fidelity verdict trusts (`testbed.results.verdict`):
 ``n``, ``mean``, ``std`` (sample, ddof 1), and the 95% confidence interval of the mean
 from the t-distribution with n-1 degrees of freedom (``ci95_low``, ``ci95_high``;
-empty for n < 2). ``n_not_ok`` counts the runs left out.
+empty for n < 2). ``n_not_ok`` counts the runs left out for their status,
+``n_untrustworthy`` the ok ones left out for their verdict. With
+``include_untrustworthy`` those are counted too (``testbed report
+--include-untrustworthy``), and ``n_untrustworthy`` says how many of ``n`` they are.
 """
 
 from __future__ import annotations
@@ -19,17 +24,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from testbed.results.rundir import read_csv, read_json
+from testbed.results.rundir import read_csv
+from testbed.results.verdict import read_verdict
 from testbed.spec.study import Study, label
 
-RUN_KEYS = ["run", "point", "repeat", "seed", "run_status"]
+RUN_KEYS = ["run", "point", "repeat", "seed", "run_status", "trustworthy", "left_out"]
 # Columns of jobs.csv that the spec sets, or that name things: not metrics.
-NOT_METRICS = {"point", "repeat", "seed", "workers", "servers", "start_s", "launched_at"}
+NOT_METRICS = {"point", "repeat", "seed", "workers", "servers", "start_s", "launched_at",
+               "trustworthy"}  # fmt: skip
 
 
 def run_status(run_dir: Path) -> str:
     """A run's status from its metadata.json: missing if it never started."""
-    return read_json(run_dir / "metadata.json").get("status", "missing")
+    return read_verdict(run_dir).status
 
 
 def runs_table(study: Study, study_dir: Path) -> pd.DataFrame:
@@ -37,19 +44,43 @@ def runs_table(study: Study, study_dir: Path) -> pd.DataFrame:
     frames = []
     for run in study.runs:
         run_dir = study_dir / run.name
+        verdict = read_verdict(run_dir)
         head = {"run": run.name, "point": run.point, "repeat": run.repeat, "seed": run.seed,
-                "run_status": run_status(run_dir)}  # fmt: skip
+                "run_status": verdict.status, "trustworthy": verdict.trustworthy,
+                "left_out": verdict.why_not()}  # fmt: skip
         head.update({key: label(value) for key, value in run.values.items()})
         jobs = read_csv(run_dir / "jobs.csv")
         if jobs is None or jobs.empty:
             frames.append(pd.DataFrame([head]))
             continue
         jobs = jobs.merge(_tail(run_dir), on="job", how="left")
-        frames.append(pd.concat([pd.DataFrame([head] * len(jobs)), jobs], axis=1))
+        heads = [
+            {**head, "left_out": head["left_out"] or f"job {status}"} if status != "ok" else head
+            for status in jobs["status"]
+        ]
+        frames.append(pd.concat([pd.DataFrame(heads), jobs], axis=1))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS)
 
 
-def summary_table(runs: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
+def ended_ok(runs: pd.DataFrame) -> pd.Series:
+    """Rows of runs.csv whose run and job both ended ok."""
+    return (runs["run_status"] == "ok") & (runs["status"] == "ok")
+
+
+def trusted(runs: pd.DataFrame) -> pd.Series:
+    """Rows of runs.csv whose run the fidelity verdict trusts."""
+    return runs["trustworthy"].map(lambda v: v is True or v == "True").astype(bool)
+
+
+def counted(runs: pd.DataFrame, include_untrustworthy: bool = False) -> pd.Series:
+    """Rows of runs.csv that enter statistics: ended ok and trusted (or, with
+    `include_untrustworthy`, ended ok)."""
+    return ended_ok(runs) & (trusted(runs) | include_untrustworthy)
+
+
+def summary_table(
+    runs: pd.DataFrame, swept: list[str], include_untrustworthy: bool = False
+) -> pd.DataFrame:
     """summary.csv (see the module docstring)."""
     if "job" not in runs:
         return pd.DataFrame()
@@ -60,13 +91,15 @@ def summary_table(runs: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     ]
     rows = []
     for (point, job), group in runs.dropna(subset=["job"]).groupby(["point", "job"], sort=True):
-        ok = group[group["status"] == "ok"]
+        used = group[counted(group, include_untrustworthy)]
         first = group.iloc[0]
+        n_not_ok = int((~ended_ok(group)).sum())
+        n_untrustworthy = int((ended_ok(group) & ~trusted(group)).sum())
         for metric in metrics:
-            values = ok[metric].dropna().to_numpy(dtype=float)
+            values = used[metric].dropna().to_numpy(dtype=float)
             rows.append({"point": point, **{k: first[k] for k in swept}, "job": job,
-                         "metric": metric, **ci95(values),
-                         "n_not_ok": len(group) - len(ok)})  # fmt: skip
+                         "metric": metric, **ci95(values), "n_not_ok": n_not_ok,
+                         "n_untrustworthy": n_untrustworthy})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -181,7 +181,10 @@ def test_a_ps_job_trains_across_both_servers_and_against_one(tmp_path):
     model_bytes = one_copy(job)
     crossed = figures["arms"]["cluster"]["tunnel_bytes"]
     assert crossed >= 2 * 2 * 40 * model_bytes, (crossed, model_bytes)
-    assert "ps" in figures["iteration_ratio"]
+    # A ratio only between arms that ended ok and were trusted (under TCG the CPU often
+    # saturates: then the reason is named instead).
+    usable = not any(fig["left_out"] for fig in figures["arms"].values())
+    assert ("ps" in figures["iteration_ratio"]) == usable, figures["arms"]
     assert _leftovers() == ("", "")
 
 

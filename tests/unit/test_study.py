@@ -123,7 +123,7 @@ def test_summary_counts_only_ok_jobs_and_reports_the_rest():
         "run": ["p000-r0", "p000-r1", "p000-r2", "p001-r0"], "point": [0, 0, 0, 1],
         "repeat": [0, 1, 2, 0], "seed": [1, 2, 3, 1], "run_status": ["ok", "ok", "failed", "ok"],
         "k": ["a", "a", "a", "b"], "job": ["j"] * 4, "status": ["ok", "ok", "failed", "ok"],
-        "workers": [2] * 4, "mean_iter_s": [1.0, 3.0, 100.0, 5.0],
+        "workers": [2] * 4, "mean_iter_s": [1.0, 3.0, 100.0, 5.0], "trustworthy": [True] * 4,
     })  # fmt: skip
     summary = summary_table(runs, ["k"]).set_index(["point", "metric"])
     assert set(summary.index.get_level_values("metric")) == {"mean_iter_s"}  # not workers
@@ -132,9 +132,25 @@ def test_summary_counts_only_ok_jobs_and_reports_the_rest():
     assert {"ci95_low", "ci95_high", "std"} <= set(summary.columns)
 
 
+def test_summary_leaves_out_untrustworthy_runs_and_runs_that_failed_around_an_ok_job():
+    """p000-r1's job is ok but its run failed (a teardown error); p000-r2 is ok but
+    untrustworthy (the CPU saturated): neither enters the mean unless asked, and then
+    the untrustworthy one is counted and marked."""
+    runs = pd.DataFrame({
+        "run": ["p000-r0", "p000-r1", "p000-r2", "p000-r3"], "point": [0] * 4,
+        "repeat": [0, 1, 2, 3], "seed": [1, 2, 3, 4],
+        "run_status": ["ok", "failed", "ok", "ok"], "status": ["ok"] * 4, "job": ["j"] * 4,
+        "trustworthy": [True, None, False, True], "mean_iter_s": [1.0, 50.0, 9.0, 3.0],
+    })  # fmt: skip
+    row = summary_table(runs, []).iloc[0]
+    assert (row["n"], row["mean"], row["n_not_ok"], row["n_untrustworthy"]) == (2, 2.0, 1, 1)
+    row = summary_table(runs, [], include_untrustworthy=True).iloc[0]
+    assert (row["n"], row["mean"], row["n_untrustworthy"]) == (3, 13 / 3, 1)
+
+
 def profile_runs(accuracy: dict[float, list[float]]) -> pd.DataFrame:
     rows = [{"jobs.0.transport.drop_fraction": str(drop), "repeat": i, "status": "ok",
-             "final_accuracy": acc}
+             "run_status": "ok", "trustworthy": True, "final_accuracy": acc}
             for drop, accs in accuracy.items() for i, acc in enumerate(accs)]  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -206,3 +222,57 @@ def test_schema_validates_every_config_and_rejects_what_the_loader_rejects(capsy
         {**BASE, "repeats": 0},
     ):
         assert list(validator.iter_errors(bad)), bad
+
+
+def test_the_study_report_names_each_left_out_run_and_can_include_the_untrustworthy(tmp_path):
+    """Three repeats: one ok and trusted, one untrustworthy (its CPU saturated), one
+    whose job failed. summary.csv counts one; the report says which runs it left out
+    and why; --include-untrustworthy counts two and marks the figure."""
+    from testbed.report import report
+    from testbed.study.tables import write_study_tables
+
+    study = expand(spec(repeats=3), "s.yaml")
+    (tmp_path / "study.yaml").write_text(study.as_yaml())
+    cases = [("ok", "ok", True, []), ("ok", "ok", False, ["CPU above 90% busy for 9 s"]),
+             ("failed", "failed", None, [])]  # fmt: skip
+    for run, (run_status, job_status, trustworthy, reasons) in zip(study.runs, cases):
+        run_dir = tmp_path / run.name
+        run_dir.mkdir()
+        fidelity = (
+            {"trustworthy": trustworthy, "reasons": reasons} if trustworthy is not None else None
+        )
+        meta = {"status": run_status, "error": "j: boom" if run_status != "ok" else "",
+                "fidelity": fidelity}  # fmt: skip
+        (run_dir / "metadata.json").write_text(json.dumps(meta))
+        pd.DataFrame([{"job": "j", "status": job_status, "mean_iter_s": 1.0 + run.repeat,
+                       "jct_s": 10.0 + run.repeat}]).to_csv(run_dir / "jobs.csv", index=False)  # fmt: skip
+    runs, summary = write_study_tables(study, tmp_path)
+    row = summary.set_index("metric").loc["mean_iter_s"]
+    assert (row["n"], row["mean"], row["n_not_ok"], row["n_untrustworthy"]) == (1, 1.0, 1, 1)
+    assert list(runs["left_out"].fillna("")) == [
+        "", "untrustworthy: CPU above 90% busy for 9 s", "run failed: j: boom"]  # fmt: skip
+    text = " ".join(report(tmp_path).read_text().split())  # table padding aside
+    assert "over the runs that ended ok and were trustworthy" in text
+    assert "| p000-r1 | j | untrustworthy: CPU above 90% busy for 9 s |" in text
+    assert "| p000-r2 | j | run failed: j: boom |" in text
+    text = " ".join(report(tmp_path, include_untrustworthy=True).read_text().split())
+    assert "1.5 [" in text and "(n=2) †" in text  # (1 + 2) / 2, marked
+    assert "p000-r1" not in text.split("## Runs left out")[1]
+
+
+def test_a_benchmark_ratio_needs_every_run_behind_it_ok_and_trusted(tmp_path):
+    from testbed.results.verdict import ratio_cell, read_verdict
+
+    def run(name, meta):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metadata.json").write_text(json.dumps(meta))
+        return read_verdict(tmp_path / name)
+
+    good = run("good", {"status": "ok", "fidelity": {"trustworthy": True, "reasons": []}})
+    busy = run("busy", {"status": "ok", "fidelity": {"trustworthy": False, "reasons": ["CPU"]}})
+    failed = run("failed", {"status": "failed", "error": "j: boom", "fidelity": None})
+    assert ratio_cell(3.0, 2.0, good, good) == "1.50x"
+    assert ratio_cell(3.0, 2.0, good, busy) == "- (untrustworthy)"
+    assert ratio_cell(3.0, 2.0, failed, good) == "- (not ok: failed)"
+    assert (busy.why_not(), failed.why_not()) == ("untrustworthy: CPU", "run failed: j: boom")
+    assert read_verdict(tmp_path / "never").why_not() == "run missing"
