@@ -205,6 +205,7 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
     params = parameters_to_vector(model.parameters()).detach().numpy().copy()
     sync = make_sync(cfg)
     records.write("ready", job=spec.name, rank=cfg.rank)  # connected; training starts now
+    wire = WireCounter(f"{cfg.host}-eth0")
     try:
         for it in range(spec.iterations):
             t0 = time.perf_counter()
@@ -232,12 +233,39 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
                 iter_s=t2 - t0,
                 compute_s=t1 - t0,
                 comm_s=t2 - t1,
-                bytes_sent=int(grad.nbytes),
+                bytes_sent=wire.since_last(),
                 train_loss=float(loss.item()),
                 test_accuracy=accuracy(model, data) if evaluate else None,
             )
     finally:
         sync.close()
+
+
+class WireCounter:
+    """What this host's interface sent, Ethernet frames as its link carries them
+    (payload, headers, retransmissions, the ACKs of what it receives), between one
+    reading and the next; read in the process's own network namespace."""
+
+    def __init__(self, interface: str):
+        self.interface = interface
+        self.last = tx_bytes(interface)
+
+    def since_last(self) -> int | None:
+        """Bytes sent since the last call (None where the interface is not ours)."""
+        now = tx_bytes(self.interface)
+        sent = None if now is None or self.last is None else now - self.last
+        self.last = now
+        return sent
+
+
+def tx_bytes(interface: str) -> int | None:
+    """The transmit byte counter of `interface` in this network namespace."""
+    with open("/proc/self/net/dev") as fh:
+        for line in fh:
+            name, sep, fields = line.partition(":")
+            if sep and name.strip() == interface:
+                return int(fields.split()[8])
+    return None
 
 
 def _snapshot(cfg: RoleConfig, iteration: int, params: np.ndarray) -> None:

@@ -77,3 +77,18 @@ def test_model_learns_a_few_steps(digits, spec):
     # 10 balanced classes: chance is ~0.1; 200 full-batch steps on 256 images reach
     # ~0.8-0.9 on the held-out set, so 0.5 fails only a model that did not learn.
     assert accuracy(model, digits) > 0.5
+
+
+def test_the_wire_counter_reads_what_an_interface_sent():
+    """`bytes_sent` comes from the interface's own transmit counter in the process's
+    namespace: sending 100 kB over loopback moves lo's counter by at least that."""
+    import socket
+
+    from testbed.training.loop import WireCounter, tx_bytes
+
+    counter = WireCounter("lo")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(100):
+            s.sendto(b"x" * 1000, ("127.0.0.1", 9))  # discard port: nothing needs to listen
+    assert counter.since_last() >= 100 * (1000 + 28)  # payload + IPv4/UDP headers
+    assert tx_bytes("no-such-eth0") is None and WireCounter("no-such-eth0").since_last() is None
