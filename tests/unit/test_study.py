@@ -244,8 +244,9 @@ def test_the_study_report_names_each_left_out_run_and_can_include_the_untrustwor
         meta = {"status": run_status, "error": "j: boom" if run_status != "ok" else "",
                 "fidelity": fidelity}  # fmt: skip
         (run_dir / "metadata.json").write_text(json.dumps(meta))
-        pd.DataFrame([{"job": "j", "status": job_status, "mean_iter_s": 1.0 + run.repeat,
-                       "jct_s": 10.0 + run.repeat}]).to_csv(run_dir / "jobs.csv", index=False)  # fmt: skip
+        jobs = {"job": "j", "status": job_status, "mean_iter_s": 1.0 + run.repeat,
+                "jct_s": 10.0 + run.repeat}  # fmt: skip
+        pd.DataFrame([jobs]).to_csv(run_dir / "jobs.csv", index=False)
     runs, summary = write_study_tables(study, tmp_path)
     row = summary.set_index("metric").loc["mean_iter_s"]
     assert (row["n"], row["mean"], row["n_not_ok"], row["n_untrustworthy"]) == (1, 1.0, 1, 1)
