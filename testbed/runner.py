@@ -453,19 +453,18 @@ def run_experiment(
     if testbed.teardown_errors:
         status = "interrupted" if status == "interrupted" else "failed"
         error = "; ".join(filter(None, [error, *testbed.teardown_errors]))
-    frames, fidelity, status, error = _finish(run_dir, topo, links, meta, status, error, testbed.t0)
+    frames, fidelity, status, error = _finish(run_dir, links, meta, status, error, testbed.t0)
     hand_over(run_dir)
     return RunResult(run_dir, status, error, frames.get("jobs", pd.DataFrame()), fidelity)
 
 
-def _finish(run_dir, topo, links, meta, status, error, t0) -> tuple[dict, dict | None, str, str]:
+def _finish(run_dir, links, meta, status, error, t0) -> tuple[dict, dict | None, str, str]:
     """The tables, the fidelity verdict and the final metadata, after teardown. On a
     full disk, whatever fits is kept and the error says what did not."""
     frames, fidelity = {}, None
     try:
         frames = write_tables(run_dir)
-        rates = {d.name: d.params.bw_mbps for d in topo.directions()}
-        fidelity = assess(run_dir, links, rates, frames["param_divergence"])
+        fidelity = assess(run_dir, links, frames["param_divergence"])
     except Exception as exc:  # a full disk, or records it left half-written
         log.error("tables not written\n%s", traceback.format_exc())
         error = "; ".join(filter(None, [error, f"tables not written: {_describe(exc)}"]))

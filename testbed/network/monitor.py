@@ -15,6 +15,14 @@ configured vs measured loss (with the direction's binomial 99% interval) and
 configured vs achieved throughput. Whether any direction's loss is off is judged over
 all of them at once, family-wise (`testbed.results.fidelity`). `backlog_pkts` is the
 packets queued in the direction's tc tree at the sample (HTB's qlen).
+
+Where a tree holds packets, its HTB classes are read too (`tc -s class show`): the
+link class's token level as of its last dequeue (`link_tokens_us`, in µs of the
+link's rate), and `held_back`: 1 when packets waited while that bucket still held
+tokens (the shaper would have sent them: something else, a late dequeue on a busy
+CPU or a stopped device, held them), 0 when the bucket was in debt (the shaper
+itself held them back, as a link running at its rate does). The fidelity verdict
+counts the samples of each kind (`testbed.results.fidelity.slow_links`).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +59,8 @@ COLUMNS = [
     "loss_drops",
     "offered_packets",
     "backlog_pkts",
+    "link_tokens_us",
+    "held_back",
 ]
 STATS = ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets")
 CLASS_COLUMNS = ["time_s", "direction", "interface", "band", "dscp", "bytes", "packets", "drops"]
@@ -121,11 +132,13 @@ class LinkMonitor:
         now = time.time()
         self._counters = self._interface_stats()
         qdiscs = self._qdisc_stats()
+        shapers = self._shaper_states(qdiscs)
         nft = self._loss_counters()
         rows = []
         for d in self.directions:
             qdisc = None if d.src in self.unread else qdiscs.get(d.interface, {})
             row = self._row(d, now, qdisc, nft.get(d.name))
+            row.update(shapers.get(d.interface, {}))
             self._track_peak(d, row, now)
             rows.append(row)
         if not self._fh.closed:
@@ -188,6 +201,8 @@ class LinkMonitor:
             "loss_drops": loss_drops,
             "offered_packets": offered,
             "backlog_pkts": qdisc.get("backlog_pkts", 0) if read else None,
+            "link_tokens_us": None,
+            "held_back": None,
         }
 
     def _track_peak(self, d: Direction, row: dict, now: float) -> None:
@@ -228,6 +243,19 @@ class LinkMonitor:
             listings.append(_tc_stats(self.net.host(name).pid, f"{name}-eth0"))
         return qdisc_stats([q for listing in listings for q in listing])
 
+    def _shaper_states(self, qdiscs: dict[str, dict]) -> dict[str, dict]:
+        """Interface -> {link_tokens_us, held_back} for each tree that held packets at
+        this sample (module docstring); one tc process for the root namespace, one
+        per backlogged host. Not read on a cluster (one ssh call each)."""
+        if getattr(self.net, "root_qdiscs", None):
+            return {}
+        hosts = {f"{h}-eth0": h for h in self.hosts}
+        busy = [dev for dev, q in qdiscs.items() if q["backlog_pkts"] > 0]
+        states = shaper_states(_class_listing([d for d in busy if d not in hosts], None))
+        for dev in (d for d in busy if d in hosts):
+            states.update(shaper_states(_class_listing([dev], self.net.host(hosts[dev]).pid)))
+        return states
+
     # ------------------------------------------------------------------ summary
 
     def report(self) -> list[dict]:
@@ -265,6 +293,47 @@ def qdisc_stats(qdiscs: list[dict]) -> dict[str, dict]:
                 "drops": q.get("drops", 0),
             }
     return stats
+
+
+# tc prints HTB tokens in psched ticks of 64 ns (PSCHED_NS2TICKS)
+TICK_US = 64 / 1000
+DEVICE_MARK = "@dev "
+CLASS_LINE = re.compile(r"^class (\S+) (\S+) ")
+BACKLOG = re.compile(r"^ backlog \S+ (\d+)p")
+TOKENS = re.compile(r"^ tokens: (-?\d+) ")
+
+
+def shaper_states(listing: str) -> dict[str, dict]:
+    """Interface -> {link_tokens_us, held_back} from `_class_listing`'s output: each
+    device's leaves' backlog and its link class's tokens, for the devices whose leaves
+    still held packets when read (the queue may have drained since the qdisc read)."""
+    devices: dict[str, dict] = {}
+    dev = kind = classid = None
+    for line in listing.splitlines():
+        if line.startswith(DEVICE_MARK):
+            dev = line[len(DEVICE_MARK) :].strip()
+            devices[dev] = {"backlog": 0, "tokens": None}
+        elif dev and (m := CLASS_LINE.match(line)):
+            kind, classid = m.groups()
+        elif dev and kind == "htb" and (m := BACKLOG.match(line)) and classid != tc.LINK_CLASS:
+            devices[dev]["backlog"] += int(m.group(1))  # leaves hold the packets
+        elif dev and kind == "htb" and classid == tc.LINK_CLASS and (m := TOKENS.match(line)):
+            devices[dev]["tokens"] = int(m.group(1)) * TICK_US
+    return {
+        dev: {"link_tokens_us": round(v["tokens"], 1), "held_back": int(v["tokens"] >= 0)}
+        for dev, v in devices.items()
+        if v["backlog"] and v["tokens"] is not None
+    }
+
+
+def _class_listing(devices: list[str], pid: int | None) -> str:
+    """``tc -s class show`` of each device, each after an "@dev NAME" line (tc itself
+    does not name the device); device names reach sh as arguments, never as code."""
+    if not devices:
+        return ""
+    script = f'for d; do echo "{DEVICE_MARK}$d"; tc -s class show dev "$d"; done'
+    proc = shell.run(["sh", "-c", script, "sh", *devices], ns_pid=pid, check=False)
+    return proc.stdout if proc.returncode == 0 else ""
 
 
 def summarize(d: Direction, last: dict, peak_mbps: float) -> dict:

@@ -21,37 +21,51 @@ def test_cpu_figures_count_seconds_above_90_percent():
     assert figures["cpu_busy_p50_pct"] == 60
 
 
-def link_rows(mbps: float, backlog: list[int]) -> pd.DataFrame:
-    sent = [i * mbps * 1e6 / 8 for i in range(len(backlog))]
+def link_rows(held: list) -> pd.DataFrame:
+    """One direction's samples: `held` is links.csv's held_back (None: not backlogged)."""
     return pd.DataFrame(
-        {"time_s": range(len(backlog)), "direction": "a->b", "tx_bytes": sent,
-         "backlog_pkts": backlog}
+        {"time_s": range(len(held)), "direction": "a->b", "held_back": held}
     )  # fmt: skip
 
 
-def test_a_backlogged_link_below_its_rate_is_slow():
-    assert slow_links(link_rows(80, [5] * 6), {"a->b": 100}) == {"a->b": 0.8}
-    assert slow_links(link_rows(97, [5] * 6), {"a->b": 100}) == {}
+def test_a_link_that_held_packets_its_shaper_would_send_is_slow():
+    assert slow_links(link_rows([1, 1, 1, 0, 0, None])) == {
+        "a->b": {"held_samples": 3, "backlogged_samples": 5}}  # fmt: skip
 
 
-def test_an_idle_link_is_never_slow():
-    """Below its rate with an empty queue: the senders had nothing more to send."""
-    assert slow_links(link_rows(10, [0] * 6), {"a->b": 100}) == {}
-    assert slow_links(link_rows(10, [5, 5, 0, 5, 0, 5]), {"a->b": 100}) == {}  # < 3 s
+def test_a_link_held_back_by_its_own_shaper_is_never_slow():
+    """Backlogged at every sample and always in debt: it ran at its rate."""
+    assert slow_links(link_rows([0] * 50)) == {}
+
+
+def test_slow_needs_3_held_samples_and_a_tenth_of_the_backlogged_ones():
+    assert slow_links(link_rows([1, 1, None, None])) == {}  # too little evidence
+    assert slow_links(link_rows([1, 1, 1] + [0] * 30)) == {}  # 3 of 33 < 10%
+    assert slow_links(link_rows([1, 1, 1] + [0] * 27)) != {}  # 3 of 30
+    assert slow_links(pd.DataFrame({"direction": ["a->b"], "backlog_pkts": [3]})) == {}
 
 
 def test_a_saturated_run_is_not_trustworthy_and_says_why(tmp_path):
     machine([99] * 5 + [20] * 5).to_csv(tmp_path / "cpu.csv", index=False)
-    link_rows(100, [0] * 10).to_csv(tmp_path / "links.csv", index=False)
-    fidelity = assess(tmp_path, [], {"a->b": 100})
+    link_rows([None] * 10).to_csv(tmp_path / "links.csv", index=False)
+    fidelity = assess(tmp_path, [])
     assert not fidelity["trustworthy"]
     assert fidelity["reasons"] == ["CPU above 90% busy for 4.0 s (44% of the run)"]
 
 
+def test_a_held_back_link_makes_a_run_untrustworthy_and_is_named(tmp_path):
+    machine([30] * 10).to_csv(tmp_path / "cpu.csv", index=False)
+    link_rows([1] * 4 + [0] * 6).to_csv(tmp_path / "links.csv", index=False)
+    fidelity = assess(tmp_path, [])
+    assert fidelity["reasons"] == [
+        "links held packets back that their shaper would have sent: "
+        "a->b (4 of 10 backlogged samples)"]  # fmt: skip
+
+
 def test_a_calm_run_is_trustworthy(tmp_path):
     machine([30] * 10).to_csv(tmp_path / "cpu.csv", index=False)
-    link_rows(100, [3] * 10).to_csv(tmp_path / "links.csv", index=False)
-    fidelity = assess(tmp_path, [], {"a->b": 100})
+    link_rows([0] * 10).to_csv(tmp_path / "links.csv", index=False)
+    fidelity = assess(tmp_path, [])
     assert fidelity["trustworthy"] and fidelity["reasons"] == []
 
 

@@ -74,3 +74,57 @@ def test_netem_loss_is_netem_drops_beyond_its_child_htbs():
     assert lossy["netem_drops"] - lossy["htb_drops"] == 100 and lossy["backlog_pkts"] == 0
     assert lossy["bands"][1] == {"bytes": 30, "packets": 3, "drops": 15}
     assert stats["left-eth1"] == {"htb_drops": 7, "netem_drops": 0, "backlog_pkts": 4, "bands": {}}
+
+
+# `tc -s class show` of two devices as _class_listing returns it (iproute2 6.1): one
+# sending at its rate (link class in debt), one whose packets wait while its link class
+# has tokens (a slower qdisc under the leaf), one that has drained since the qdisc read.
+CLASS_LISTING = """@dev e0_0-eth1
+class htb 1:10 parent 1:1 leaf 10: prio 0 rate 10Mbit ceil 10Mbit burst 6053b cburst 6053b
+ Sent 32275763 bytes 21369 pkt (dropped 0, overlimits 1843 requeues 0)
+ backlog 111268b 74p requeues 0
+ lended: 3260 borrowed: 0 giants: 0
+ tokens: -207934 ctokens: -207934
+
+class htb 1:1 root rate 10Mbit ceil 10Mbit burst 6053b cburst 6053b
+ Sent 32275763 bytes 21369 pkt (dropped 0, overlimits 2 requeues 0)
+ backlog 0b 0p requeues 0
+ lended: 0 borrowed: 0 giants: 0
+ tokens: -207934 ctokens: -207934
+
+@dev h1-eth0
+class netem 5:1 parent 5: leaf 1:
+class htb 1:11 parent 1:1 leaf 11: prio 1 rate 8Kbit ceil 10Mbit burst 6053b cburst 6053b
+ Sent 3633183 bytes 2412 pkt (dropped 5, overlimits 4905 requeues 0)
+ backlog 134746b 89p requeues 0
+ lended: 0 borrowed: 2412 giants: 0
+ tokens: -9999999 ctokens: 56762
+
+class htb 1:1 root rate 10Mbit ceil 10Mbit burst 6053b cburst 6053b
+ Sent 3633183 bytes 2412 pkt (dropped 0, overlimits 2 requeues 0)
+ backlog 0b 0p requeues 0
+ lended: 0 borrowed: 0 giants: 0
+ tokens: 56762 ctokens: 56762
+
+@dev a0_0-eth3
+class htb 1:10 parent 1:1 leaf 10: prio 0 rate 10Mbit ceil 10Mbit burst 6053b cburst 6053b
+ Sent 100 bytes 1 pkt (dropped 0, overlimits 0 requeues 0)
+ backlog 0b 0p requeues 0
+ lended: 1 borrowed: 0 giants: 0
+ tokens: 74562 ctokens: 74562
+
+class htb 1:1 root rate 10Mbit ceil 10Mbit burst 6053b cburst 6053b
+ Sent 100 bytes 1 pkt (dropped 0, overlimits 0 requeues 0)
+ backlog 0b 0p requeues 0
+ lended: 0 borrowed: 0 giants: 0
+ tokens: 74562 ctokens: 74562
+"""
+
+
+def test_shaper_states_read_the_link_class_tokens_of_backlogged_trees():
+    from testbed.network.monitor import shaper_states
+
+    assert shaper_states(CLASS_LISTING) == {
+        "e0_0-eth1": {"link_tokens_us": -13307.8, "held_back": 0},
+        "h1-eth0": {"link_tokens_us": 3632.8, "held_back": 1},
+    }  # the third had drained: no state

@@ -149,7 +149,7 @@ def test_a_missing_replica_snapshot_leaves_divergence_empty_and_is_named(tmp_pat
     snapshot_path(records.with_name("worker2.jsonl"), 2).unlink()
     frames = write_tables(run_dir)
     assert frames["iterations"]["param_divergence"].isna().all()
-    fidelity = assess(run_dir, [], {}, frames["param_divergence"])
+    fidelity = assess(run_dir, [], frames["param_divergence"])
     assert fidelity["snapshot_gaps"] == ["a iteration 2 (worker2)"]
     assert not fidelity["trustworthy"]
     assert "worker2" in fidelity["reasons"][0]
