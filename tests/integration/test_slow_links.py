@@ -30,8 +30,8 @@ SECONDS = 12
 
 @pytest.mark.parametrize("starved", [False, True], ids=["at-its-rate", "starved"])
 def test_only_a_starved_shaper_is_a_slow_link(tmp_path, starved, no_leftovers):
-    tb = session(tmp_path, "starved" if starved else "at-rate", {"kind": "dumbbell", "hosts_per_side": 1,
-                                               "link": {"bw_mbps": RATE_MBPS}})  # fmt: skip
+    topology = {"kind": "dumbbell", "hosts_per_side": 1, "link": {"bw_mbps": RATE_MBPS}}
+    tb = session(tmp_path, "starved" if starved else "at-rate", topology)
     with tb:
         core = next(d for d in tb.topo.directions() if d.name == "left->right")
         if starved:
