@@ -245,8 +245,24 @@ class _TransportBase(Frozen):
     # receiver's previous value.
     fill: Literal["zero", "stale"] = "zero"
 
+    @property
+    def loses_entries(self) -> bool:
+        """Whether received messages may miss entries (the sync layer must cope)."""
+        return False
 
-class TcpSpec(_TransportBase):
+
+class _ChannelTransport(_TransportBase):
+    # Lose this fraction of every received message's packets (364 entries each), both
+    # directions, never resent: what blt at loss_bound = p can hand the sync layer
+    # (testbed.transports.dropping); `testbed profile` sweeps it.
+    drop_packets: Float = Field(0.0, ge=0, lt=1)
+
+    @property
+    def loses_entries(self) -> bool:
+        return self.drop_packets > 0
+
+
+class TcpSpec(_ChannelTransport):
     """Reliable baseline transport over the kernel's TCP."""
 
     kind: Literal["tcp"] = "tcp"
@@ -259,7 +275,7 @@ class TcpSpec(_TransportBase):
     pacing: Literal["none", "fair-share"] = "none"
 
 
-class BltSpec(_TransportBase):
+class BltSpec(_ChannelTransport):
     """Bounded-loss-tolerant transport (APNet'19): UDP data, TCP control."""
 
     kind: Literal["blt"]
@@ -270,6 +286,10 @@ class BltSpec(_TransportBase):
     # alike (with 2 x loss_bound, a reliable arm halved at every lost packet).
     congestion_loss: Float = Field(0.2, gt=0, le=1)
     congestion_control: Literal["cubic"] = "cubic"  # of the control connection
+
+    @property
+    def loses_entries(self) -> bool:
+        return self.loss_bound > 0 or self.drop_packets > 0
 
 
 class GlooSpec(_TransportBase):

@@ -1,11 +1,18 @@
 """`testbed profile`: how much gradient loss a job tolerates (APNet'19 §2.2).
 
-The method, on the real job: a study over ``transport.drop_fraction`` (the share of
-gradient entries the sender drops at random before sending) on a lossless network, the
-job alone, `repeats` seeds per drop fraction. The seeds are shared across drop
-fractions (repeat i trains with seed+i at every drop), so each repeat is a paired
-comparison: same initial weights, same batches, only the drops differ. That pairing
-removes the seed-to-seed spread from the comparison.
+The method, on the real job: a study over ``transport.drop_packets`` on a lossless
+network, the job alone, `repeats` seeds per drop fraction. ``drop_packets: p`` makes
+every received message lose each of its 364-entry packets with probability p, in both
+directions (push and pull, reduce and gather), never resent: what blt hands the sync
+layer at ``loss_bound: p`` when the network loses at least that much
+(`testbed.transports.dropping`). So the bound found is a bound for blt. (APNet §2.2
+drops random gradient entries at the application, on the push only; that is
+``transport.drop_fraction``, which a sweep of one's own can still use.)
+
+The seeds are shared across drop fractions (repeat i trains with seed+i at every
+drop), so each repeat is a paired comparison: same initial weights, same batches,
+only the drops differ. That pairing removes the seed-to-seed spread from the
+comparison.
 
 A drop fraction d is tolerated when the 95% confidence interval (t, n-1 degrees of
 freedom) of the paired accuracy difference acc(d) - acc(0) lies above -tolerance: the
@@ -30,12 +37,13 @@ from testbed.errors import SpecError
 from testbed.report import report
 from testbed.report.figures import axis_label, figure, save
 from testbed.results.rundir import utc_stamp
-from testbed.spec.load import read_yaml, set_path
+from testbed.spec.load import apply_overrides, read_yaml
 from testbed.spec.study import STUDY_KEYS, Study, expand
 from testbed.study.runner import create_study_dir, run_study
-from testbed.study.tables import ci95
+from testbed.study.tables import ci95, counted
 
 PROFILE_CSV = "profile.csv"
+DROP_KEY = "jobs.0.transport.drop_packets"
 EXIT_INTERRUPTED = 130
 
 
@@ -52,16 +60,13 @@ class ProfilePlan:
 def plan_profile(args: argparse.Namespace) -> ProfilePlan:
     """Validate the arguments and expand the profile study (no root, nothing built)."""
     raw = read_yaml(args.spec)
-    for key in STUDY_KEYS:
-        if key in raw:
-            raise SpecError(args.spec, key, raw[key], "expected none: profile makes its own study")
     drops = parse_drops(args.drops)
     if args.repeats < 2:
         raise SpecError("--repeats", "", args.repeats, "expected at least 2 (for an interval)")
     if not 0 < args.tolerance < 1:
         raise SpecError("--tolerance", "", args.tolerance, "expected an accuracy in (0, 1)")
     index, raw = single_job(raw, args.spec, args.job, args.overrides)
-    raw["sweep"] = {"jobs.0.transport.drop_fraction": drops}
+    raw["sweep"] = {DROP_KEY: drops}
     raw["repeats"] = args.repeats
     study = expand(raw, args.spec)
     name = study.runs[0].experiment.name
@@ -106,10 +111,10 @@ def parse_drops(text: str) -> list[float]:
 def single_job(raw: dict, source: str, job: str | None, overrides) -> tuple[int, dict]:
     """The spec with only the profiled job (its index in the spec, the new spec), and
     every link lossless: the profile measures the job's tolerance, not the network."""
-    from testbed.spec.load import parse_override
-
-    for item in overrides:
-        set_path(raw, *parse_override(item), source)
+    apply_overrides(raw, overrides, source)
+    for key in STUDY_KEYS:
+        if key in raw:
+            raise SpecError(source, key, raw[key], "expected none: profile makes its own study")
     jobs = raw.get("jobs") or []
     names = [j.get("name") for j in jobs if isinstance(j, dict)]
     if job is None and names:
@@ -118,6 +123,12 @@ def single_job(raw: dict, source: str, job: str | None, overrides) -> tuple[int,
         listed = ", ".join(map(str, names))
         raise SpecError(source, "jobs", job, f"expected a job of the spec: {listed}")
     index = names.index(job)
+    transport = jobs[index].get("transport", "tcp")
+    kind = transport.get("kind") if isinstance(transport, dict) else transport
+    if kind == "gloo":
+        raise SpecError(source, f"jobs.{index}.transport", kind,
+                        "expected tcp or blt: profile drops packets on the job's channels, "
+                        "which gloo does not use")  # fmt: skip
     raw = {**raw, "jobs": [jobs[index]]}
     topology = raw.setdefault("topology", {})
     topology.setdefault("link", {})["loss_pct"] = 0.0
@@ -132,9 +143,9 @@ def bound_table(runs: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     runs, the paired difference from drop 0 with its 95% CI, and whether it is
     tolerated. A drop fraction with fewer than 2 ok pairs has no interval and is not
     tolerated: a failed point must not let the bound step over it."""
-    key = "jobs.0.transport.drop_fraction"
+    key = DROP_KEY
     runs = runs.astype({key: float})
-    ok = runs[runs["status"] == "ok"] if "status" in runs else runs.iloc[:0]
+    ok = runs[counted(runs)] if "status" in runs else runs.iloc[:0]
     reference = ok[ok[key] == 0].set_index("repeat")["final_accuracy"]
     rows = []
     for drop in sorted(runs[key].unique()):
@@ -142,7 +153,7 @@ def bound_table(runs: pd.DataFrame, tolerance: float) -> pd.DataFrame:
         accuracy = ci95(group["final_accuracy"].to_numpy(dtype=float))
         paired = group.set_index("repeat")["final_accuracy"] - reference
         diff = ci95(paired.dropna().to_numpy(dtype=float))
-        rows.append({"drop_fraction": drop, "n": accuracy["n"],
+        rows.append({"drop_packets": drop, "n": accuracy["n"],
                      "accuracy_mean": accuracy["mean"], "accuracy_ci95_low": accuracy["ci95_low"],
                      "accuracy_ci95_high": accuracy["ci95_high"], "diff_mean": diff["mean"],
                      "diff_ci95_low": diff["ci95_low"], "diff_ci95_high": diff["ci95_high"],
@@ -153,10 +164,10 @@ def bound_table(runs: pd.DataFrame, tolerance: float) -> pd.DataFrame:
 def loss_bound(table: pd.DataFrame) -> float | None:
     """The largest drop fraction that, with every smaller one, is tolerated."""
     bound = None
-    for row in table.sort_values("drop_fraction").itertuples():
+    for row in table.sort_values("drop_packets").itertuples():
         if not row.tolerated:
             break
-        bound = row.drop_fraction
+        bound = row.drop_packets
     return bound
 
 
@@ -167,11 +178,11 @@ def accuracy_against_drop(table: pd.DataFrame, tolerance: float, bound, into: Pa
     for ax, column, what in ((acc, "accuracy", "final accuracy"), (diff, "diff", "paired change")):
         low = table[f"{column}_mean"] - table[f"{column}_ci95_low"]
         high = table[f"{column}_ci95_high"] - table[f"{column}_mean"]
-        ax.errorbar(table["drop_fraction"], table[f"{column}_mean"], yerr=[low, high],
+        ax.errorbar(table["drop_packets"], table[f"{column}_mean"], yerr=[low, high],
                     marker="o", capsize=3, label=f"{what} (mean, 95% CI)")  # fmt: skip
         if bound is not None:
             ax.axvline(bound, color="green", linestyle=":", label=f"loss bound = {bound:g}")
-        ax.set_xlabel("gradient entries dropped (fraction)")
+        ax.set_xlabel("packets dropped per message, both directions (fraction)")
         ax.grid(alpha=0.3)
     diff.axhline(-tolerance, color="grey", linestyle="--", label=f"-tolerance ({tolerance:g})")
     low, high = diff.get_ylim()  # the threshold in view, with room below it
@@ -189,7 +200,7 @@ def _print(table: pd.DataFrame, bound, index: int, tolerance: float, study_dir: 
         out.add_column(col, justify="right")
     for r in table.itertuples():
         accuracy = f"{r.accuracy_mean:.4f} [{r.accuracy_ci95_low:.4f}, {r.accuracy_ci95_high:.4f}]"
-        out.add_row(f"{r.drop_fraction:g}", str(r.n), accuracy,
+        out.add_row(f"{r.drop_packets:g}", str(r.n), accuracy,
                     f"{r.diff_mean:+.4f} [{r.diff_ci95_low:+.4f}, {r.diff_ci95_high:+.4f}]",
                     "yes" if r.tolerated else "no")  # fmt: skip
     Console().print(out)

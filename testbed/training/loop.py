@@ -54,7 +54,7 @@ def fair_share(cfg: RoleConfig) -> float:
 def counted(cfg: RoleConfig) -> bool:
     """Whether entries can go missing, so aggregated sums must carry per-entry counts."""
     t = cfg.spec.transport
-    return (t.kind == "blt" and t.loss_bound > 0) or t.drop_fraction > 0
+    return t.loses_entries or t.drop_fraction > 0
 
 
 def run_server(cfg: RoleConfig, records: RecordWriter) -> None:
@@ -104,7 +104,7 @@ def _server(cfg: RoleConfig, shard: np.ndarray) -> PSServer | TreeServer:
     spec = cfg.spec
     if cfg.tree:
         return TreeServer(
-            make_transport(spec.transport, cfg.link_mbps),
+            make_transport(spec.transport, cfg.link_mbps, role_seed(cfg)),
             cfg.ip,
             cfg.port,
             cfg.tree[0],
@@ -116,7 +116,7 @@ def _server(cfg: RoleConfig, shard: np.ndarray) -> PSServer | TreeServer:
             share_mbps=fair_share(cfg),
         )
     return PSServer(
-        make_transport(spec.transport, cfg.link_mbps),
+        make_transport(spec.transport, cfg.link_mbps, role_seed(cfg)),
         cfg.ip,
         cfg.port,
         spec.workers,
@@ -130,6 +130,11 @@ def _server(cfg: RoleConfig, shard: np.ndarray) -> PSServer | TreeServer:
     )
 
 
+def role_seed(cfg: RoleConfig) -> int:
+    """This process's own seed (its drops, its batches): the run's, and its role and rank."""
+    return cfg.seed * 1000 + cfg.rank + (500 if cfg.role == "server" else 0)
+
+
 def worker_timeout(spec) -> float | None:
     """How long a server waits for a silent worker; None: never drops one."""
     if spec.on_failure != "continue":
@@ -141,7 +146,7 @@ def make_sync(cfg: RoleConfig):
     """The worker's side of the job's sync scheme over its transport."""
     spec = cfg.spec
     t = spec.transport
-    seed = cfg.seed * 1000 + cfg.rank
+    seed = role_seed(cfg)
     if t.kind == "gloo":
         from testbed.training.gloo import GlooAllreduce  # imports torch.distributed
 
@@ -155,7 +160,7 @@ def make_sync(cfg: RoleConfig):
             seed,
             t.fill,
         )
-    transport = make_transport(t, cfg.link_mbps)
+    transport = make_transport(t, cfg.link_mbps, seed)
     if spec.sync == "allreduce":
         from testbed.training.ring import RingAllreduce
 
@@ -169,7 +174,7 @@ def make_sync(cfg: RoleConfig):
             t.drop_fraction,
             seed,
             share_mbps=fair_share(cfg),
-            lossy=t.kind == "blt" and t.loss_bound > 0,
+            lossy=t.loses_entries,
         )
     if cfg.tree:
         return TreeWorker(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from testbed.transports.base import Channel, Listener, MessageStats, Transport
 from testbed.transports.blt import BltTransport
+from testbed.transports.dropping import PacketDropTransport
 from testbed.transports.tcp import TcpTransport
 
 TRANSPORTS: dict[str, type[Transport]] = {
@@ -15,14 +16,20 @@ TRANSPORTS: dict[str, type[Transport]] = {
 }
 
 
-def make_transport(spec, link_mbps: float = 100.0) -> Transport:
+def make_transport(spec, link_mbps: float = 100.0, seed: int = 0) -> Transport:
     """The transport for a validated `jobs[].transport` section.
 
-    `link_mbps` is the host link rate, blt's default sending rate.
+    `link_mbps` is the host link rate, blt's default sending rate. With
+    `drop_packets`, its channels lose packets on purpose (`testbed.transports.dropping`),
+    drawn from `seed` (the role's).
     """
     if spec.kind == "blt":
-        return BltTransport(spec, default_mbps=link_mbps)
-    return TRANSPORTS[spec.kind](spec)
+        transport: Transport = BltTransport(spec, default_mbps=link_mbps)
+    else:
+        transport = TRANSPORTS[spec.kind](spec)
+    if spec.drop_packets:
+        transport = PacketDropTransport(transport, spec.drop_packets, seed)
+    return transport
 
 
 __all__ = ["Channel", "Listener", "MessageStats", "TRANSPORTS", "Transport", "make_transport"]

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from testbed.errors import SpecError
-from testbed.spec import load_experiment
+from testbed.spec import load_experiment, validate
 from testbed.spec.schema import Experiment
 
 BASE = {
@@ -333,3 +333,23 @@ def test_every_shipped_config_is_valid(path):
     from testbed.spec.study import load_study
 
     assert load_study(path).runs  # a plain spec is a study of one run
+
+
+def test_the_readme_reference_spec_is_a_valid_file_that_shows_the_defaults():
+    """configs/reference.yaml validates, the README shows it verbatim, and every key
+    it sets outside its examples (tiers, directed, faults) has its default value."""
+    from pathlib import Path
+
+    text = Path("configs/reference.yaml").read_text()
+    assert f"```yaml\n{text}```" in Path("README.md").read_text()
+    ref = load_experiment("configs/reference.yaml").model_dump(mode="json")
+    minimal = validate({"name": "reference", "jobs": [{"name": "mlp"}]}, "t").model_dump(
+        mode="json"
+    )
+    ref["controller"]["las_thresholds_mb"] = None  # written out as the default it stands for
+    for key in ("seed", "network", "controller", "results", "launcher", "jobs"):
+        assert ref[key] == minimal[key], key
+    assert ref["topology"]["link"] == minimal["topology"]["link"]
+    from testbed.spec.schema import ControllerSpec
+
+    assert ControllerSpec().thresholds_bytes() == [m * 10**6 for m in (2, 20, 200)]

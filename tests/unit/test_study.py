@@ -149,7 +149,7 @@ def test_summary_leaves_out_untrustworthy_runs_and_runs_that_failed_around_an_ok
 
 
 def profile_runs(accuracy: dict[float, list[float]]) -> pd.DataFrame:
-    rows = [{"jobs.0.transport.drop_fraction": str(drop), "repeat": i, "status": "ok",
+    rows = [{"jobs.0.transport.drop_packets": str(drop), "repeat": i, "status": "ok",
              "run_status": "ok", "trustworthy": True, "final_accuracy": acc}
             for drop, accs in accuracy.items() for i, acc in enumerate(accs)]  # fmt: skip
     return pd.DataFrame(rows)
@@ -179,9 +179,9 @@ def test_loss_bound_uses_paired_differences_and_stops_at_the_first_intolerable_d
 def test_a_drop_fraction_whose_runs_failed_is_not_tolerated_and_stops_the_bound():
     runs = profile_runs({0.0: [0.80, 0.85, 0.90], 0.1: [0.80, 0.85, 0.90],
                          0.2: [0.0, 0.0, 0.0], 0.3: [0.80, 0.85, 0.90]})  # fmt: skip
-    runs.loc[runs["jobs.0.transport.drop_fraction"] == "0.2", "status"] = "failed"
+    runs.loc[runs["jobs.0.transport.drop_packets"] == "0.2", "status"] = "failed"
     table = bound_table(runs, tolerance=0.01)
-    assert list(table["drop_fraction"]) == [0.0, 0.1, 0.2, 0.3]
+    assert list(table["drop_packets"]) == [0.0, 0.1, 0.2, 0.3]
     assert list(table["n"]) == [3, 3, 0, 3]
     assert list(table["tolerated"]) == [True, True, False, True]
     assert loss_bound(table) == 0.1
@@ -200,6 +200,8 @@ def test_profile_keeps_one_job_and_makes_every_link_lossless():
     )
     with pytest.raises(SpecError, match="expected a job of the spec: a, b"):
         single_job(raw, "p.yaml", "c", [])
+    with pytest.raises(SpecError, match="expected tcp or blt: profile drops packets"):
+        single_job({**raw, "jobs": [{"name": "g", "transport": "gloo"}]}, "p.yaml", None, [])
     assert parse_drops("0.1, 0.05") == [0.0, 0.05, 0.1]
     with pytest.raises(SpecError, match=r"\[0, 1\)"):
         parse_drops("0.5,1")
