@@ -61,7 +61,8 @@ class TestbedController(app_manager.OSKenApp):
         self.fabric = Fabric.load(conf.topology)
         with open(conf.jobs) as fh:
             self.jobs_config = json.load(fh)
-        self.priority = make_priority(self.fabric, self.jobs_config)
+        self.state_file = self.jobs_config.get("state_json")
+        self.priority = make_priority(self.fabric, self.jobs_config, self._resume())
         self.routing = make_routing(self.fabric, conf.routing)
         self.accounting = Accounting(self.fabric, self.jobs_config)
         self.ready_file = conf.ready_file
@@ -112,6 +113,7 @@ class TestbedController(app_manager.OSKenApp):
         for switch, msg in self.priority.on_flow_stats(name, counters):
             self._send(self.datapaths[switch], [msg])
         self._log_events()
+        self._save_state()
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def on_port_status(self, ev):
@@ -200,6 +202,20 @@ class TestbedController(app_manager.OSKenApp):
             writer.writerows(rows)
         for row in rows:
             self.logger.info("class change: %s", row)
+
+    def _resume(self) -> dict | None:
+        """A killed controller's policy state, when this one restarts its run."""
+        if self.state_file and os.path.exists(self.state_file):
+            with open(self.state_file) as fh:
+                return json.load(fh)
+        return None
+
+    def _save_state(self):
+        if self.state_file:
+            tmp = self.state_file + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(self.priority.state(), fh)
+            os.replace(tmp, self.state_file)  # a kill never leaves half a file
 
     def _log_port(self, name, port_no, neighbor, port_down, changes):
         """Append one port change to ports.csv: when the controller learnt of it and

@@ -19,6 +19,12 @@ Policies are plain objects returning OpenFlow messages; the app only sends them:
   first without anyone knowing job sizes in advance.
 
 Each class change is reported as an event (job, class, reason) for controller.csv.
+
+A policy's state (`state()`: each job's class, and for las the bytes each job has
+attained) is what a restarted controller needs to go on where the killed one stopped:
+the app keeps it in the run directory and hands it back (`resume`) to a new
+controller of the same run. las then keeps each job's class and counts on from the
+attained bytes; the new controller's cleared switches count from zero under them.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ class MarkingPolicy:
     name = "base"
     polls = False  # whether the app must feed it flow statistics
 
-    def __init__(self, fabric: Fabric, config: dict):
+    def __init__(self, fabric: Fabric, config: dict, resume: dict | None = None):
+        self.resumed = resume or {}
         by_name = {h.name: h for h in fabric.hosts}
         self.jobs = [
             Job(
@@ -80,6 +87,10 @@ class MarkingPolicy:
     def initial_classes(self) -> dict[str, tuple[int, str]]:
         """Job name -> (class, why)."""
         raise NotImplementedError
+
+    def state(self) -> dict:
+        """What a restarted controller resumes from (see the module docstring)."""
+        return {"classes": dict(self.current)}
 
     def messages(self, switch: str) -> list:
         """Table-0 entries of `switch`: marks for job hosts attached to it, then on to
@@ -195,20 +206,35 @@ class LeastAttainedService(MarkingPolicy):
     name = "las"
     polls = True
 
-    def __init__(self, fabric: Fabric, config: dict):
+    def __init__(self, fabric: Fabric, config: dict, resume: dict | None = None):
         self.thresholds = [int(t) for t in config["thresholds_bytes"]]
         self.sent: dict[tuple[str, int], int] = {}  # (switch, job index) -> bytes
-        super().__init__(fabric, config)
+        # bytes a killed controller had counted, before this one's switches counted anew
+        self.carried: dict[str, int] = dict((resume or {}).get("attained", {}))
+        super().__init__(fabric, config, resume)
 
     def initial_classes(self) -> dict[str, tuple[int, str]]:
-        return {j.name: (0, "las: start in the highest class") for j in self.jobs}
+        resumed = self.resumed.get("classes", {})
+        return {
+            j.name: (
+                (resumed[j.name], f"las: resumed after a controller restart, "
+                                  f"{self.carried.get(j.name, 0)} B sent")
+                if j.name in resumed
+                else (0, "las: start in the highest class")
+            )
+            for j in self.jobs
+        }  # fmt: skip
+
+    def state(self) -> dict:
+        return {**super().state(), "attained": {j.name: self.attained(j) for j in self.jobs}}
 
     def stat_switches(self) -> list[str]:
         """Switches whose marking entries count the jobs' bytes."""
         return sorted({h.switch for j in self.jobs for h in j.hosts})
 
     def attained(self, job: Job) -> int:
-        return sum(b for (_, index), b in self.sent.items() if index == job.index)
+        counted = sum(b for (_, index), b in self.sent.items() if index == job.index)
+        return self.carried.get(job.name, 0) + counted
 
     def on_flow_stats(
         self, switch: str, counters: list[tuple[int, int]]
@@ -232,10 +258,11 @@ class LeastAttainedService(MarkingPolicy):
 POLICIES = {p.name: p for p in (NoPriority, FixedPriority, SmallestFirst, LeastAttainedService)}
 
 
-def make_priority(fabric: Fabric, config: dict) -> MarkingPolicy:
-    """The policy `config["policy"]` (spec `controller.priority`) for `fabric`."""
+def make_priority(fabric: Fabric, config: dict, resume: dict | None = None) -> MarkingPolicy:
+    """The policy `config["policy"]` (spec `controller.priority`) for `fabric`, going on
+    from `resume` (a killed controller's `state()`) when given."""
     if config["policy"] not in POLICIES:
         raise ValueError(
             f"unknown priority policy {config['policy']!r}; expected one of {sorted(POLICIES)}"
         )
-    return POLICIES[config["policy"]](fabric, config)
+    return POLICIES[config["policy"]](fabric, config, resume)

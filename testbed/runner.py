@@ -311,6 +311,8 @@ def controller_jobs(
         "thresholds_bytes": exp.controller.thresholds_bytes(),
         "t0": t0,
         "events_csv": str(events_csv),
+        # the policy's state, for a restarted controller to resume (controllers/priority.py)
+        "state_json": str(events_csv.with_name("raw") / "controller_state.json"),
         "ports_csv": str(ports_csv) if ports_csv else None,  # port changes, for faults.csv
         "jobs": [
             {

@@ -3,6 +3,8 @@ carry out of their ingress edge switch, and LAS demotions at the right byte coun
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from controllers.accounting import Accounting
@@ -22,7 +24,9 @@ JOBS = [
 ]
 
 
-def setup(policy, jobs=JOBS, classes=4, thresholds=(1_000, 10_000, 100_000), spec=None):
+def setup(
+    policy, jobs=JOBS, classes=4, thresholds=(1_000, 10_000, 100_000), spec=None, resume=None
+):
     data = build_topology(spec or FatTreeSpec(k=4)).to_json()
     fabric = Fabric.from_json(data)
     config = {
@@ -32,7 +36,7 @@ def setup(policy, jobs=JOBS, classes=4, thresholds=(1_000, 10_000, 100_000), spe
         "jobs": jobs,
         "thresholds_bytes": list(thresholds),
     }
-    prio = make_priority(fabric, config)
+    prio = make_priority(fabric, config, resume)
     fake = FakeFabric(data)
     fake.program([prio, Accounting(fabric, config), make_routing(fabric, "two-level")])
     for switch in fake.switches.values():
@@ -159,6 +163,27 @@ def test_las_demotes_at_each_threshold_and_keeps_counting():
     for switch, msg in prio.on_flow_stats("e0_0", counters(fake, "e0_0")):
         fake.switches[switch].apply(msg)
     assert dscp_at_destination(fake, "h1", "h16")[1] == CLASS_DSCP[2]
+
+
+def test_a_restarted_las_resumes_each_jobs_class_and_counts_on():
+    """The killed controller's state (its classes and attained bytes) goes to the new
+    one: 'big' stays in class 1 though the new switches count from zero, and is
+    demoted again once its bytes in all, old and new, cross the next threshold."""
+    prio, fake = setup("las")
+    send(fake, "h1", "h16", 11)  # 1,100 B: past the first threshold
+    for switch, msg in prio.on_flow_stats("e0_0", counters(fake, "e0_0")):
+        fake.switches[switch].apply(msg)
+    state = json.loads(json.dumps(prio.state()))  # as the app writes and reads it
+    assert state["classes"]["big"] == 1 and state["attained"]["big"] >= 1_100
+    again, fresh = setup("las", resume=state)  # a new controller: cleared switches
+    events = {job: (cls, reason) for job, cls, reason in again.take_events()}
+    assert events["big"][0] == 1 and "resumed after a controller restart" in events["big"][1]
+    assert events["small"][0] == 0
+    assert dscp_at_destination(fresh, "h1", "h16")[1] == CLASS_DSCP[1]
+    send(fresh, "h1", "h16", 90)  # 9,000 B new + the 1,100 B before: past 10,000 B
+    for switch, msg in again.on_flow_stats("e0_0", counters(fresh, "e0_0")):
+        fresh.switches[switch].apply(msg)
+    assert again.current["big"] == 2
 
 
 def test_las_never_goes_below_the_lowest_class():
