@@ -14,7 +14,7 @@ The networks (host links 100 Mb/s everywhere):
   fabric.
 
 The job: one PS job, 12 workers and S servers placed `spread` (every pod, every rack),
-an MLP [512] on digits (38,538 parameters, 154 kB per push), TCP, same seed. Arms,
+an MLP [512] on digits (38,410 parameters, 154 kB per push), TCP, same seed. Arms,
 differing only in `aggregation`: `none`, `rack`, `binary`; once with 1 server and once
 with 4.
 

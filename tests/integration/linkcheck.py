@@ -2,9 +2,10 @@
 
 Statistical rule: a probe's n datagrams cross directions that each drop
 independently with probability p, so the number lost is Binomial(n, q) with
-q = 1 - (1-p)^hops. A count is accepted inside the binomial 99.9% interval, so each
-probe fails a correct emulator with probability 0.1%; each test module says how many
-probes it makes (the suite's total stays below 1%).
+q = 1 - (1-p)^hops. A count is accepted inside the binomial 99.95% interval, so each
+probe fails a correct emulator with probability 0.05%; each test module says how many
+probes it makes, and the README's "Tests" section adds them up (the suite's total
+stays below 1%).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from scipy.stats import binom, chi2
 from testbed.network.measure import UdpLoss
 from testbed.runner import Testbed, bare_testbed
 
-CONFIDENCE = 0.999
+CONFIDENCE = 0.9995
 
 
 def session(
@@ -33,14 +34,15 @@ def assert_loss(probe: UdpLoss, q: float) -> None:
     lost, n = probe.sent - probe.received, probe.sent
     lo, hi = binom.interval(CONFIDENCE, n, q)
     assert lo <= lost <= hi, (
-        f"lost {lost}/{n} = {lost / n:.4f}; expected {q:.4f} (99.9%: {lo:.0f}..{hi:.0f})"
+        f"lost {lost}/{n} = {lost / n:.4f}; expected {q:.4f} "
+        f"({100 * CONFIDENCE:g}%: {lo:.0f}..{hi:.0f})"
     )
 
 
 def assert_directions(entries: list[dict]) -> None:
     """Every direction's emulator counters (metadata.json ``links``) agree with its
-    configured loss. The m directions form one family: each is held to the 1 - 0.1%/m
-    interval (Bonferroni), so the family fails a correct emulator with at most 0.1%
+    configured loss. The m directions form one family: each is held to the 1 - 0.05%/m
+    interval (Bonferroni), so the family fails a correct emulator with at most 0.05%
     (metadata.json's fidelity flag does the same at a family-wise 99%)."""
     assert entries, "no lossy direction carried traffic"
     level = 1 - (1 - CONFIDENCE) / len(entries)
@@ -54,8 +56,8 @@ def assert_dispersion(entries: list[dict]) -> None:
     """Loss is independent per packet: over m directions, the sum of the squared
     standardized loss counts z = (lost - np) / sqrt(np(1-p)) is chi-square with m
     degrees of freedom (each count binomial given its n; np >= 50 keeps the normal
-    approximation good). Accepted inside the two-sided 99.9% range, so a correct
-    emulator fails it with probability 0.1%. Bursty or correlated loss inflates it
+    approximation good). Accepted inside the two-sided 99.95% range, so a correct
+    emulator fails it with probability 0.05%. Bursty or correlated loss inflates it
     (overdispersion); loss that is too regular, e.g. every 20th packet, deflates it."""
     z2 = 0.0
     for e in entries:

@@ -3,10 +3,9 @@ bandwidth is what was configured, TCP sees network loss (not local drops), and
 nothing of the tc/nft state outlives the run.
 
 Statistical tolerance (see `linkcheck`): each loss probe, each family of
-per-direction counters and the dispersion test are held to a 99.9% level; this file
+per-direction counters and the dispersion test are held to a 99.95% level; this file
 makes 5 probes, 3 families and 1 dispersion test, so a correct emulator fails it with
-probability about 0.9%. (test_transports adds one family at 0.1%; the suite's total
-stays at 1%.)
+probability about 0.45% (the README's "Tests" section adds up the suite's budget).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Every test compares measured against configured; the tolerances:
   without jitter (under TCG that spread is as large as the jitter and drifts). The
   measured value must lie in [0.75, 1.33] x that: with 300 pings the sample SD's
   relative error is ~4% (1 sigma), so the band is over 6 sigma wide on either side.
-- loss: 3 probes at the binomial 99.9% level (`linkcheck`), and netem's own drop
+- loss: 3 probes at the binomial 99.95% level (`linkcheck`), and netem's own drop
   counters must equal the packets the probe lost (nothing else crosses that link).
 - goodput: >= 0.93 of the configured rate (headers alone take 4.4%), with a 10 ms
   token bucket (`network.shaper_burst_ms`). The bucket must cover how late the machine
@@ -27,7 +27,7 @@ Every test compares measured against configured; the tolerances:
   at 100 Mb/s on a guest that forwards 114 Mb/s, 69 spurious retransmissions and no
   packet dropped anywhere cost 10% of the rate).
 
-With the binomial probes, a correct kernel fails this file with probability ~0.3%.
+With the binomial probes, a correct kernel fails this file with probability ~0.15%.
 """
 
 from __future__ import annotations

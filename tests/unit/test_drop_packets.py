@@ -48,8 +48,9 @@ def transfer(sender, receiver, data, out, reliable=False):
 def test_whole_packets_are_lost_and_left_as_they_were():
     """Lost entries come in aligned 364-entry blocks (never part of a packet), are
     left untouched in the receiver's buffer, and the mask says exactly which; the
-    fraction lost is Binomial(200, 0.3) / 200: 0.3 +- 0.1 is 3 sd (false failure
-    0.3%, this file's only statistical check)."""
+    fraction lost is Binomial(200, 0.3) / 200 (sd 0.032), drawn from a seeded
+    generator, so the same every run; 0.3 +- 0.14 (4.3 sd) would hold for 99.998% of
+    seeds."""
     sender, receiver = pair(0.3)
     data = np.arange(N, dtype=np.float32)
     out = np.full(N, -1.0, np.float32)
@@ -57,7 +58,7 @@ def test_whole_packets_are_lost_and_left_as_they_were():
     blocks = np.pad(stats.mask, (0, PACKETS * ENTRIES_PER_PACKET - N), constant_values=True)
     per_packet = blocks.reshape(PACKETS, ENTRIES_PER_PACKET)
     assert (per_packet.all(axis=1) | ~per_packet.any(axis=1)).all()  # whole packets only
-    assert 0.2 <= 1 - stats.delivered_fraction <= 0.4
+    assert 0.16 <= 1 - stats.delivered_fraction <= 0.44
     assert np.array_equal(out[stats.mask], data[stats.mask])
     assert (out[~stats.mask] == -1).all()
 
