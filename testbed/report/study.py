@@ -116,7 +116,7 @@ def left_out_markdown(runs: pd.DataFrame | None, include_untrustworthy: bool) ->
     """A section naming each run (and job) the summary leaves out, and why."""
     if runs is None or "left_out" not in runs:
         return []
-    out = runs[runs["left_out"].fillna("") != ""]
+    out = runs[runs["left_out"].astype(object).fillna("") != ""]
     if include_untrustworthy:
         out = out[~out["left_out"].str.startswith("untrustworthy")]
     if out.empty:

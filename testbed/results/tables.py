@@ -111,7 +111,7 @@ def _evaluated(records: Iterable[dict]) -> dict[tuple[str, int], set[int]]:
 def snapshot_gaps(divergence: pd.DataFrame) -> list[str]:
     """'job iteration N (worker2)' for each evaluation whose replicas were not all
     compared (`param_divergence`)."""
-    gaps = divergence[divergence["missing"].fillna("") != ""]
+    gaps = divergence[divergence["missing"].astype(object).fillna("") != ""]
     return [f"{r.job} iteration {r.iteration} ({r.missing})" for r in gaps.itertuples()]
 
 
