@@ -131,8 +131,8 @@ class LinkMonitor:
         """Read every counter once and append one row per direction."""
         now = time.time()
         self._counters = self._interface_stats()
-        qdiscs = self._qdisc_stats()
-        shapers = self._shaper_states(qdiscs)
+        qdiscs, classes = self._qdisc_stats()
+        shapers = shaper_states(classes)
         nft = self._loss_counters()
         rows = []
         for d in self.directions:
@@ -234,27 +234,24 @@ class LinkMonitor:
                     counters.update(loss.read_counters(self.net.nft_table, pid))
         return counters
 
-    def _qdisc_stats(self) -> dict[str, dict]:
-        """Interface -> {htb_drops, netem_drops, bands}: one tc call for the root
-        namespace, one per host (host interfaces live in their own namespaces)."""
+    def _qdisc_stats(self) -> tuple[dict[str, dict], str]:
+        """Interface -> {htb_drops, netem_drops, bands}, and the HTB class listings of
+        the trees that held packets (for `shaper_states`; not read on a cluster): one tc
+        call for every root-namespace qdisc, one more for the classes of the backlogged
+        ones, and one per host for its interface's qdiscs and classes together."""
         root = getattr(self.net, "root_qdiscs", None)  # a cluster: every server's root
-        listings = [root() if root else _tc_stats(None)]
+        if root:
+            return qdisc_stats(root()), ""
+        listings, classes = [_tc_stats(None)], []
         for name in self.hosts:
-            listings.append(_tc_stats(self.net.host(name).pid, f"{name}-eth0"))
-        return qdisc_stats([q for listing in listings for q in listing])
-
-    def _shaper_states(self, qdiscs: dict[str, dict]) -> dict[str, dict]:
-        """Interface -> {link_tokens_us, held_back} for each tree that held packets at
-        this sample (module docstring); one tc process for the root namespace, one
-        per backlogged host. Not read on a cluster (one ssh call each)."""
-        if getattr(self.net, "root_qdiscs", None):
-            return {}
-        hosts = {f"{h}-eth0": h for h in self.hosts}
-        busy = [dev for dev, q in qdiscs.items() if q["backlog_pkts"] > 0]
-        states = shaper_states(_class_listing([d for d in busy if d not in hosts], None))
-        for dev in (d for d in busy if d in hosts):
-            states.update(shaper_states(_class_listing([dev], self.net.host(hosts[dev]).pid)))
-        return states
+            qdiscs, text = _tc_listing(self.net.host(name).pid, [f"{name}-eth0"])
+            listings.append(qdiscs)
+            classes.append(text)
+        stats = qdisc_stats([q for listing in listings for q in listing])
+        hosts = {f"{h}-eth0" for h in self.hosts}
+        busy = [d for d, q in stats.items() if q["backlog_pkts"] > 0 and d not in hosts]
+        classes.append(_tc_listing(None, busy)[1])
+        return stats, "".join(classes)
 
     # ------------------------------------------------------------------ summary
 
@@ -304,7 +301,7 @@ TOKENS = re.compile(r"^ tokens: (-?\d+) ")
 
 
 def shaper_states(listing: str) -> dict[str, dict]:
-    """Interface -> {link_tokens_us, held_back} from `_class_listing`'s output: each
+    """Interface -> {link_tokens_us, held_back} from `_tc_listing`'s class text: each
     device's leaves' backlog and its link class's tokens, for the devices whose leaves
     still held packets when read (the queue may have drained since the qdisc read)."""
     devices: dict[str, dict] = {}
@@ -326,14 +323,36 @@ def shaper_states(listing: str) -> dict[str, dict]:
     }
 
 
-def _class_listing(devices: list[str], pid: int | None) -> str:
-    """``tc -s class show`` of each device, each after an "@dev NAME" line (tc itself
-    does not name the device); device names reach sh as arguments, never as code."""
+def _tc_listing(pid: int | None, devices: list[str]) -> tuple[list[dict], str]:
+    """Each device's qdiscs (JSON) and HTB classes (text, each after an "@dev NAME"
+    line: tc prints neither the device nor, here, JSON for HTB classes), from one
+    ``tc -batch`` process in namespace `pid`. Each device's qdiscs come as one JSON line
+    and tell the devices' listings apart; if a device has gone (teardown), nothing."""
     if not devices:
-        return ""
-    script = f'for d; do echo "{DEVICE_MARK}$d"; tc -s class show dev "$d"; done'
-    proc = shell.run(["sh", "-c", script, "sh", *devices], ns_pid=pid, check=False)
-    return proc.stdout if proc.returncode == 0 else ""
+        return [], ""
+    commands = [f"{what} show dev {dev}" for dev in devices for what in ("qdisc", "class")]
+    proc = shell.run(["tc", "-s", "-j", "-force", "-batch", "-"], ns_pid=pid, check=False,
+                     input_text="\n".join(commands) + "\n")  # fmt: skip
+    return split_listing(proc.stdout, devices)
+
+
+def split_listing(stdout: str, devices: list[str]) -> tuple[list[dict], str]:
+    """`_tc_listing`'s output by device (see there); nothing unless every device's
+    qdisc line is there, in order."""
+    qdiscs, text, pending = [], [], iter(devices)
+    for line in stdout.splitlines():
+        if line.startswith("["):
+            try:
+                listing, dev = json.loads(line), next(pending)
+            except (json.JSONDecodeError, StopIteration):
+                return [], ""
+            qdiscs += [{**q, "dev": q.get("dev", dev)} for q in listing]
+            text.append(f"{DEVICE_MARK}{dev}")
+        elif text:
+            text.append(line)
+    if next(pending, None) is not None:
+        return [], ""
+    return qdiscs, "\n".join(text) + "\n"
 
 
 def summarize(d: Direction, last: dict, peak_mbps: float) -> dict:

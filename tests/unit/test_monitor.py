@@ -128,3 +128,19 @@ def test_shaper_states_read_the_link_class_tokens_of_backlogged_trees():
         "e0_0-eth1": {"link_tokens_us": -13307.8, "held_back": 0},
         "h1-eth0": {"link_tokens_us": 3632.8, "held_back": 1},
     }  # the third had drained: no state
+
+
+def test_a_batch_listing_is_split_by_its_qdisc_lines():
+    """`tc -s -j -batch` prints each device's qdiscs as one JSON line, then its classes
+    as text (no device name in either): the JSON lines tell the devices apart; a device
+    that has gone (its lines missing) voids the whole listing rather than shift it."""
+    from testbed.network.monitor import shaper_states, split_listing
+
+    qdisc = '[{"kind":"htb","handle":"1:","qlen":74}]'
+    blocks = CLASS_LISTING.split("@dev ")[1:3]  # e0_0-eth1 (in debt), h1-eth0 (held back)
+    stdout = "".join(qdisc + "\n" + b.split("\n", 1)[1] for b in blocks)
+    qdiscs, text = split_listing(stdout, ["e0_0-eth1", "h1-eth0"])
+    assert [q["dev"] for q in qdiscs] == ["e0_0-eth1", "h1-eth0"]
+    assert {d: s["held_back"] for d, s in shaper_states(text).items()} == {
+        "e0_0-eth1": 0, "h1-eth0": 1}  # fmt: skip
+    assert split_listing(stdout, ["e0_0-eth1", "h1-eth0", "gone"]) == ([], "")
