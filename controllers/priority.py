@@ -9,7 +9,9 @@ served in priority order; unmarked traffic lands in the lowest band.
 Policies are plain objects returning OpenFlow messages; the app only sends them:
 
 - `none`: no marking, one class for all.
-- `fixed`: `jobs[].priority` from the spec (lowest class when unset).
+- `fixed`: `jobs[].priority` from the spec (lowest class when unset), or with
+  `controller.priority_order: random` a permutation of the jobs drawn from the run's
+  seed, spread over the classes as smallest-first spreads its sizes.
 - `smallest-first`: MLNET's example — jobs that will send fewer bytes in all (model
   bytes x model-sized messages per iteration x iterations) get higher priority;
   jobs that will send the same share a class.
@@ -29,6 +31,7 @@ attained bytes; the new controller's cleared switches count from zero under them
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from controllers.compat import ofp, parser
@@ -76,6 +79,7 @@ class MarkingPolicy:
             )
             for i, j in enumerate(config["jobs"])
         ]
+        self.config = config
         self.classes = int(config["classes"])
         self.dscp = list(config["dscp"])
         self.events: list[tuple[str, int, str]] = []
@@ -159,16 +163,30 @@ class NoPriority(MarkingPolicy):
 
 
 class FixedPriority(MarkingPolicy):
-    """`fixed`: the class the spec gives each job."""
+    """`fixed`: the class the spec gives each job, or a seeded random order's."""
 
     name = "fixed"
 
     def initial_classes(self) -> dict[str, tuple[int, str]]:
+        if self.config.get("order") == "random":
+            return self._random_classes()
         lowest = self.classes - 1
         return {
             j.name: (j.priority, "fixed: jobs[].priority")
             if j.priority is not None
             else (lowest, "fixed: no jobs[].priority, lowest class")
+            for j in self.jobs
+        }
+
+    def _random_classes(self) -> dict[str, tuple[int, str]]:
+        """MLNET's random priorities: job i gets rank order[i] of n, drawn from the seed."""
+        n, seed = len(self.jobs), int(self.config["seed"])
+        order = random.Random(seed).sample(range(n), n)
+        return {
+            j.name: (
+                _bucket(order[j.index], n, self.classes),
+                f"fixed: random order (seed {seed}), rank {order[j.index] + 1} of {n}",
+            )
             for j in self.jobs
         }
 

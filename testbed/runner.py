@@ -305,6 +305,8 @@ def controller_jobs(
     policy = exp.controller.priority
     return {
         "policy": policy,
+        "order": exp.controller.priority_order,
+        "seed": exp.seed,  # for a random order
         "classes": exp.controller.priority_classes,
         "dscp": list(CLASS_DSCP),
         "poll_ms": exp.controller.poll_ms,

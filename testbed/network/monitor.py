@@ -61,6 +61,7 @@ COLUMNS = [
     "backlog_pkts",
     "link_tokens_us",
     "held_back",
+    "tier",
 ]
 STATS = ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets")
 CLASS_COLUMNS = ["time_s", "direction", "interface", "band", "dscp", "bytes", "packets", "drops"]
@@ -203,6 +204,7 @@ class LinkMonitor:
             "backlog_pkts": qdisc.get("backlog_pkts", 0) if read else None,
             "link_tokens_us": None,
             "held_back": None,
+            "tier": d.link.tier,
         }
 
     def _track_peak(self, d: Direction, row: dict, now: float) -> None:

@@ -12,7 +12,13 @@ import yaml
 from testbed.errors import TestbedError
 from testbed.report.compare import compare_markdown, compare_plots
 from testbed.report.run import run_markdown, run_plots
-from testbed.report.study import study_markdown, study_plots
+from testbed.report.study import (
+    cdf_plots,
+    relative_plots,
+    relative_summary,
+    study_markdown,
+    study_plots,
+)
 from testbed.results.rundir import read_csv
 
 REPORT = "report.md"
@@ -25,17 +31,7 @@ def report(directory: Path, include_untrustworthy: bool = False) -> Path:
     verdict does not trust (summary.csv); `include_untrustworthy` counts the ok ones of
     those again, and the report marks every figure that includes one."""
     if (directory / "study.yaml").exists():
-        recorded = yaml.safe_load((directory / "study.yaml").read_text())
-        spec = recorded["spec"]
-        swept = [*spec.get("sweep", {}), *spec.get("zip", {})]
-        runs = read_csv(directory / "runs.csv")
-        summary = read_csv(directory / "summary.csv")
-        if include_untrustworthy and runs is not None:
-            from testbed.study.tables import summary_table  # the spec's machinery: only here
-
-            summary = summary_table(runs, swept, include_untrustworthy=True)
-        plots = study_plots(directory, swept, summary) if summary is not None else []
-        text = study_markdown(directory, swept, plots, summary, include_untrustworthy)
+        text = _study_report(directory, include_untrustworthy)
     elif (directory / "metadata.json").exists():
         text = run_markdown(directory, run_plots(directory, directory))
     else:
@@ -43,6 +39,40 @@ def report(directory: Path, include_untrustworthy: bool = False) -> Path:
                            "nor a study directory (study.yaml)")  # fmt: skip
     (directory / REPORT).write_text(text)
     return directory / REPORT
+
+
+def _study_report(directory: Path, include_untrustworthy: bool) -> str:
+    """A study's report.md: the summary and its plots, the metrics relative to a
+    baseline arm and the CDFs its spec asks for (`report:`), and with a paper's
+    reference file, the section against the paper."""
+    recorded = yaml.safe_load((directory / "study.yaml").read_text())
+    spec = recorded["spec"]
+    swept = [*spec.get("sweep", {}), *spec.get("zip", {})]
+    asked = spec.get("report", {})
+    runs = read_csv(directory / "runs.csv")
+    summary = read_csv(directory / "summary.csv")
+    if include_untrustworthy and runs is not None:
+        from testbed.study.tables import summary_table  # the spec's machinery: only here
+
+        summary = summary_table(runs, swept, include_untrustworthy=True)
+    plots = study_plots(directory, swept, summary) if summary is not None else []
+    extra = []
+    if runs is not None and asked.get("relative_to"):
+        relative = relative_summary(runs, swept, asked["relative_to"])
+        plots += relative_plots(relative, swept, asked["relative_to"], directory)
+    if runs is not None and asked.get("cdf"):
+        plots += cdf_plots(runs, swept, asked["cdf"], directory)
+    from testbed.study.reference import REFERENCE_FILE
+
+    if runs is not None and (directory / REFERENCE_FILE).exists():
+        from testbed.report.paper import paper_section
+        from testbed.study.reference import load_reference
+
+        ref = load_reference(directory / REFERENCE_FILE, swept, str(directory / "study.yaml"))
+        extra.append(paper_section(ref, runs, swept, directory))
+    return study_markdown(directory, swept, plots, summary, include_untrustworthy) + "\n".join(
+        extra
+    )
 
 
 def compare_report(directories: list[Path], out: Path) -> Path:

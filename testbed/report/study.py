@@ -144,3 +144,70 @@ def _wide(
                             aggfunc="first", sort=False)  # fmt: skip
     wide = wide[[m for m in METRICS if m in wide]].reset_index()
     return wide.rename(columns={k: k.split(".")[-1] for k in swept})
+
+
+def relative_summary(runs: pd.DataFrame, swept: list[str], relative_to: dict) -> pd.DataFrame:
+    """summary.csv's shape for each metric as a ratio to the `relative_to` arm: within
+    each repeat and job, a run's value over the baseline run's at the same other swept
+    values (a paired ratio), then mean and 95% CI over repeats (usable runs only)."""
+    from testbed.study.against import same
+    from testbed.study.tables import ci95, counted
+
+    usable = runs[counted(runs)]
+    metrics = [m for m in METRICS if m in usable]
+    on = [k for k in swept if k not in relative_to] + ["repeat", "job"]
+    base = usable
+    for key, value in relative_to.items():
+        base = base[base[key].map(lambda cell, value=value: same(cell, value)).astype(bool)]
+    base = base[on + metrics]
+    paired = usable.merge(base, on=on, suffixes=("", "_base"))
+    rows = []
+    for (point, job), group in paired.groupby(["point", "job"], sort=True):
+        first = group.iloc[0]
+        for metric in metrics:
+            ratios = (group[metric] / group[f"{metric}_base"]).dropna().to_numpy(dtype=float)
+            rows.append({"point": point, **{k: first[k] for k in swept}, "job": job,
+                         "metric": metric, **ci95(ratios)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def relative_plots(
+    relative: pd.DataFrame, swept: list[str], relative_to: dict, study_dir: Path
+) -> list[tuple[str, Path]]:
+    """Each metric's ratio to the baseline arm against each swept key not fixed by it."""
+    base = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in relative_to.items())
+    plots = []
+    for metric in METRICS:
+        rows = relative[relative["metric"] == metric]
+        if not rows["mean"].notna().any():
+            continue
+        rows = rows.assign(metric=f"{metric} over {base}")
+        for x in (k for k in swept if k not in relative_to):
+            path = metric_against(rows, x, [k for k in swept if k != x], study_dir)
+            plots.append((f"{axis_label(metric)} over the arm {base}, against {x}", path))
+    return plots
+
+
+def cdf_plots(
+    runs: pd.DataFrame, swept: list[str], cdfs, study_dir: Path
+) -> list[tuple[str, Path]]:
+    """One CDF per distribution asked for (`report.cdf`), one line per arm, pooled over
+    the arm's usable runs."""
+    from testbed.study.against import arm_distributions
+
+    plots = []
+    for metric in cdfs:
+        arms = arm_distributions(metric, runs, swept, study_dir)
+        kind, column = metric.split(".", 1)
+        scale, unit = (
+            (1e-6, "MB a link carried") if metric == "links.bytes" else (1.0, axis_label(column))
+        )
+        fig, (ax,) = figure(1, width=7.5)
+        for name, values in arms.items():
+            xs = np.sort(values) * scale
+            ax.step(xs, np.arange(1, len(xs) + 1) / max(1, len(xs)), where="post", label=name)
+        ax.set(xlabel=unit, ylabel=f"fraction of {kind}", title=f"CDF of {metric} per arm")
+        ax.grid(alpha=0.3)
+        legend(ax, len(arms))
+        plots.append((f"CDF of {metric}, per arm", save(fig, study_dir, f"cdf-{_slug(metric)}")))
+    return plots

@@ -23,7 +23,10 @@ report into `fidelity`, with ``trustworthy: false`` and the reasons when:
   both ends found packets queued, which a bursty link that emptied in between fooled
   (the quickstart's server uplink at 10 Mb/s, 0.66 of its rate, in one run of two);
 - a replica's parameter snapshot is missing where the replicas were to be compared
-  (`param_divergence` then stays empty rather than compare fewer replicas).
+  (`param_divergence` then stays empty rather than compare fewer replicas);
+- a job with a set compute time (`jobs[].compute_ms`) computed for longer than that in
+  more than 10% of its iterations (by more than a tenth, and 2 ms): the CPU, not the
+  setting, then set its compute:communication ratio.
 
 What the slow-link check cannot see: a tree read between bursts (a sample finds it
 empty), links on a cluster (their classes are not read), and a CPU so late that even
@@ -184,6 +187,13 @@ def assess(
         fidelity["reasons"].append(
             f"measured loss outside its family-wise 99% interval on {', '.join(outliers)}"
         )
+    overruns = compute_overruns(run_dir / "iterations.csv")
+    if overruns:
+        fidelity["compute_overruns"] = overruns
+        listed = ", ".join(
+            f"{job} ({100 * share:.0f}% of iterations)" for job, share in overruns.items()
+        )
+        fidelity["reasons"].append(f"compute took longer than jobs[].compute_ms: {listed}")
     if links_path.exists():
         slow = slow_links(pd.read_csv(links_path))
         fidelity["slow_links"] = slow
@@ -236,6 +246,22 @@ def loss_outliers(links: list[dict], level: float = FAMILY_LEVEL) -> list[str]:
         if not lo <= e["loss_drops"] <= hi:
             out.append(e["direction"])
     return out
+
+
+OVERRUN_SHARE = 0.1
+
+
+def compute_overruns(path: Path) -> dict[str, float]:
+    """Job -> share of its iterations whose compute phase overran its set time, for the
+    jobs where that share exceeds OVERRUN_SHARE (module docstring)."""
+    try:
+        its = pd.read_csv(path, usecols=["job", "compute_s", "compute_set_s"])
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return {}
+    its = its.dropna(subset=["compute_set_s"])
+    over = its["compute_s"] > 1.1 * its["compute_set_s"] + 0.002
+    shares = over.groupby(its["job"]).mean()
+    return {job: round(float(v), 3) for job, v in shares.items() if v > OVERRUN_SHARE}
 
 
 def slow_links(links: pd.DataFrame) -> dict[str, dict[str, int]]:

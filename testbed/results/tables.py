@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from testbed.results.rundir import read_csv
 from testbed.training.role import snapshot_path
 
 # Column orders are part of the contract (design.md §3, results/README.md).
 ITERATION_COLUMNS = (
     "job rank iteration iter_s compute_s comm_s bytes_sent train_loss test_accuracy time_s "
-    "param_divergence live_workers"
+    "param_divergence live_workers compute_set_s"
 ).split()
 MESSAGE_COLUMNS = (
     "job iteration src dst kind bytes fct_s delivered_fraction retransmitted_bytes transport"
@@ -234,9 +235,25 @@ def jobs_table(
     return pd.DataFrame(rows, columns=JOB_COLUMNS + by_tier + extra)
 
 
+LINK_BYTES_COLUMNS = ["link", "tier", "direction", "src", "dst", "bytes", "packets"]
+
+
+def link_bytes_table(links: pd.DataFrame | None) -> pd.DataFrame:
+    """link_bytes.csv: what each link direction carried while links.csv sampled it
+    (its last sample's counters less its first), one row per direction."""
+    if links is None or links.empty:
+        return pd.DataFrame(columns=LINK_BYTES_COLUMNS)
+    grouped = links.sort_values("time_s").groupby("direction", sort=False)
+    first, last = grouped.first(), grouped.last()
+    out = last[["link", "tier", "src", "dst"]].copy()
+    out["bytes"] = last["tx_bytes"] - first["tx_bytes"]
+    out["packets"] = last["tx_packets"] - first["tx_packets"]
+    return out.reset_index()[LINK_BYTES_COLUMNS].sort_values(["tier", "link", "direction"])
+
+
 def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """Write iterations.csv, messages.csv and jobs.csv (and with background traffic,
-    flows.csv and traffic.csv) from `run_dir` alone; return them, and under
+    """Write iterations.csv, messages.csv, jobs.csv and link_bytes.csv (and with
+    background traffic, flows.csv and traffic.csv) from `run_dir` alone; return them, and under
     ``param_divergence`` (not a CSV of its own) the replica comparisons, with the
     evaluations that could not compare every replica."""
     records = read_records(run_dir)
@@ -247,6 +264,7 @@ def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
         "iterations": iterations_table(records, run_start(run_dir), divergence),
         "messages": messages_table(records),
         "jobs": jobs_table(records, read_job_states(run_dir), classes, _tier_bytes(run_dir)),
+        "link_bytes": link_bytes_table(read_csv(run_dir / "links.csv")),
     }
     for name, frame in frames.items():
         frame.to_csv(run_dir / f"{name}.csv", index=False)

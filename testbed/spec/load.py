@@ -6,6 +6,7 @@ Nothing here needs root or touches the system; every problem becomes one
 
 from __future__ import annotations
 
+import copy
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -97,16 +98,25 @@ SHORTHAND_TAGS = {"transport": "kind", "model": "name"}
 
 
 def set_path(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
-    """Set `value` at dotted `key` in `raw`; list items are addressed by index."""
+    """Set `value` at dotted `key` in `raw`; list items are addressed by index, or all
+    of them by `*` (``jobs.*.aggregation``: every job's)."""
     parts = key.split(".")
     node: Any = raw
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         where = ".".join(parts[: depth + 1])
+        if isinstance(node, list) and part == "*":
+            rest = ".".join(parts[depth + 1 :])
+            for i, item in enumerate(node):
+                if last:
+                    node[i] = copy.deepcopy(value)
+                else:
+                    set_path(item, rest, copy.deepcopy(value), source)
+            return
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise SpecError(
-                    f"{source} (--set)", where, part, f"expected an index < {len(node)}"
+                    f"{source} (--set)", where, part, f"expected an index < {len(node)} or *"
                 )
             index: Any = int(part)
         elif isinstance(node, dict):

@@ -11,6 +11,7 @@ import shlex
 from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -165,6 +166,10 @@ class ControllerSpec(Frozen):
     routing: Literal["two-level", "ecmp"] = "two-level"
     # MLNET traffic management: which priority class each job's flows get.
     priority: Literal["none", "fixed", "smallest-first", "las"] = "none"
+    # fixed: the classes come from jobs[].priority (spec), or from a permutation of the
+    # jobs drawn with the run's seed (random: MLNET's "random priorities", a new draw
+    # per repeat of a study), spread over the classes as smallest-first spreads sizes.
+    priority_order: Literal["spec", "random"] = "spec"
     priority_classes: Int = Field(4, ge=2, le=8)
     poll_ms: Int = Field(500, ge=50, le=60_000)  # las: how often byte counters are read
     # las: a job moves to class i+1 once it has sent this many MB; default 2, 20, 200...
@@ -172,6 +177,13 @@ class ControllerSpec(Frozen):
     # After the controller dies (a `controller: kill` fault), start a new one on the same
     # port; switches reconnect to it and it programs them from scratch.
     restart: Bool = False
+
+    @field_validator("priority_order")
+    @classmethod
+    def _order(cls, order: str, info: ValidationInfo):
+        if order == "random" and info.data.get("priority") != "fixed":
+            raise ValueError("expected spec unless controller.priority is fixed")
+        return order
 
     @field_validator("las_thresholds_mb")
     @classmethod
@@ -356,11 +368,21 @@ EnvName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", ma
 # Keys a command job may not set: they configure the built-in training processes.
 BUILTIN_ONLY = (
     "model", "dataset", "servers", "sync", "transport", "aggregation",
-    "iterations", "batch_size", "lr", "momentum", "eval_every",
+    "iterations", "batch_size", "lr", "momentum", "eval_every", "compute_ms",
 )  # fmt: skip
 
 
 DEFAULT_WORKER_TIMEOUT_S = 10.0
+Millis = Annotated[float, Strict(), Field(gt=0, le=600_000)]
+
+
+def _ms_range(value: object) -> object:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] > value[1]:
+        raise ValueError("expected [low, high] with low <= high")
+    return value
+
+
+ComputeMs = Annotated[Millis | tuple[Millis, Millis], AfterValidator(_ms_range)]
 
 
 class JobSpec(Frozen):
@@ -386,6 +408,11 @@ class JobSpec(Frozen):
     lr: Float = Field(0.1, gt=0, le=100)
     momentum: Float = Field(0.0, ge=0, lt=1)
     eval_every: Int = Field(10, ge=1)
+    # Each iteration's compute phase takes this long (the real gradient is computed,
+    # then the worker waits out the rest), so a study sets its compute:communication
+    # ratio on purpose, whatever the shared CPU does; [lo, hi]: each worker draws its
+    # own, uniformly, from the run's seed (MLNET's workers ran at 100-200 MB/s).
+    compute_ms: ComputeMs | None = None
     start_s: Float = Field(0.0, ge=0, le=86_400)  # offset from "network ready"
     priority: Int | None = Field(None, ge=0, le=7)  # class under controller.priority: fixed
     # A dead worker or server: fail the job at once, or (sync ps) go on without the worker.

@@ -14,19 +14,38 @@ first point is built. Nothing here needs root.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
 
 from testbed.errors import SpecError
 from testbed.spec.load import apply_overrides, parse_override, read_yaml, set_path, validate
-from testbed.spec.schema import Experiment, Frozen, Int
+from testbed.spec.schema import Experiment, Frozen, Int, Str
 
-STUDY_KEYS = ("sweep", "zip", "repeats")
+STUDY_KEYS = ("sweep", "zip", "repeats", "report")
+# Distributions within a run that a study report can draw as CDFs, one line per arm.
+CDFS = ("jobs.jct_s", "jobs.mean_iter_s", "links.bytes")
+
+
+class StudyReport(Frozen):
+    """What a study's report adds to each metric against each swept key."""
+
+    # {swept key: value}: each metric also as a ratio to that arm's, at the same other
+    # values and the same repeat (a paired ratio), e.g. {jobs.0.aggregation: none}; the
+    # keys of a zipped axis together.
+    relative_to: dict[str, Any] = {}
+    # Distributions drawn as CDFs, one line per arm, pooled over repeats: the JCTs of a
+    # run's jobs, or the bytes each link carried (links.bytes).
+    cdf: tuple[Literal[CDFS], ...] = ()  # type: ignore[valid-type]
+    # A paper's reference file (testbed.study.reference), relative to the spec: the
+    # report then puts our values beside the paper's, with verdicts.
+    reference: Str | None = None
 
 
 class StudyKeys(Frozen):
@@ -35,6 +54,7 @@ class StudyKeys(Frozen):
     sweep: dict[str, tuple[Any, ...]] = {}
     zip: dict[str, tuple[Any, ...]] = {}
     repeats: Int = Field(1, ge=1, le=1000)
+    report: StudyReport = StudyReport()
 
 
 class StudySpec(Experiment, StudyKeys):
@@ -62,6 +82,7 @@ class Study:
     base: dict[str, Any]  # the spec without its study keys, --set applied
     keys: StudyKeys
     runs: list[PlannedRun]
+    reference: Path | None = None  # the paper's reference file, validated
 
     @property
     def swept(self) -> list[str]:
@@ -132,7 +153,34 @@ def expand(
     for point, values in enumerate(_points(keys, source)):
         for repeat in range(keys.repeats):
             runs.append(_plan(base, source, point, repeat, values))
-    return Study(source, base, keys, runs)
+    _check_relative_to(keys, source)
+    study = Study(source, base, keys, runs)
+    return dataclasses.replace(study, reference=_reference(keys.report, study.swept, source))
+
+
+def _check_relative_to(keys: StudyKeys, source: str) -> None:
+    """`report.relative_to` names swept keys and one of each one's values."""
+    given = keys.report.relative_to
+    values = {**keys.sweep, **keys.zip}
+    for key, value in given.items():
+        if key not in values:
+            raise SpecError(
+                source, "report.relative_to", key, f"expected a swept key: {list(values)}"
+            )
+        if label(value) not in [label(v) for v in values[key]]:
+            raise SpecError(source, f"report.relative_to.{key}", value,
+                            f"expected one of its swept values: {list(values[key])}")  # fmt: skip
+
+
+def _reference(report: StudyReport, swept: list[str], source: str) -> Path | None:
+    """The reference file's path, after validating it (before anything runs)."""
+    if report.reference is None:
+        return None
+    from testbed.study.reference import load_reference
+
+    path = Path(source).parent / report.reference
+    load_reference(path, swept, source)
+    return path
 
 
 def _study_keys(study: dict[str, Any], source: str) -> StudyKeys:

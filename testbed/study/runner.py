@@ -37,6 +37,7 @@ from testbed.errors import TestbedError
 from testbed.results.rundir import hand_over, make_dirs, refuse_non_empty, utc_stamp
 from testbed.runner import interrupt_pending, quiet, run_experiment
 from testbed.spec.study import Study, expand, label
+from testbed.study.reference import REFERENCE_FILE
 from testbed.study.tables import run_status, write_study_tables
 
 STUDY_FILE = "study.yaml"
@@ -66,10 +67,16 @@ def load_resumable(study_dir: Path) -> Study:
         recorded = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise TestbedError(f"--resume {study_dir}: cannot read {STUDY_FILE} ({exc})") from None
-    study = expand(recorded["spec"], str(path))
+    spec = recorded["spec"]
+    if (study_dir / REFERENCE_FILE).exists():  # the study's own copy, wherever it moved
+        spec["report"] = {
+            **spec["report"],
+            "reference": str((study_dir / REFERENCE_FILE).resolve()),
+        }
+    study = expand(spec, str(path))
     if [r.name for r in study.runs] != [r["name"] for r in recorded["runs"]]:
         raise TestbedError(f"{path}: its spec no longer expands to the runs it lists")
-    return Study(recorded["source"], study.base, study.keys, study.runs)
+    return Study(recorded["source"], study.base, study.keys, study.runs, study.reference)
 
 
 def run_study(study: Study, study_dir: Path, console: Console | None = None) -> StudyResult:
@@ -77,6 +84,9 @@ def run_study(study: Study, study_dir: Path, console: Console | None = None) -> 
     time); return the study's tables."""
     console = console or Console(stderr=True)
     (study_dir / STUDY_FILE).write_text(study.as_yaml())
+    copy = study_dir / REFERENCE_FILE
+    if study.reference and study.reference.resolve() != copy.resolve():
+        shutil.copyfile(study.reference, copy)  # the report reads it there
     todo = [r for r in study.runs if run_status(study_dir / r.name) != "ok"]
     done = len(study.runs) - len(todo)
     status = "ok"

@@ -211,6 +211,7 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
     sync = make_sync(cfg)
     records.write("ready", job=spec.name, rank=cfg.rank)  # connected; training starts now
     wire = WireCounter(f"{cfg.host}-eth0")
+    set_compute_s = compute_target_s(spec.compute_ms, cfg.seed, cfg.rank)
     try:
         for it in range(spec.iterations):
             t0 = time.perf_counter()
@@ -219,6 +220,8 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
             loss = loss_fn(model(x_train[batch]), y_train[batch])
             loss.backward()
             grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy()
+            if set_compute_s is not None:  # the rest of the set compute time, waited out
+                time.sleep(max(0.0, t0 + set_compute_s - time.perf_counter()))
             t1 = time.perf_counter()
             received = sync.exchange(it, grad, params)
             vector_to_parameters(torch.from_numpy(params), model.parameters())
@@ -237,6 +240,7 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
                 iteration=it,
                 iter_s=t2 - t0,
                 compute_s=t1 - t0,
+                compute_set_s=set_compute_s,
                 comm_s=t2 - t1,
                 bytes_sent=wire.since_last(),
                 train_loss=float(loss.item()),
@@ -244,6 +248,18 @@ def run_worker(cfg: RoleConfig, records: RecordWriter) -> None:
             )
     finally:
         sync.close()
+
+
+def compute_target_s(compute_ms, seed: int, rank: int) -> float | None:
+    """A worker's set compute time per iteration (`jobs[].compute_ms`): the value, or
+    for [low, high] its own uniform draw, from the run's seed and its rank (arms of a
+    study with one seed get the same draws)."""
+    if compute_ms is None:
+        return None
+    if isinstance(compute_ms, (int, float)):
+        return compute_ms / 1000
+    low, high = compute_ms
+    return float(np.random.default_rng([seed, rank]).uniform(low, high)) / 1000
 
 
 class WireCounter:

@@ -25,7 +25,13 @@ JOBS = [
 
 
 def setup(
-    policy, jobs=JOBS, classes=4, thresholds=(1_000, 10_000, 100_000), spec=None, resume=None
+    policy,
+    jobs=JOBS,
+    classes=4,
+    thresholds=(1_000, 10_000, 100_000),
+    spec=None,
+    resume=None,
+    order=("spec", 1),
 ):
     data = build_topology(spec or FatTreeSpec(k=4)).to_json()
     fabric = Fabric.from_json(data)
@@ -35,6 +41,8 @@ def setup(
         "dscp": list(CLASS_DSCP),
         "jobs": jobs,
         "thresholds_bytes": list(thresholds),
+        "order": order[0],
+        "seed": order[1],
     }
     prio = make_priority(fabric, config, resume)
     fake = FakeFabric(data)
@@ -203,3 +211,15 @@ def test_dumbbell_marks_at_both_switches():
     _, fake = setup("fixed", jobs=jobs, spec=DumbbellSpec(kind="dumbbell", hosts_per_side=2))
     assert dscp_at_destination(fake, "h1", "h4") == ("h4", CLASS_DSCP[1])
     assert dscp_at_destination(fake, "h4", "h1") == ("h1", CLASS_DSCP[1])
+
+
+def test_a_random_fixed_order_is_a_seeded_permutation_spread_over_the_classes():
+    jobs = [{"name": f"j{i}", "hosts": [f"h{2 * i + 1}", f"h{2 * i + 2}"]} for i in range(6)]
+
+    def classes(seed):
+        prio, _ = setup("fixed", jobs=jobs, classes=3, thresholds=(1, 2), order=("random", seed))
+        return {job: cls for job, cls, _ in prio.take_events()}
+
+    first = classes(1)
+    assert sorted(first.values()) == [0, 0, 1, 1, 2, 2]  # 6 ranks cut into 3 classes
+    assert classes(1) == first and classes(2) != first  # the seed decides

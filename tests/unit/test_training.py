@@ -92,3 +92,29 @@ def test_the_wire_counter_reads_what_an_interface_sent():
             s.sendto(b"x" * 1000, ("127.0.0.1", 9))  # discard port: nothing needs to listen
     assert counter.since_last() >= 100 * (1000 + 28)  # payload + IPv4/UDP headers
     assert tx_bytes("no-such-eth0") is None and WireCounter("no-such-eth0").since_last() is None
+
+
+def test_a_set_compute_time_is_the_value_or_a_seeded_draw_per_worker():
+    from testbed.training.loop import compute_target_s
+
+    assert compute_target_s(None, 1, 0) is None and compute_target_s(40.0, 1, 3) == 0.04
+    draws = [compute_target_s((100.0, 200.0), 1, rank) for rank in range(50)]
+    assert all(0.1 <= d <= 0.2 for d in draws) and len(set(draws)) == 50
+    assert draws == [compute_target_s((100.0, 200.0), 1, rank) for rank in range(50)]
+    assert draws != [compute_target_s((100.0, 200.0), 2, rank) for rank in range(50)]
+
+
+def test_compute_overruns_are_a_fidelity_reason(tmp_path):
+    """A job that computed past its set time in more than 10% of its iterations."""
+    import pandas as pd
+
+    from testbed.results.fidelity import assess
+
+    its = pd.DataFrame({"job": ["a"] * 10 + ["b"] * 10, "compute_s": [0.05] * 8 + [0.2] * 2
+                        + [0.05] * 9 + [0.2], "compute_set_s": [0.05] * 20})  # fmt: skip
+    its.to_csv(tmp_path / "iterations.csv", index=False)
+    fidelity = assess(tmp_path, [])
+    assert fidelity["compute_overruns"] == {"a": 0.2}  # b: 1 of 10 is within the 10%
+    assert fidelity["reasons"] == [
+        "compute took longer than jobs[].compute_ms: a (20% of iterations)"
+    ]

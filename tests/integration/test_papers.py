@@ -1,0 +1,69 @@
+"""A paper study in miniature, end to end: MLNET's Figure 1 config at one point (two
+arms, one repeat, a small job), through `testbed report` and its "Against the paper"
+section, whose verdicts must follow the reference file's rules and nothing else."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.integration.conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+PAPER = Path("configs/papers/mlnet")
+CLAIM = "1a: RACK finishes in 42% of the baseline's time at W/S = 16"
+SHRINK = [
+    "--set", "sweep.topology.tiers.fabric.bw_mbps=[20]",
+    "--set", "sweep.jobs.0.servers=[2]",
+    "--set", "sweep.jobs.0.aggregation=[none, rack]",
+    "--set", "repeats=1",
+    "--set", "jobs.0.workers=8",
+    "--set", "jobs.0.iterations=4",
+    "--set", "jobs.0.eval_every=4",
+]  # fmt: skip
+
+
+def verdicts(report: Path) -> dict[str, str]:
+    """claim -> verdict, read off report.md's verdict table."""
+    section = report.read_text().split("### Verdicts")[1]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| ")]
+    return {r[1].strip(): r[-2].strip() for r in rows[1:]}
+
+
+def test_a_miniature_of_figure_1_through_the_report(tmp_path, no_leftovers):
+    for name in ("fig1.yaml", "fig1.ref.yaml"):
+        shutil.copy(PAPER / name, tmp_path / name)
+    out = tmp_path / "study"
+    run = run_cli(["run", str(tmp_path / "fig1.yaml"), *SHRINK, "--out", str(out)])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (out / "reference.yaml").read_text() == (PAPER / "fig1.ref.yaml").read_text()
+    jobs = pd.read_csv(out / "runs.csv").set_index("jobs.0.aggregation")
+    assert (jobs["trustworthy"] == True).all(), jobs["left_out"]  # noqa: E712
+
+    report = run_cli(["report", str(out)])
+    assert report.returncode == 0, report.stderr[-2000:]
+    text = (out / "report.md").read_text()
+    assert "## Against the paper" in text and "plots/paper-points.png" in text
+    assert (out / "plots" / "paper-points.png").stat().st_size > 10_000
+    # Ours for the claim: rack's JCT over none's, this one repeat; its verdict is the
+    # reference's rule applied to it. Claims at points not run have no usable runs.
+    ratio = jobs.loc["rack", "jct_s"] / jobs.loc["none", "jct_s"]
+    found = verdicts(out / "report.md")
+    assert found[CLAIM] == ("reproduced" if 0.28 <= ratio <= 0.63 else
+                            "opposite" if ratio >= 1 else "not reproduced")  # fmt: skip
+    assert re.search(rf"{re.escape(CLAIM)} \| 0\.42 \| {ratio:.3g} \(n=1\)", " ".join(text.split()))
+    assert found["1b: RACK cuts makespan by 73% at W/S = 16"] == "not reproduced"
+
+    # A rule that cannot hold gives `not reproduced`, whatever the runs say.
+    ref = yaml.safe_load((out / "reference.yaml").read_text())
+    claim = next(c for c in ref["claims"] if c["claim"] == CLAIM)
+    claim["reproduced"], claim["opposite"] = [-2.0, -1.0], None
+    (out / "reference.yaml").write_text(yaml.safe_dump(ref))
+    assert run_cli(["report", str(out)]).returncode == 0
+    assert verdicts(out / "report.md")[CLAIM] == "not reproduced"

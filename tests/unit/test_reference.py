@@ -1,0 +1,138 @@
+"""A paper's reference file and our values beside it: loading (one-line errors), the
+per-repeat ratios, and the verdict rules, on hand-made study tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from testbed.errors import SpecError
+from testbed.study.against import claims_table, points_table, verdict
+from testbed.study.reference import Claim, load_reference
+
+SWEPT = ["jobs.0.servers", "jobs.0.aggregation"]
+
+
+def reference(tmp_path, **changes) -> dict:
+    ref = {
+        "paper": "MLNET", "figure": "Fig. 1a", "page": 3, "source": "the paper", "metric": "jct_s",
+        "normalise": {"jobs.0.aggregation": "none"}, "meaning": "makespan over the baseline's",
+        "x_label": "W/S", "y_label": "makespan / baseline",
+        "points": [{"series": "rack", "x": 16, "paper": 0.42,
+                    "at": {"jobs.0.servers": 2, "jobs.0.aggregation": "rack"}}],
+        "claims": [
+            {"claim": "rack cuts makespan to 42%", "paper": 0.42, "reproduced": [0.28, 0.63],
+             "opposite": [1, 1e9], "at": {"jobs.0.servers": 2, "jobs.0.aggregation": "rack"}},
+            {"claim": "the baseline falls 8x from 2 to 16 servers", "paper": 8.0,
+             "reproduced": [5.3, 12], "opposite": [0, 1], "normalised": False,
+             "at": {"jobs.0.servers": 2, "jobs.0.aggregation": "none"},
+             "over": {"jobs.0.servers": 16}},
+        ],
+    } | changes  # fmt: skip
+    path = tmp_path / "fig.ref.yaml"
+    path.write_text(yaml.safe_dump(ref))
+    return path
+
+
+def runs(jct: dict) -> pd.DataFrame:
+    """runs.csv rows: (servers, aggregation) -> JCT per repeat; every run ok, trusted."""
+    rows = []
+    for (servers, agg), values in jct.items():
+        for repeat, value in enumerate(values):
+            rows.append({"run": f"{servers}-{agg}-{repeat}", "repeat": repeat, "job": "j",
+                         "jobs.0.servers": servers, "jobs.0.aggregation": agg, "jct_s": value,
+                         "run_status": "ok", "status": "ok", "trustworthy": True})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_ours_is_a_per_repeat_ratio_with_its_interval(tmp_path):
+    ref = load_reference(reference(tmp_path), SWEPT, "s.yaml")
+    table = runs({(2, "none"): [10.0, 20.0], (2, "rack"): [4.0, 10.0], (16, "none"): [1.0, 2.0]})
+    points = points_table(ref, table, tmp_path)
+    assert points.loc[0, "ours"] == pytest.approx(0.45)  # (4/10 + 10/20) / 2, not 14/30
+    assert points.loc[0, "n"] == 2 and points.loc[0, "ci95_low"] < 0.45 < points.loc[0, "ci95_high"]
+    claims = claims_table(ref, table, tmp_path).set_index("claim")
+    assert claims.loc["rack cuts makespan to 42%", "verdict"] == "reproduced"
+    falls = claims.loc["the baseline falls 8x from 2 to 16 servers"]
+    assert falls["ours"] == pytest.approx(10.0) and falls["verdict"] == "reproduced"
+
+
+def test_a_claim_is_decided_by_its_rule_alone(tmp_path):
+    claim = Claim(claim="c", paper=0.42, reproduced=(0.28, 0.63), opposite=(1, 1e9), at={})
+    assert [verdict(claim, v) for v in (0.3, 0.9, 1.4, float("nan"))] == [
+        "reproduced", "not reproduced", "opposite", "not reproduced"]  # fmt: skip
+
+
+def test_untrustworthy_runs_and_unpaired_repeats_do_not_count(tmp_path):
+    ref = load_reference(reference(tmp_path), SWEPT, "s.yaml")
+    table = runs({(2, "none"): [10.0, 20.0, 30.0], (2, "rack"): [4.0, 10.0, 99.0]})
+    table.loc[table["run"] == "2-rack-2", "trustworthy"] = False
+    table = table[table["run"] != "2-none-1"]  # repeat 1's baseline is missing
+    point = points_table(ref, table, tmp_path).iloc[0]
+    assert (point["n"], point["ours"]) == (1, 0.4)
+    rack_only = runs({(2, "rack"): [4.0]})
+    assert np.isnan(points_table(ref, rack_only, tmp_path).loc[0, "ours"])
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [({"normalise": {"jobs.0.lr": 0.1}}, "normalise"),
+     ({"claims": [{"claim": "c", "paper": 1.0, "reproduced": [1, 0],
+                   "at": {"jobs.0.servers": 2, "jobs.0.aggregation": "rack"}}]}, "reproduced"),
+     ({"claims": [{"claim": "c", "paper": 1.0, "reproduced": [0, 1],
+                   "at": {"jobs.0.servers": 2}}]}, "claims.0.at"),
+     ({"metric": "links.packets"}, "metric")],
+)  # fmt: skip
+def test_a_bad_reference_is_one_line_naming_the_file_and_key(tmp_path, change, where):
+    path = reference(tmp_path, **change)
+    with pytest.raises(SpecError) as err:
+        load_reference(path, SWEPT, "s.yaml")
+    assert str(path) in str(err.value) and where in str(err.value) and "\n" not in str(err.value)
+
+
+def test_relative_to_gives_each_metric_as_a_paired_ratio_to_the_baseline_arm():
+    from testbed.report.study import relative_summary
+
+    table = runs({(2, "none"): [10.0, 20.0], (2, "rack"): [4.0, 10.0]}).assign(point=0)
+    table.loc[table["jobs.0.aggregation"] == "rack", "point"] = 1
+    rel = relative_summary(table, SWEPT, {"jobs.0.aggregation": "none"}).set_index("point")
+    assert rel.loc[1, "mean"] == pytest.approx(0.45) and rel.loc[0, "mean"] == 1.0
+
+
+def test_link_bytes_are_what_each_direction_carried_while_sampled():
+    from testbed.results.tables import link_bytes_table
+
+    links = pd.DataFrame({
+        "time_s": [1, 1, 2, 2], "direction": ["a->b", "b->a"] * 2, "link": ["a--b"] * 4,
+        "tier": ["core"] * 4, "src": ["a", "b"] * 2, "dst": ["b", "a"] * 2,
+        "tx_bytes": [100, 0, 350, 40], "tx_packets": [1, 0, 4, 1],
+    })  # fmt: skip
+    out = link_bytes_table(links).set_index("direction")
+    assert out.loc["a->b", "bytes"] == 250 and out.loc["b->a", "packets"] == 1
+    assert list(link_bytes_table(None).columns)[:2] == ["link", "tier"]
+
+
+def test_a_study_report_section_is_checked_before_anything_runs(tmp_path):
+    from testbed.spec.study import expand
+
+    base = {"name": "s", "topology": {"kind": "dumbbell", "hosts_per_side": 2},
+            "jobs": [{"name": "j", "workers": 2}],
+            "sweep": {"jobs.0.aggregation": ["none", "rack"]}}  # fmt: skip
+    with pytest.raises(SpecError, match="report.relative_to = 'jobs.0.lr': expected a swept key"):
+        expand({**base, "report": {"relative_to": {"jobs.0.lr": 0.1}}}, str(tmp_path / "s.yaml"))
+    with pytest.raises(SpecError, match="expected one of its swept values"):
+        expand({**base, "report": {"relative_to": {"jobs.0.aggregation": "binary"}}}, "s.yaml")
+    with pytest.raises(SpecError, match="report.reference"):
+        expand({**base, "report": {"reference": "missing.ref.yaml"}}, str(tmp_path / "s.yaml"))
+    ref = reference(
+        tmp_path,
+        normalise={"jobs.0.aggregation": "none"},
+        points=[],
+        claims=[
+            {"claim": "c", "paper": 0.5, "reproduced": [0, 1], "at": {"jobs.0.aggregation": "rack"}}
+        ],
+    )
+    study = expand({**base, "report": {"reference": ref.name}}, str(tmp_path / "s.yaml"))
+    assert study.reference == ref
