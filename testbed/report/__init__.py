@@ -20,6 +20,7 @@ from testbed.report.study import (
     study_plots,
 )
 from testbed.results.rundir import read_csv
+from testbed.study.reference import REFERENCE_FILE, load_reference
 
 REPORT = "report.md"
 
@@ -56,23 +57,18 @@ def _study_report(directory: Path, include_untrustworthy: bool) -> str:
 
         summary = summary_table(runs, swept, include_untrustworthy=True)
     plots = study_plots(directory, swept, summary) if summary is not None else []
-    extra = []
     if runs is not None and asked.get("relative_to"):
         relative = relative_summary(runs, swept, asked["relative_to"])
         plots += relative_plots(relative, swept, asked["relative_to"], directory)
     if runs is not None and asked.get("cdf"):
         plots += cdf_plots(runs, swept, asked["cdf"], directory)
-    from testbed.study.reference import REFERENCE_FILE
-
+    text = study_markdown(directory, swept, plots, summary, include_untrustworthy)
     if runs is not None and (directory / REFERENCE_FILE).exists():
-        from testbed.report.paper import paper_section
-        from testbed.study.reference import load_reference
+        from testbed.report.paper import paper_section  # the spec's machinery: only here
 
         ref = load_reference(directory / REFERENCE_FILE, swept, str(directory / "study.yaml"))
-        extra.append(paper_section(ref, runs, swept, directory))
-    return study_markdown(directory, swept, plots, summary, include_untrustworthy) + "\n".join(
-        extra
-    )
+        text += "\n" + paper_section(ref, runs, swept, directory)
+    return text
 
 
 def compare_report(directories: list[Path], out: Path) -> Path:

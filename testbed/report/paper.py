@@ -69,13 +69,14 @@ def points_plot(ref: Reference, points: pd.DataFrame, into: Path) -> Path:
     """One panel per panel of the paper's figure: per series, ours (solid, 95% CI bars)
     and the paper's (dashed, open markers) against the paper's x axis."""
     panels = list(dict.fromkeys(points["panel"]))
+    colours = {series: f"C{n}" for n, series in enumerate(sorted(set(points["series"])))}
     fig, axes = figure(len(panels), width=5.6)
     for ax, panel in zip(axes, panels):
         rows = points[points["panel"] == panel]
         entries = 0
-        for n, (series, line) in enumerate(rows.groupby("series", sort=False)):
+        for series, line in rows.groupby("series", sort=True):
             line = line.sort_values("x")
-            colour = f"C{n}"
+            colour = colours[series]
             low = (line["ours"] - line["ci95_low"]).fillna(0)
             high = (line["ci95_high"] - line["ours"]).fillna(0)
             ax.errorbar(line["x"], line["ours"], yerr=[low, high], marker="o", capsize=3,

@@ -19,6 +19,7 @@ from testbed.study.reference import Claim, Quantity, Reference
 from testbed.study.tables import ci95, counted
 
 VERDICTS = ("reproduced", "not reproduced", "opposite")
+OPEN = 1e9  # a range's upper end this large stands for "no upper end"
 
 
 def same(a, b) -> bool:
@@ -120,14 +121,19 @@ def claims_table(ref: Reference, runs: pd.DataFrame, study_dir: Path) -> pd.Data
     rows = []
     for c in ref.claims:
         value = ours(ref, runs, c, study_dir)
-        rule = f"reproduced in [{c.reproduced[0]:g}, {c.reproduced[1]:g}]"
+        rule = f"reproduced {_span(c.reproduced)}"
         if c.opposite:
-            rule += f"; opposite in [{c.opposite[0]:g}, {c.opposite[1]:g}]"
+            rule += f"; opposite {_span(c.opposite)}"
         rows.append({"claim": c.claim, "paper": c.paper, "ours": value["mean"],
                      "ci95_low": value["ci95_low"], "ci95_high": value["ci95_high"],
                      "n": value["n"], "rule": rule,
                      "verdict": verdict(c, value["mean"])})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _span(r: tuple[float, float]) -> str:
+    """A rule's range as a reader writes it: "in [0.28, 0.63]", or ">= 1" when open."""
+    return f">= {r[0]:g}" if r[1] >= OPEN else f"in [{r[0]:g}, {r[1]:g}]"
 
 
 def arm_distributions(
