@@ -50,11 +50,12 @@ def figure(panels: int = 1, width: float = 6.4, height: float = 4.2):
     return fig, list(axes[0])
 
 
-def save(fig, folder: Path, name: str) -> Path:
-    """Write `fig` as folder/plots/<name>.png; return the path relative to `folder`."""
+def save(fig, folder: Path, name: str, rect: tuple | None = None) -> Path:
+    """Write `fig` as folder/plots/<name>.png; return the path relative to `folder`.
+    `rect` keeps part of the figure free of axes (e.g. for a legend beneath them)."""
     (folder / PLOTS).mkdir(exist_ok=True)
     rel = Path(PLOTS) / f"{name}.png"
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(folder / rel, dpi=DPI)
     plt.close(fig)
     return rel

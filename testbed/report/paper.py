@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.report.figures import figure, legend, save
+from testbed.report.figures import axis_label, figure, legend, save
 from testbed.report.run import table
 from testbed.study.against import arm_distributions, claims_table, points_table
 from testbed.study.reference import Reference
@@ -96,39 +96,45 @@ def points_plot(ref: Reference, points: pd.DataFrame, into: Path) -> Path:
 def cdf_plot(ref: Reference, arms: dict[str, np.ndarray], into: Path) -> Path:
     """Left: each arm's distribution (pooled over repeats) as a CDF. Right: the same,
     each value over the baseline arm's median, with the paper's normalised medians and
-    95th percentiles (from its claims) marked at 0.5 and 0.95."""
-    fig, (raw, norm) = figure(2, width=6.0)
+    95th percentiles (from its claims over that baseline) marked at 0.5 and 0.95. One
+    legend under both panels, so that no curve or mark hides behind it."""
+    fig, (raw, norm) = figure(2, width=6.0, height=4.6)
     unit, scale = DISTRIBUTION_UNITS[ref.distribution or "jobs"]
     base = _baseline_median(ref, arms)
     for n, (name, values) in enumerate(arms.items()):
         ys = np.arange(1, len(values) + 1) / max(1, len(values))
         xs = np.sort(values)
-        raw.step(xs * scale, ys, where="post", color=f"C{n}", label=name)
+        label = f"{name} (the baseline)" if _is_baseline(ref, name) else name
+        raw.step(xs * scale, ys, where="post", color=f"C{n}", label=label)
         if base:
-            norm.step(xs / base, ys, where="post", color=f"C{n}", label=name)
+            norm.step(xs / base, ys, where="post", color=f"C{n}")
     marks = [(c.paper, 0.5 if c.statistic == "median" else 0.95) for c in ref.claims
              if c.statistic in ("median", "p95") and not c.over and c.normalised
              and isinstance(c.paper, float)]  # fmt: skip
     for i, (x, y) in enumerate(marks):
-        norm.plot([x], [y], marker="*", markersize=11, color="black", linestyle="none",
-                  label="paper (claims)" if i == 0 else None)  # fmt: skip
+        norm.plot([x], [y], marker="*", markersize=13, color="black", linestyle="none",
+                  label="the paper's median / p95" if i == 0 else None)  # fmt: skip
     of = "fraction of " + (ref.distribution or "values")
-    raw.set(xlabel=unit or f"{ref.column} (s)", ylabel=of, title="ours, per arm")
-    norm.set(xlabel=f"over the baseline's median ({_baseline_name(ref)})", ylabel=of,
-             title="normalised, with the paper's values")  # fmt: skip
+    raw.set(xlabel=unit or axis_label(ref.column), ylabel=of, title="ours, per arm")
+    norm.set(xlabel=ref.x_label or "over the baseline's median", ylabel=of,
+             title="normalised by the baseline's median")  # fmt: skip
     for ax in (raw, norm):
         ax.grid(alpha=0.3)
-        legend(ax, len(arms) + (1 if ax is norm and marks else 0))
-    return save(fig, into, "paper-cdf")
+    handles = [h for ax in (raw, norm) for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize="small", frameon=False)
+    rows = (len(handles) + 1) // 2
+    return save(fig, into, "paper-cdf", rect=(0, 0.045 * (rows + 1), 1, 1))
 
 
-def _baseline_name(ref: Reference) -> str:
-    return ", ".join(f"{key.split('.')[-1]}={value}" for key, value in ref.normalise.items())
+def _is_baseline(ref: Reference, arm: str) -> bool:
+    """Whether the arm labelled `arm` holds the baseline's values (`normalise`)."""
+    tags = [f"{key.split('.')[-1]}={value}" for key, value in ref.normalise.items()]
+    return all(t in arm.split(", ") for t in tags)
 
 
 def _baseline_median(ref: Reference, arms: dict[str, np.ndarray]) -> float | None:
-    """Median of the pooled values of the arms that hold the baseline's values."""
-    tags = [f"{key.split('.')[-1]}={value}" for key, value in ref.normalise.items()]
-    pooled = [v for name, v in arms.items() if all(t in name.split(", ") for t in tags)]
+    """Median of the baseline arm's values (a CDF reference's `normalise` names every
+    swept key, so one arm matches; `load_reference` checks that)."""
+    pooled = [v for name, v in arms.items() if _is_baseline(ref, name)]
     values = np.concatenate(pooled) if pooled else np.array([])
     return float(np.median(values)) if len(values) else None

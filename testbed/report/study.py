@@ -57,7 +57,7 @@ def metric_against(rows: pd.DataFrame, key: str, others: list[str], into: Path) 
                  "(mean, 95% CI)")  # fmt: skip
     ax.grid(alpha=0.3)
     legend(ax, lines if lines > 1 else 0)
-    return save(fig, into, f"{metric}-vs-{_slug(key)}")
+    return save(fig, into, f"{_slug(metric)}-vs-{_slug(key)}")
 
 
 def _numeric(values: pd.Series) -> bool:
@@ -179,13 +179,25 @@ def relative_plots(
     plots = []
     for metric in METRICS:
         rows = relative[relative["metric"] == metric]
+        # The baseline arm over itself is 1 by construction: not drawn.
+        rows = rows[~_in_arm(rows, relative_to)]
         if not rows["mean"].notna().any():
             continue
-        rows = rows.assign(metric=f"{metric} over {base}")
+        rows = rows.assign(metric=f"{metric} / baseline")
         for x in (k for k in swept if k not in relative_to):
             path = metric_against(rows, x, [k for k in swept if k != x], study_dir)
             plots.append((f"{axis_label(metric)} over the arm {base}, against {x}", path))
     return plots
+
+
+def _in_arm(rows: pd.DataFrame, arm: dict) -> pd.Series:
+    """Which rows hold every value of `arm` ({swept key: value})."""
+    from testbed.study.against import same
+
+    inside = pd.Series(True, index=rows.index)
+    for key, value in arm.items():
+        inside &= rows[key].map(lambda cell, value=value: same(cell, value)).astype(bool)
+    return inside
 
 
 def cdf_plots(
@@ -202,12 +214,15 @@ def cdf_plots(
         scale, unit = (
             (1e-6, "MB a link carried") if metric == "links.bytes" else (1.0, axis_label(column))
         )
-        fig, (ax,) = figure(1, width=7.5)
+        fig, (ax,) = figure(1, width=7.5, height=4.2 + 0.2 * len(arms))
         for name, values in arms.items():
             xs = np.sort(values) * scale
             ax.step(xs, np.arange(1, len(xs) + 1) / max(1, len(xs)), where="post", label=name)
         ax.set(xlabel=unit, ylabel=f"fraction of {kind}", title=f"CDF of {metric} per arm")
         ax.grid(alpha=0.3)
-        legend(ax, len(arms))
-        plots.append((f"CDF of {metric}, per arm", save(fig, study_dir, f"cdf-{_slug(metric)}")))
+        # Beneath the axes: CDFs fill the upper left and right, where a legend would sit.
+        fig.legend(loc="lower center", fontsize="small", frameon=False)
+        rect = (0, 0.045 * (len(arms) + 1) * 4.2 / (4.2 + 0.2 * len(arms)), 1, 1)
+        path = save(fig, study_dir, f"cdf-{_slug(metric)}", rect=rect)
+        plots.append((f"CDF of {metric}, per arm", path))
     return plots

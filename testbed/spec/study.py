@@ -170,6 +170,14 @@ def _check_relative_to(keys: StudyKeys, source: str) -> None:
         if label(value) not in [label(v) for v in values[key]]:
             raise SpecError(source, f"report.relative_to.{key}", value,
                             f"expected one of its swept values: {list(values[key])}")  # fmt: skip
+    zipped = [k for k in keys.zip if k in given]
+    if zipped:
+        # A zipped axis is one axis: naming part of it pairs no run with the baseline.
+        at = {[label(v) for v in keys.zip[k]].index(label(given[k])) for k in zipped}
+        if len(zipped) != len(keys.zip) or len(at) != 1:
+            whole = {k: keys.zip[k][min(at)] for k in keys.zip}
+            raise SpecError(source, "report.relative_to", dict(given),
+                            f"the whole zipped axis at one position, e.g. {whole}")  # fmt: skip
 
 
 def _reference(report: StudyReport, swept: list[str], source: str) -> Path | None:

@@ -137,6 +137,12 @@ def _check_keys(ref: Reference, swept: list[str], where: str) -> None:
     """Every selection names swept keys only, and together with `normalise` all of them."""
     if not ref.normalise or any(key not in swept for key in ref.normalise):
         raise SpecError(where, "normalise", dict(ref.normalise), f"expected swept keys: {swept}")
+    if ref.cdf and set(ref.normalise) != set(swept):
+        # A CDF is drawn over one baseline arm's median; pooling several arms would
+        # normalise by a median of none of them.
+        raise SpecError(
+            where, "normalise", dict(ref.normalise), f"with cdf: true, a value for each of {swept}"
+        )
     items: list[tuple[str, Any]] = [(f"points.{i}", p) for i, p in enumerate(ref.points)]
     items += [(f"claims.{i}", c) for i, c in enumerate(ref.claims)]
     for path, q in items:

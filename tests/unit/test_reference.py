@@ -83,7 +83,9 @@ def test_untrustworthy_runs_and_unpaired_repeats_do_not_count(tmp_path):
                    "at": {"jobs.0.servers": 2, "jobs.0.aggregation": "rack"}}]}, "reproduced"),
      ({"claims": [{"claim": "c", "paper": 1.0, "reproduced": [0, 1],
                    "at": {"jobs.0.servers": 2}}]}, "claims.0.at"),
-     ({"metric": "links.packets"}, "metric")],
+     ({"metric": "links.packets"}, "metric"),
+     # a CDF is normalised by one arm: normalise must fix every swept key
+     ({"metric": "jobs.jct_s", "cdf": True}, "normalise")],
 )  # fmt: skip
 def test_a_bad_reference_is_one_line_naming_the_file_and_key(tmp_path, change, where):
     path = reference(tmp_path, **change)
@@ -126,6 +128,12 @@ def test_a_study_report_section_is_checked_before_anything_runs(tmp_path):
         expand({**base, "report": {"relative_to": {"jobs.0.aggregation": "binary"}}}, "s.yaml")
     with pytest.raises(SpecError, match="report.reference"):
         expand({**base, "report": {"reference": "missing.ref.yaml"}}, str(tmp_path / "s.yaml"))
+    zipped = {**base, "zip": {"jobs.0.lr": [0.1, 0.05], "jobs.0.iterations": [10, 20]}}
+    for part in ({"jobs.0.lr": 0.1}, {"jobs.0.lr": 0.1, "jobs.0.iterations": 20}):
+        with pytest.raises(SpecError, match="the whole zipped axis at one position"):
+            expand({**zipped, "report": {"relative_to": part}}, "s.yaml")
+    whole = {"jobs.0.lr": 0.05, "jobs.0.iterations": 20}
+    assert expand({**zipped, "report": {"relative_to": whole}}, "s.yaml").keys.report.relative_to
     ref = reference(
         tmp_path,
         normalise={"jobs.0.aggregation": "none"},
