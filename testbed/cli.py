@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", metavar="STUDY_DIR", help="run what is missing or not ok in a study directory"
     )
+    run.add_argument(
+        "--retry-untrustworthy",
+        action="store_true",
+        help="with --resume: also run again the ok runs their fidelity verdict does not trust",
+    )
     run.add_argument("--out", help="run or study directory (default results/<name>/...)")
     run.set_defaults(func=cmd_run)
 
@@ -146,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "--resume", "", args.resume, "expected no spec, --set, --sweep or --out with it"
             )
         return _study(args, None)
+    if args.retry_untrustworthy:
+        raise SpecError("--retry-untrustworthy", "", NO_VALUE, "expected --resume DIR with it")
     if not args.spec:
         raise SpecError("testbed run", "", NO_VALUE, "expected a spec file or --resume DIR")
     from testbed.spec.study import Study, load_spec
@@ -182,7 +189,7 @@ def _study(args: argparse.Namespace, study) -> int:
     _need_root("testbed run")
     if not args.resume:
         study_dir = create_study_dir(study.runs[0].experiment.name, args.out)
-    result = run_study(study, study_dir)
+    result = run_study(study, study_dir, retry_untrustworthy=args.retry_untrustworthy)
     not_ok = result.runs.drop_duplicates("run").query("run_status != 'ok'")
     if len(not_ok):
         listed = ", ".join(f"{r.run} {r.run_status}" for r in not_ok.itertuples())

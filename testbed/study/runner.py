@@ -11,7 +11,8 @@ The study directory::
 A run that fails is recorded as failed and the study goes on. Ctrl-C (or SIGTERM)
 stops the run under way (it tears itself down and keeps its partial results), writes
 the tables, and stops the study; ``testbed run --resume DIR`` then runs only the runs
-that are missing or not ``ok``.
+that are missing or not ``ok`` (``--retry-untrustworthy``: and those ``ok`` but not
+trusted by their fidelity verdict).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rich.progress import (
 
 from testbed.errors import TestbedError
 from testbed.results.rundir import hand_over, make_dirs, refuse_non_empty, utc_stamp
+from testbed.results.verdict import read_verdict
 from testbed.runner import interrupt_pending, quiet, run_experiment
 from testbed.spec.study import Study, expand, label
 from testbed.study.reference import REFERENCE_FILE
@@ -79,15 +81,19 @@ def load_resumable(study_dir: Path) -> Study:
     return Study(recorded["source"], study.base, study.keys, study.runs, study.reference)
 
 
-def run_study(study: Study, study_dir: Path, console: Console | None = None) -> StudyResult:
+def run_study(
+    study: Study, study_dir: Path, console: Console | None = None, retry_untrustworthy: bool = False
+) -> StudyResult:
     """Run every run of `study` not yet ``ok`` in `study_dir` (all of them, the first
-    time); return the study's tables."""
+    time), and with `retry_untrustworthy` the ok ones whose fidelity verdict does not
+    trust them (e.g. a CPU another program saturated); return the study's tables. A
+    replaced attempt is kept under attempts/."""
     console = console or Console(stderr=True)
     (study_dir / STUDY_FILE).write_text(study.as_yaml())
     copy = study_dir / REFERENCE_FILE
     if study.reference and study.reference.resolve() != copy.resolve():
         shutil.copyfile(study.reference, copy)  # the report reads it there
-    todo = [r for r in study.runs if run_status(study_dir / r.name) != "ok"]
+    todo = [r for r in study.runs if _to_run(study_dir / r.name, retry_untrustworthy)]
     done = len(study.runs) - len(todo)
     status = "ok"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -111,13 +117,19 @@ def run_study(study: Study, study_dir: Path, console: Console | None = None) -> 
     return StudyResult(study_dir, status, runs, summary)
 
 
+def _to_run(run_dir: Path, retry_untrustworthy: bool) -> bool:
+    if run_status(run_dir) != "ok":
+        return True
+    return retry_untrustworthy and not read_verdict(run_dir).usable
+
+
 def _run_one(run, study: Study, study_dir: Path, bar: Progress, task) -> str:
     """Run one run of the study into its directory; show it on the bar; write the
     study's tables after it. Return its status."""
     values = ", ".join(f"{k.split('.')[-1]}={label(v)}" for k, v in run.values.items())
     bar.update(task, description=f"{run.name} {values}".strip())
     run_dir = study_dir / run.name
-    if run_dir.exists():  # an attempt that did not end ok: keep it, out of the way
+    if run_dir.exists():  # an attempt not ok (or not trusted): keep it, out of the way
         attempts = study_dir / "attempts"
         attempts.mkdir(exist_ok=True)
         n = 1 + sum(1 for _ in attempts.glob(f"{run.name}-*"))

@@ -279,3 +279,20 @@ def test_a_benchmark_ratio_needs_every_run_behind_it_ok_and_trusted(tmp_path):
     assert ratio_cell(3.0, 2.0, failed, good) == "- (not ok: failed)"
     assert (busy.why_not(), failed.why_not()) == ("untrustworthy: CPU", "run failed: j: boom")
     assert read_verdict(tmp_path / "never").why_not() == "run missing"
+
+
+def test_resume_runs_what_is_not_ok_and_on_request_what_is_not_trusted(tmp_path, capsys):
+    from testbed.study.runner import _to_run
+
+    for name, meta in {
+        "good": {"status": "ok", "fidelity": {"trustworthy": True, "reasons": []}},
+        "busy": {"status": "ok", "fidelity": {"trustworthy": False, "reasons": ["CPU"]}},
+        "failed": {"status": "failed", "fidelity": None},
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metadata.json").write_text(json.dumps(meta))
+    names = ("good", "busy", "failed", "never")
+    assert [n for n in names if _to_run(tmp_path / n, False)] == ["failed", "never"]
+    assert [n for n in names if _to_run(tmp_path / n, True)] == ["busy", "failed", "never"]
+    assert main(["run", "--retry-untrustworthy", "spec.yaml"]) == 2
+    assert "expected --resume DIR with it" in capsys.readouterr().err
