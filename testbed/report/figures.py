@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display: reports are written by root on headless machines
 
@@ -69,3 +70,27 @@ def legend(ax, entries: int) -> None:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.legend(fontsize="small")
+
+
+def distribution_axis(metric: str) -> tuple[str, float]:
+    """Axis label and scale of a distribution (`links.bytes` or `jobs.<column>`)."""
+    if metric == "links.bytes":
+        return "bytes a link carried (MB)", 1e-6
+    return axis_label(metric.split(".")[-1]), 1.0
+
+
+def step_cdf(ax, values, scale: float = 1.0, **style) -> None:
+    """The empirical CDF of `values` (times `scale`) as a step line on `ax`."""
+    xs = np.sort(np.asarray(values, dtype=float)) * scale
+    ax.step(xs, np.arange(1, len(xs) + 1) / max(1, len(xs)), where="post", **style)
+
+
+def legend_below(fig, handles=None, columns: int = 1) -> tuple:
+    """One legend beneath the axes (CDFs fill the corners a legend would take); the
+    `rect` that `save` keeps free of axes for it."""
+    kwargs = {"handles": handles} if handles is not None else {}
+    fig.legend(loc="lower center", ncol=columns, fontsize="small", frameon=False, **kwargs)
+    entries = len(handles) if handles is not None else len(fig.axes[0].get_lines())
+    rows = -(-entries // columns)
+    inches = fig.get_size_inches()[1]
+    return (0, min(0.5, 0.19 * (rows + 1) / inches), 1, 1)

@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.report.figures import axis_label, figure, legend, save
+from testbed.report.figures import distribution_axis, figure, legend, legend_below, save, step_cdf
 from testbed.report.run import table
 from testbed.study.against import arm_distributions, claims_table, points_table
 from testbed.study.reference import Reference
-
-DISTRIBUTION_UNITS = {"links": ("bytes a link carried (MB)", 1e-6), "jobs": (None, 1.0)}
 
 
 def paper_section(ref: Reference, runs: pd.DataFrame, swept: list[str], study_dir: Path) -> str:
@@ -99,15 +97,13 @@ def cdf_plot(ref: Reference, arms: dict[str, np.ndarray], into: Path) -> Path:
     95th percentiles (from its claims over that baseline) marked at 0.5 and 0.95. One
     legend under both panels, so that no curve or mark hides behind it."""
     fig, (raw, norm) = figure(2, width=6.0, height=4.6)
-    unit, scale = DISTRIBUTION_UNITS[ref.distribution or "jobs"]
+    unit, scale = distribution_axis(ref.metric)
     base = _baseline_median(ref, arms)
     for n, (name, values) in enumerate(arms.items()):
-        ys = np.arange(1, len(values) + 1) / max(1, len(values))
-        xs = np.sort(values)
         label = f"{name} (the baseline)" if _is_baseline(ref, name) else name
-        raw.step(xs * scale, ys, where="post", color=f"C{n}", label=label)
+        step_cdf(raw, values, scale, color=f"C{n}", label=label)
         if base:
-            norm.step(xs / base, ys, where="post", color=f"C{n}")
+            step_cdf(norm, values, 1 / base, color=f"C{n}")
     marks = [(c.paper, 0.5 if c.statistic == "median" else 0.95) for c in ref.claims
              if c.statistic in ("median", "p95") and not c.over and c.normalised
              and isinstance(c.paper, float)]  # fmt: skip
@@ -115,15 +111,13 @@ def cdf_plot(ref: Reference, arms: dict[str, np.ndarray], into: Path) -> Path:
         norm.plot([x], [y], marker="*", markersize=13, color="black", linestyle="none",
                   label="the paper's median / p95" if i == 0 else None)  # fmt: skip
     of = "fraction of " + (ref.distribution or "values")
-    raw.set(xlabel=unit or axis_label(ref.column), ylabel=of, title="ours, per arm")
+    raw.set(xlabel=unit, ylabel=of, title="ours, per arm")
     norm.set(xlabel=ref.x_label or "over the baseline's median", ylabel=of,
              title="normalised by the baseline's median")  # fmt: skip
     for ax in (raw, norm):
         ax.grid(alpha=0.3)
     handles = [h for ax in (raw, norm) for h in ax.get_legend_handles_labels()[0]]
-    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize="small", frameon=False)
-    rows = (len(handles) + 1) // 2
-    return save(fig, into, "paper-cdf", rect=(0, 0.045 * (rows + 1), 1, 1))
+    return save(fig, into, "paper-cdf", rect=legend_below(fig, handles, columns=2))
 
 
 def _is_baseline(ref: Reference, arm: str) -> bool:

@@ -11,9 +11,19 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from testbed.report.figures import axis_label, figure, legend, save
+from testbed.report.figures import (
+    axis_label,
+    distribution_axis,
+    figure,
+    legend,
+    legend_below,
+    save,
+    step_cdf,
+)
 from testbed.report.run import figures_markdown, table
 from testbed.results.rundir import read_csv
+from testbed.study.against import arm, arm_distributions, in_arm
+from testbed.study.tables import ci95, counted
 
 METRICS = ["mean_iter_s", "p99_iter_s", "jct_s", "final_accuracy"]
 UNTRUSTED = " †"
@@ -150,16 +160,10 @@ def relative_summary(runs: pd.DataFrame, swept: list[str], relative_to: dict) ->
     """summary.csv's shape for each metric as a ratio to the `relative_to` arm: within
     each repeat and job, a run's value over the baseline run's at the same other swept
     values (a paired ratio), then mean and 95% CI over repeats (usable runs only)."""
-    from testbed.study.against import same
-    from testbed.study.tables import ci95, counted
-
     usable = runs[counted(runs)]
     metrics = [m for m in METRICS if m in usable]
     on = [k for k in swept if k not in relative_to] + ["repeat", "job"]
-    base = usable
-    for key, value in relative_to.items():
-        base = base[base[key].map(lambda cell, value=value: same(cell, value)).astype(bool)]
-    base = base[on + metrics]
+    base = arm(runs, relative_to)[on + metrics]
     paired = usable.merge(base, on=on, suffixes=("", "_base"))
     rows = []
     for (point, job), group in paired.groupby(["point", "job"], sort=True):
@@ -180,7 +184,7 @@ def relative_plots(
     for metric in METRICS:
         rows = relative[relative["metric"] == metric]
         # The baseline arm over itself is 1 by construction: not drawn.
-        rows = rows[~_in_arm(rows, relative_to)]
+        rows = rows[~in_arm(rows, relative_to)]
         if not rows["mean"].notna().any():
             continue
         rows = rows.assign(metric=f"{metric} / baseline")
@@ -190,39 +194,22 @@ def relative_plots(
     return plots
 
 
-def _in_arm(rows: pd.DataFrame, arm: dict) -> pd.Series:
-    """Which rows hold every value of `arm` ({swept key: value})."""
-    from testbed.study.against import same
-
-    inside = pd.Series(True, index=rows.index)
-    for key, value in arm.items():
-        inside &= rows[key].map(lambda cell, value=value: same(cell, value)).astype(bool)
-    return inside
-
-
 def cdf_plots(
     runs: pd.DataFrame, swept: list[str], cdfs, study_dir: Path
 ) -> list[tuple[str, Path]]:
     """One CDF per distribution asked for (`report.cdf`), one line per arm, pooled over
     the arm's usable runs."""
-    from testbed.study.against import arm_distributions
-
     plots = []
     for metric in cdfs:
         arms = arm_distributions(metric, runs, swept, study_dir)
-        kind, column = metric.split(".", 1)
-        scale, unit = (
-            (1e-6, "MB a link carried") if metric == "links.bytes" else (1.0, axis_label(column))
-        )
+        unit, scale = distribution_axis(metric)
         fig, (ax,) = figure(1, width=7.5, height=4.2 + 0.2 * len(arms))
         for name, values in arms.items():
-            xs = np.sort(values) * scale
-            ax.step(xs, np.arange(1, len(xs) + 1) / max(1, len(xs)), where="post", label=name)
+            step_cdf(ax, values, scale, label=name)
+        kind = metric.split(".")[0]
         ax.set(xlabel=unit, ylabel=f"fraction of {kind}", title=f"CDF of {metric} per arm")
         ax.grid(alpha=0.3)
-        # Beneath the axes: CDFs fill the upper left and right, where a legend would sit.
-        fig.legend(loc="lower center", fontsize="small", frameon=False)
-        rect = (0, 0.045 * (len(arms) + 1) * 4.2 / (4.2 + 0.2 * len(arms)), 1, 1)
+        rect = legend_below(fig)
         path = save(fig, study_dir, f"cdf-{_slug(metric)}", rect=rect)
         plots.append((f"CDF of {metric}, per arm", path))
     return plots

@@ -31,12 +31,18 @@ def same(a, b) -> bool:
         return str(a) == label(b)
 
 
+def in_arm(rows: pd.DataFrame, at: dict) -> pd.Series:
+    """Which runs.csv rows hold every value of the arm `at` (swept key -> value)."""
+    inside = pd.Series(True, index=rows.index)
+    for key, value in at.items():
+        inside &= rows[key].map(lambda cell, value=value: same(cell, value)).astype(bool)
+    return inside
+
+
 def arm(runs: pd.DataFrame, at: dict) -> pd.DataFrame:
     """The usable runs.csv rows of the arm `at` (swept key -> value)."""
     rows = runs[counted(runs)]
-    for key, value in at.items():
-        rows = rows[rows[key].map(lambda cell, value=value: same(cell, value)).astype(bool)]
-    return rows
+    return rows[in_arm(rows, at)]
 
 
 def statistic(values: np.ndarray, name: str) -> float:
