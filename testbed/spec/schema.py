@@ -264,7 +264,7 @@ class _TransportBase(Frozen):
 
 
 class _ChannelTransport(_TransportBase):
-    # Lose this fraction of every received message's packets (364 entries each), both
+    # Lose this fraction of every received message's packets (362 entries each), both
     # directions, never resent: what blt at loss_bound = p can hand the sync layer
     # (testbed.transports.dropping); `testbed profile` sweeps it.
     drop_packets: Float = Field(0.0, ge=0, lt=1)
@@ -292,6 +292,10 @@ class BltSpec(_ChannelTransport):
 
     kind: Literal["blt"]
     loss_bound: Float = Field(0.1, ge=0, lt=1)
+    # When a message is complete (testbed.transports.blt): `end` once every packet was
+    # sent and 1 - loss_bound arrived; `early` (the paper's) as soon as 1 - loss_bound
+    # arrived, never sending the rest.
+    completion: Literal["end", "early"] = "end"
     rate_mbps: Float | None = Field(None, gt=0, le=10_000)  # default: the host link's rate
     # AIMD: a first pass losing more than this share of its packets halves the rate. Its
     # own key, not a multiple of loss_bound, so that arms differing in loss_bound pace

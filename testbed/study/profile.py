@@ -2,7 +2,7 @@
 
 The method, on the real job: a study over ``transport.drop_packets`` on a lossless
 network, the job alone, `repeats` seeds per drop fraction. ``drop_packets: p`` makes
-every received message lose each of its 364-entry packets with probability p, in both
+every received message lose each of its 362-entry packets with probability p, in both
 directions (push and pull, reduce and gather), never resent: what blt hands the sync
 layer at ``loss_bound: p`` when the network loses at least that much
 (`testbed.transports.dropping`). So the bound found is a bound for blt. (APNet §2.2

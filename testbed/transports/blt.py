@@ -4,14 +4,32 @@ a message has arrived.
 Per peer pair there is a TCP control connection (reliable, ordered) and a UDP socket
 for data. One message, sender -> receiver:
 
-1. Every data packet once (UDP, paced). A packet carries the message id and the
+1. Every data packet once (UDP, paced). A packet carries the message id, the
    index range of the whole float32 entries it holds (no float is split; a datagram
-   fits a 1500-byte MTU).
+   fits a 1500-byte MTU) and the sender's start time.
 2. END, the sender's probe: "attempt k sent; N bytes retransmitted so far".
 3. The receiver drains its UDP socket and counts delivered entries. If the delivered
    fraction reaches ``1 - loss_bound`` it answers STOP and the message is complete;
-   otherwise it answers NACK with a bitmap of the missing packets, the sender resends
+   otherwise it answers NACK with a bitmap of missing packets, the sender resends
    those (attempt k+1) and probes again, until the fraction is reached.
+
+When the receiver may answer STOP is the `completion` rule:
+
+- ``end`` (the default): only in answer to an END, so every packet is sent at least
+  once and nothing is missing unless it was lost. A NACK asks for every missing
+  packet: a message that needs a second pass comes back whole.
+- ``early`` (the paper's protocol): the moment the delivered entries reach
+  ``1 - loss_bound``, whatever their order and before END if need be; the sender,
+  which looks for a STOP between packets, sends nothing more of that message. Even
+  without loss the last part of each message is never sent (its entries go to the
+  fill policy), and a NACK asks only for as many missing packets as the bound needs,
+  never for all of them. Late packets and ENDs of a completed message are ignored
+  by the next one (they carry its id) and answered with the STOP again.
+
+``end`` is the default because it loses nothing that the network did not lose: a
+user who picks blt for its loss tolerance keeps exact messages on a clean path, and
+the harness's earlier results keep their meaning. ``early`` trades a fixed fraction
+of every message for time, which is the paper's experiment, so its configs say so.
 
 Control messages travel twice: over the TCP connection (reliable) and as a UDP
 datagram (fast). Whichever arrives first counts; the other is recognised by its
@@ -38,14 +56,15 @@ sync layer sets, by default the fair share of the slower of the sender's uplink 
 the receiver's downlink given how many messages each carries at once (an incast of
 W workers gets 1/W each); pacing counts Ethernet/IP/UDP headers too. On top, a
 per-channel AIMD on what first passes lose. The receiver counts the packets missing
-when it answers a first END, and says so in its answer whichever it is: a NACK's
-bitmap, or the count in a STOP (a first pass that lost no more than `loss_bound`
-is complete, yet its losses may well be congestion). The sender adds first passes
-up until they hold at least `AIMD_WINDOW_PACKETS` packets (one message, or several
-small ones), then decides: when more than `congestion_loss` of them were lost
-(default 0.2) — more than the random loss a job is run with, so most likely
-congestion — the rate halves (down to 1/16 of the share); otherwise it grows by a
-tenth of the share, up to the share. The window keeps one random loss from reading
+when it answers a first END, and says so in its answer whichever it is: a NACK or a
+STOP (a first pass that lost no more than `loss_bound` is complete, yet its losses
+may well be congestion). An early STOP covers the packets up to the highest one that
+arrived, and counts as lost the gaps below it (the rest was never sent). The sender
+adds first passes up until they hold at least `AIMD_WINDOW_PACKETS` packets (one
+message, or several small ones), then decides: when more than `congestion_loss` of
+them were lost (default 0.2) — more than the random loss a job is run with, so most
+likely congestion — the rate halves (down to 1/16 of the share); otherwise it grows
+by a tenth of the share, up to the share. The window keeps one random loss from reading
 as congestion: alone, a lost packet of a 4-packet message is 25% loss, while in a
 window of 10 it is 10% and halving takes 3 losses (1.2% likely at 5% random loss).
 The threshold is its own parameter, not a multiple of `loss_bound`: tied to the bound
@@ -72,15 +91,17 @@ from testbed.transports.base import Channel, Listener, MessageStats, Transport
 from testbed.transports.tcp import HelloListener, _recv_exact, dial
 
 # Every UDP datagram starts with a kind byte. Data: kind, message id, packet index,
-# first entry, entry count.
-DATA = struct.Struct("!BIIIH")
-# Control: kind, message id, attempt, entry count, value (END: bytes resent; NACK:
-# bitmap length; STOP: packets missing when answered), sender's start time.
+# first entry, entry count, the sender's start time (an early STOP's FCT needs it).
+DATA = struct.Struct("!BIIIHd")
+# Control: kind, message id, attempt, count, value, sender's start time. END: (entries
+# in the message, bytes resent so far); NACK: (packets missing, bitmap length); STOP:
+# (packets it covers, of them missing) -- what the sender's AIMD counts.
 CONTROL = struct.Struct("!BIHQQd")
 KIND_DATA, END, STOP, NACK, PORT = range(5)
 MTU = 1500
 UDP_ROOM = MTU - 20 - 8  # IPv4 + UDP headers
-ENTRIES_PER_PACKET = (UDP_ROOM - DATA.size) // 4  # 364 floats
+ENTRIES_PER_PACKET = (UDP_ROOM - DATA.size) // 4  # 362 floats
+COMPLETIONS = ("end", "early")
 WIRE_OVERHEAD = 14 + 20 + 8  # Ethernet, IPv4, UDP headers: what the link really carries
 MIN_RATE_FRACTION = 1 / 16
 INCREASE_FRACTION = 0.1
@@ -130,12 +151,16 @@ class BltChannel(Channel):
         share_mbps: float,
         drop: DropRule | None = None,
         congestion_loss: float = 0.2,
+        completion: str = "end",
     ):
+        if completion not in COMPLETIONS:
+            raise ValueError(f"completion {completion!r}: expected one of {COMPLETIONS}")
         ctl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ctl.settimeout(IO_TIMEOUT_S)
         self.ctl, self.udp, self.peer = ctl, udp, peer
         self.loss_bound = loss_bound
         self.congestion_loss = congestion_loss
+        self.early_stop = completion == "early"
         self.share_mbps = share_mbps
         self.pacer = Pacer(share_mbps)
         self.drop = drop
@@ -162,36 +187,53 @@ class BltChannel(Channel):
         missing = list(range(packet_count(entries)))
         resent = attempt = 0
         while True:
-            for seq in missing:
-                if self.drop is None or not self.drop(msg_id, seq, attempt):
-                    self._send_packet(msg_id, seq, payload)
-                else:  # injected loss: pace as if sent, so timing stays comparable
-                    self.pacer.wait(WIRE_OVERHEAD + DATA.size + 4 * _count(seq, entries))
+            reply = self._send_pass(msg_id, attempt, missing, payload, start)
             if attempt:
-                resent += sum(4 * _count(seq, entries) for seq in missing)
-            end = CONTROL.pack(END, msg_id, attempt, entries, resent, start)
-            self._control(end)
-            kind, value, bitmap = self._await_reply(msg_id, attempt, end)
-            lost = _missing(bitmap, packet_count(entries)) if kind == NACK else []
+                resent += sum(4 * _count(seq, entries) for seq in missing[: reply[4]])
+            if reply[0] is None:  # the whole pass went out: probe
+                end = CONTROL.pack(END, msg_id, attempt, entries, resent, start)
+                self._control(end)
+                reply = self._await_reply(msg_id, attempt, end)
+            kind, count, value, bitmap = reply[:4]
             if attempt == 0:
-                self._after_first_pass(len(lost) if kind == NACK else value, len(missing))
+                # a STOP says (packets covered, of them lost); a NACK (lost, bitmap size)
+                lost, covered = (value, count) if kind == STOP else (count, len(missing))
+                self._after_first_pass(lost, covered)
             if kind == STOP:
                 return
-            missing = lost
+            missing = _missing(bitmap, packet_count(entries))
             attempt += 1
 
-    def _send_packet(self, msg_id: int, seq: int, payload: np.ndarray) -> None:
+    def _send_pass(self, msg_id, attempt, missing, payload, start) -> tuple:
+        """Send the packets `missing`; under early completion, stop at a STOP.
+        Returns the STOP as `_await_reply` does, else (None, ...), with the number of
+        packets sent last."""
+        for done, seq in enumerate(missing, 1):
+            if self.drop is None or not self.drop(msg_id, seq, attempt):
+                self._send_packet(msg_id, seq, payload, start)
+            else:  # injected loss: pace as if sent, so timing stays comparable
+                self.pacer.wait(WIRE_OVERHEAD + DATA.size + 4 * _count(seq, len(payload)))
+            if not self.early_stop:
+                continue
+            readable = select.select([self.ctl, self.udp], [], [], 0)[0]
+            reply = self._take_reply(msg_id, attempt, readable) if readable else None
+            if reply is not None and reply[0] == STOP:
+                return (*reply, done)
+        return (None, 0, 0, b"", len(missing))
+
+    def _send_packet(self, msg_id: int, seq: int, payload: np.ndarray, start: float) -> None:
         first = seq * ENTRIES_PER_PACKET
         count = _count(seq, len(payload))
-        DATA.pack_into(self.tx, 0, KIND_DATA, msg_id, seq, first, count)
+        DATA.pack_into(self.tx, 0, KIND_DATA, msg_id, seq, first, count, start)
         size = DATA.size + 4 * count
         self.tx[DATA.size : size] = memoryview(payload[first : first + count]).cast("B")
         self.pacer.wait(WIRE_OVERHEAD + size)
         self._udp(memoryview(self.tx)[:size])
 
-    def _await_reply(self, msg_id: int, attempt: int, end: bytes) -> tuple[int, int, bytes]:
-        """The first STOP/NACK for (msg_id, attempt) from either socket, as (kind, value,
-        bitmap); `end` (the probe) goes out again as a datagram while none comes."""
+    def _await_reply(self, msg_id: int, attempt: int, end: bytes) -> tuple:
+        """The first STOP of msg_id or NACK of (msg_id, attempt) from either socket, as
+        (kind, count, value, bitmap); `end` (the probe) goes out again as a datagram
+        while none comes."""
         # On a clock of its own: the peer's datagrams (its own probes among them) must
         # not keep postponing ours, or two waiting sides slow each other down.
         self.heard = time.monotonic()
@@ -202,24 +244,37 @@ class BltChannel(Channel):
                 self._udp(end)
                 interval = min(2 * interval, PROBE_MAX_S)
                 probe_at = time.monotonic() + interval
-            if self.udp in readable:
-                size = self._recv_udp()
-                if size and self.rx[0] == KIND_DATA:
-                    self.early.append(bytes(self.rx[:size]))  # the peer's next message
-                elif size >= CONTROL.size:
-                    kind, got, att, _, value, _ = CONTROL.unpack_from(self.rx)
-                    if kind == STOP and (got, att) == (msg_id, attempt):
-                        return kind, value, b""
-                    if kind == NACK and (got, att) == (msg_id, attempt):
-                        return kind, value, bytes(self.rx[CONTROL.size : CONTROL.size + value])
-                    if kind == END and not self._answer_again(got, att):
-                        self.early.append(bytes(self.rx[:size]))  # ends the next one
-            if self.ctl in readable:
-                kind, got, att, _, value, _ = self._read_control()
-                bitmap = _recv_exact(self.ctl, value) if kind == NACK else b""
-                if kind in (STOP, NACK) and (got, att) == (msg_id, attempt):
-                    return kind, value, bitmap
-                # otherwise a duplicate of something already handled
+            reply = self._take_reply(msg_id, attempt, readable)
+            if reply is not None:
+                return reply
+
+    def _take_reply(self, msg_id: int, attempt: int, readable: list) -> tuple | None:
+        """Read one datagram and one control message from the `readable` sockets: the
+        reply to our sending, or None. The peer's own traffic read meanwhile is kept
+        for our next `recv`; duplicates of replies already handled are dropped. A STOP
+        ends a message whatever attempt it answers (an early one answers none)."""
+        if self.udp in readable:
+            size = self._recv_udp()
+            if size and self.rx[0] == KIND_DATA:
+                self.early.append(bytes(self.rx[:size]))  # the peer's next message
+            elif size >= CONTROL.size:
+                kind, got, att, count, value, _ = CONTROL.unpack_from(self.rx)
+                if kind == STOP and got == msg_id:
+                    return kind, count, value, b""
+                if kind == NACK and (got, att) == (msg_id, attempt):
+                    bitmap = bytes(self.rx[CONTROL.size : CONTROL.size + value])
+                    return kind, count, value, bitmap
+                if kind == END and not self._answer_again(got, att):
+                    self.early.append(bytes(self.rx[:size]))  # ends the next one
+        if self.ctl in readable:
+            kind, got, att, count, value, _ = self._read_control()
+            bitmap = _recv_exact(self.ctl, value) if kind == NACK else b""
+            if (kind == STOP and got == msg_id) or (
+                kind == NACK and (got, att) == (msg_id, attempt)
+            ):
+                return kind, count, value, bitmap
+            # otherwise a duplicate of something already handled
+        return None
 
     def _after_first_pass(self, lost: int, packets: int) -> None:
         """AIMD on first passes, a decision per `AIMD_WINDOW_PACKETS` (module docstring)."""
@@ -243,6 +298,7 @@ class BltChannel(Channel):
     def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
         state = _Reassembly(msg_id, out)
         enough = 1.0 if reliable else 1 - self.loss_bound
+        early = self.early_stop and not reliable
         ends: list[tuple] = []
         for datagram in self.early:
             self._take(datagram, state, ends)
@@ -250,6 +306,8 @@ class BltChannel(Channel):
         handled = -1  # highest attempt answered; the other copy of its END is ignored
         self.heard = time.monotonic()
         while True:
+            if early and state.delivered >= enough:
+                return self._stop_early(state, handled + 1)
             readable = self._wait() if not ends else []
             if self.udp in readable:
                 ends += self._drain(state)
@@ -265,11 +323,25 @@ class BltChannel(Channel):
                     raise ConnectionError(f"{self.label}: {entries} entries, expected {len(out)}")
                 ends += self._drain(state)  # data sent before this END may still be queued
                 handled = att
+                state.resent_sent, state.resent_since = resent, 0
                 if state.delivered >= enough:
-                    self._reply(CONTROL.pack(STOP, msg_id, att, 0, state.missing_packets, 0.0))
+                    covered, lost = len(state.have), state.missing_packets
+                    self._reply(CONTROL.pack(STOP, msg_id, att, covered, lost, 0.0))
                     return state.stats(time.time() - start, resent)
-                bitmap = state.missing_bitmap()
-                self._reply(CONTROL.pack(NACK, msg_id, att, 0, len(bitmap), 0.0) + bitmap)
+                bitmap = state.missing_bitmap(state.needed(enough) if early else None)
+                self._reply(
+                    CONTROL.pack(NACK, msg_id, att, state.missing_packets, len(bitmap), 0.0)
+                    + bitmap
+                )
+                state.nacked = True
+
+    def _stop_early(self, state: _Reassembly, att: int) -> MessageStats:
+        """Complete a message before (or without) its END: enough of it is here."""
+        covered, lost = state.gaps()
+        self._reply(CONTROL.pack(STOP, state.msg_id, att, covered, lost, 0.0))
+        # Resent bytes: all the sender had declared by its last END, and of the pass
+        # cut short, what arrived (what is still in flight is not known here).
+        return state.stats(time.time() - state.start, state.resent_sent + state.resent_since)
 
     def _read_end(self, msg_id: int) -> tuple | None:
         """One control message from TCP: an END of `msg_id`, or None for a stale one
@@ -336,9 +408,12 @@ class BltChannel(Channel):
 
     def _answer_again(self, msg_id: int, att: int) -> bool:
         """The sender probed with END (msg_id, att) again: re-send our reply to it, if
-        it is the last one we sent (an older END is a stale copy: it was answered).
+        it is the last one we sent (an older END is a stale copy: it was answered); a
+        STOP answers every END of its message (an early one came before any END).
         Returns whether it was that one."""
-        if self.answered is None or self.answered[:2] != (msg_id, att):
+        if self.answered is None or self.answered[0] != msg_id:
+            return False
+        if self.answered[1] != att and self.answered[2][0] != STOP:
             return False
         if len(self.answered[2]) <= UDP_ROOM:
             self._udp(self.answered[2])
@@ -431,12 +506,18 @@ class _Reassembly:
         self.entries = len(out)
         self.have = bytearray(packet_count(self.entries))
         self.view = memoryview(out).cast("B")
+        self.got = 0  # entries delivered, counted as packets come (the completion rule)
+        self.highest = -1  # highest packet index delivered
+        self.start = time.time()  # the sender's, from its first packet to arrive
+        # Bytes resent: as the last END declared them, and delivered since its NACK.
+        self.resent_sent = self.resent_since = 0
+        self.nacked = False
 
     def take(self, datagram) -> None:
         """Store one data datagram if it belongs to this message (else it is stale)."""
         if len(datagram) < DATA.size:
             return
-        _, got, seq, first, count = DATA.unpack_from(datagram)
+        _, got, seq, first, count, start = DATA.unpack_from(datagram)
         if (
             got != self.msg_id
             or first + count > self.entries
@@ -444,8 +525,15 @@ class _Reassembly:
             or len(datagram) != DATA.size + 4 * count
         ):
             return
+        if self.have[seq]:
+            return  # a duplicate (a late copy of a resent packet)
         self.view[4 * first : 4 * (first + count)] = datagram[DATA.size :]
         self.have[seq] = 1
+        self.got += count
+        self.highest = max(self.highest, seq)
+        self.start = min(self.start, start)
+        if self.nacked:  # everything new after our NACK was resent
+            self.resent_since += 4 * count
 
     @property
     def mask(self) -> np.ndarray:
@@ -455,14 +543,30 @@ class _Reassembly:
 
     @property
     def delivered(self) -> float:
-        return float(self.mask.mean())
+        return self.got / self.entries if self.entries else 1.0
 
     @property
     def missing_packets(self) -> int:
         return len(self.have) - sum(self.have)
 
-    def missing_bitmap(self) -> bytes:
-        return bytes(np.packbits(np.frombuffer(self.have, np.uint8) == 0))
+    def gaps(self) -> tuple[int, int]:
+        """(packets up to the highest delivered, of them missing): what an early STOP
+        can say was lost; packets after the highest were most likely never sent."""
+        covered = self.highest + 1
+        return covered, covered - sum(self.have[:covered])
+
+    def needed(self, enough: float) -> int:
+        """How many more packets the fraction `enough` needs (full ones, so at most
+        that many; the last, shorter packet is not counted on)."""
+        short = enough * self.entries - self.got
+        return max(0, -(-int(np.ceil(short)) // ENTRIES_PER_PACKET))
+
+    def missing_bitmap(self, limit: int | None = None) -> bytes:
+        """The missing packets, the first `limit` of them if given."""
+        missing = np.frombuffer(self.have, np.uint8) == 0
+        if limit is not None:
+            missing[np.flatnonzero(missing)[limit:]] = False
+        return bytes(np.packbits(missing))
 
     def stats(self, fct_s: float, resent: int) -> MessageStats:
         mask = self.mask
@@ -499,12 +603,13 @@ def _udp_pair(ctl: socket.socket, local_ip: str) -> socket.socket:
 
 
 class BltTransport(Transport):
-    """`transport: {kind: blt, loss_bound, fill, rate_mbps}`."""
+    """`transport: {kind: blt, loss_bound, completion, fill, rate_mbps}`."""
 
     name = "blt"
 
     def __init__(self, spec, default_mbps: float = 100.0, drop: DropRule | None = None):
         self.loss_bound = spec.loss_bound
+        self.completion = spec.completion
         self.congestion_loss = spec.congestion_loss
         self.rate_mbps = spec.rate_mbps or default_mbps
         self.drop = drop
@@ -512,8 +617,9 @@ class BltTransport(Transport):
     def channel(self, ctl: socket.socket, local_ip: str, peer: int) -> BltChannel:
         udp = _udp_pair(ctl, local_ip)
         return BltChannel(
-            ctl, udp, peer, self.loss_bound, self.rate_mbps, self.drop, self.congestion_loss
-        )
+            ctl, udp, peer, self.loss_bound, self.rate_mbps, self.drop, self.congestion_loss,
+            self.completion,
+        )  # fmt: skip
 
     def listen(self, ip: str, port: int) -> Listener:
         return HelloListener(ip, port, lambda conn, rank: self.channel(conn, ip, rank))

@@ -1,4 +1,4 @@
-"""`transport.drop_packets`: received messages lose whole 364-entry packets, both
+"""`transport.drop_packets`: received messages lose whole 362-entry packets, both
 directions, as blt at that loss bound can; over loopback TCP channels."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def transfer(sender, receiver, data, out, reliable=False):
 
 
 def test_whole_packets_are_lost_and_left_as_they_were():
-    """Lost entries come in aligned 364-entry blocks (never part of a packet), are
+    """Lost entries come in aligned 362-entry blocks (never part of a packet), are
     left untouched in the receiver's buffer, and the mask says exactly which; the
     fraction lost is Binomial(200, 0.3) / 200 (sd 0.032), drawn from a seeded
     generator, so the same every run; 0.3 +- 0.14 (4.3 sd) would hold for 99.998% of

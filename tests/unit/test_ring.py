@@ -11,7 +11,7 @@ import pytest
 from testbed.spec.schema import BltSpec, TcpSpec
 from testbed.training.ring import RingAllreduce
 from testbed.transports import make_transport
-from testbed.transports.blt import BltTransport
+from testbed.transports.blt import ENTRIES_PER_PACKET, BltTransport
 
 
 def free_ports(n):
@@ -109,7 +109,7 @@ def test_replicas_stay_identical_when_the_transport_loses_entries(fill):
     packets 3 and 7, at a different place of each chunk on each worker. Without the
     agreement pass every worker would fill different entries. The bitmaps themselves
     lose packets too (when long enough) and are resent: they are received reliably."""
-    world, n = 3, 3 * 364 * 12  # 12 packets per chunk
+    world, n = 3, 3 * ENTRIES_PER_PACKET * 12  # 12 packets per chunk
     grads = [np.arange(n, dtype=np.float32) * (r + 1) for r in range(world)]
     messages = []
     params = run_ring(

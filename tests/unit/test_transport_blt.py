@@ -26,9 +26,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pair(loss_bound: float, drop=None, rate_mbps: float = 2000.0):
+def pair(loss_bound: float, drop=None, rate_mbps: float = 2000.0, completion: str = "end"):
     """(sender channel, receiver channel) over loopback."""
-    spec = BltSpec(kind="blt", loss_bound=loss_bound, rate_mbps=rate_mbps)
+    spec = BltSpec(kind="blt", loss_bound=loss_bound, rate_mbps=rate_mbps, completion=completion)
     receiver_side = BltTransport(spec)
     sender_side = BltTransport(spec, drop=drop)
     port = free_port()
@@ -335,3 +335,151 @@ def test_close_waits_for_nothing_when_all_is_acknowledged():
     receiver.close()
     sender.close()
     assert time.monotonic() - started < 1.0  # LINGER_S is 10 s: it did not wait for it
+
+
+# ---------------------------------------------------------------- early completion
+# At 10 Mb/s a 1,500-byte packet takes 1.2 ms to pace out, while a STOP crosses
+# loopback in tens of microseconds: the sender sees it before the next few packets.
+EARLY_MBPS = 10.0
+
+
+class Sent:
+    """A drop rule that drops what `lose` says and records every packet sent."""
+
+    def __init__(self, lose=lambda m, seq, attempt: False):
+        self.lose, self.packets = lose, []
+
+    def __call__(self, m, seq, attempt):
+        self.packets.append((m, seq, attempt))
+        return self.lose(m, seq, attempt)
+
+
+def missing_packets(stats, n: int) -> set[int]:
+    """The packets whose entries the receiver lacks."""
+    if stats.mask is None:
+        return set()
+    return set(np.flatnonzero(~stats.mask) // ENTRIES_PER_PACKET) if n else set()
+
+
+def test_early_completion_without_loss_stops_at_the_bound_and_skips_the_tail():
+    """No loss, bound 0.3, 20 packets: the receiver answers STOP once 14 arrived; the
+    sender sends nothing more of the message (a few packets at most, while the STOP
+    is on its way), nothing is resent, and what is missing is the unsent tail."""
+    packets = 20
+    n = packets * ENTRIES_PER_PACKET
+    sent = Sent()
+    sender, receiver = pair(0.3, drop=sent, rate_mbps=EARLY_MBPS, completion="early")
+    data = np.arange(n, dtype=np.float32)
+    out = np.full(n, -1.0, np.float32)
+    stats = transfer(sender, receiver, 0, data, out)
+    sent_seqs = [seq for _, seq, _ in sent.packets]
+    assert sent_seqs == list(range(len(sent_seqs))) and len(sent_seqs) < packets
+    assert 0.7 <= stats.delivered_fraction < 1.0 and stats.retransmitted_bytes == 0
+    # the receiver stopped at the 14th arrival, or a little later when several were queued
+    tail = missing_packets(stats, n)
+    assert tail == set(range(min(tail), packets)) and 14 <= min(tail) <= len(sent_seqs)
+    assert np.array_equal(out[stats.mask], data[stats.mask]) and (out[~stats.mask] == -1).all()
+
+
+def test_end_completion_without_loss_sends_and_delivers_everything():
+    """The control arm: the same message under `completion: end` arrives whole."""
+    packets = 20
+    n = packets * ENTRIES_PER_PACKET
+    sent = Sent()
+    sender, receiver = pair(0.3, drop=sent, rate_mbps=EARLY_MBPS)
+    stats = transfer(sender, receiver, 0, np.ones(n, np.float32), np.zeros(n, np.float32))
+    assert len(sent.packets) == packets and stats.delivered_fraction == 1.0
+
+
+def test_early_completion_with_loss_below_the_bound_never_resends():
+    """Packets 2 and 5 lost, bound 0.3: the 14th arrival is packet 15, STOP comes then;
+    the two losses are never recovered."""
+    packets = 20
+    n = packets * ENTRIES_PER_PACKET
+    sent = Sent(lambda m, seq, attempt: seq in (2, 5))
+    sender, receiver = pair(0.3, drop=sent, rate_mbps=EARLY_MBPS, completion="early")
+    stats = transfer(sender, receiver, 0, np.ones(n, np.float32), np.zeros(n, np.float32))
+    assert all(attempt == 0 for _, _, attempt in sent.packets) and stats.retransmitted_bytes == 0
+    assert {2, 5} <= missing_packets(stats, n) and 0.7 <= stats.delivered_fraction < 0.8
+
+
+def test_early_completion_with_loss_above_the_bound_recovers_only_what_the_bound_needs():
+    """Packets 0-5 of 20 lost in the first pass, bound 0.1: 14 arrive, 18 are needed,
+    so the NACK asks for 4 (the first missing ones), never for all 6; packets 4 and 5
+    stay missing and the message is 0.9 delivered with 4 packets resent."""
+    packets = 20
+    n = packets * ENTRIES_PER_PACKET
+    sent = Sent(lambda m, seq, attempt: attempt == 0 and seq < 6)
+    sender, receiver = pair(0.1, drop=sent, rate_mbps=EARLY_MBPS, completion="early")
+    stats = transfer(sender, receiver, 0, np.ones(n, np.float32), np.zeros(n, np.float32))
+    assert [seq for _, seq, attempt in sent.packets if attempt == 1] == [0, 1, 2, 3]
+    assert missing_packets(stats, n) == {4, 5} and stats.delivered_fraction == 0.9
+    assert stats.retransmitted_bytes == 4 * 4 * ENTRIES_PER_PACKET
+
+
+def test_early_stop_counts_the_gaps_below_the_highest_packet_as_congestion():
+    """bound 0.3 >= congestion_loss 0.2, every 4th packet lost: the STOP comes after
+    packet 18 (14 of 19 arrived) and says 5 of 19 were lost: the rate halves. The
+    packets never sent are not counted as lost."""
+    packets = 20
+    n = packets * ENTRIES_PER_PACKET
+    sender, receiver = pair(
+        0.3,
+        drop=lambda m, seq, attempt: m == 0 and seq % 4 == 0,
+        rate_mbps=EARLY_MBPS,
+        completion="early",
+    )
+    sender.set_share(EARLY_MBPS)
+    transfer(sender, receiver, 0, np.ones(n, np.float32), np.zeros(n, np.float32))
+    assert sender.pacer.rate_mbps == EARLY_MBPS / 2
+    transfer(sender, receiver, 1, np.ones(n, np.float32), np.zeros(n, np.float32))
+    assert sender.pacer.rate_mbps == pytest.approx(EARLY_MBPS * 0.6)  # lossless: + a tenth
+
+
+def test_the_receiver_counts_entries_whatever_the_order_and_ignores_late_packets():
+    """Datagrams crafted on the sender's socket: message 0's packets arrive late and
+    twice while message 1 is received, and message 1's come in reverse order. The
+    receiver stops message 1 once 18 of its 20 packets (bound 0.1) arrived, holds
+    exactly those, and none of message 0's entries. The sender's next message is not
+    confused by the STOP it was never waiting for."""
+    packets = 20
+    n = packets * ENTRIES_PER_PACKET
+    sender, receiver = pair(0.1, rate_mbps=EARLY_MBPS, completion="early")
+
+    def datagram(msg_id: int, seq: int, value: float) -> bytes:
+        head = blt.DATA.pack(blt.KIND_DATA, msg_id, seq, seq * ENTRIES_PER_PACKET,
+                             ENTRIES_PER_PACKET, time.time())  # fmt: skip
+        return head + np.full(ENTRIES_PER_PACKET, value, np.float32).tobytes()
+
+    out, got = np.zeros(n, np.float32), {}
+    t = threading.Thread(target=lambda: got.update(stats=receiver.recv(1, out)))
+    t.start()
+    order = list(reversed(range(packets)))
+    for i, seq in enumerate(order):
+        if i % 3 == 0:
+            sender.udp.send(datagram(0, seq, 99.0))  # late, and again
+            sender.udp.send(datagram(0, seq, 99.0))
+        sender.udp.send(datagram(1, seq, 1.0))
+        time.sleep(0.002)
+    t.join(timeout=10)
+    stats = got["stats"]
+    assert stats.delivered_fraction == 0.9 and missing_packets(stats, n) == {0, 1}
+    assert (out[stats.mask] == 1.0).all() and not (out == 99.0).any()
+    data = np.arange(n, dtype=np.float32)
+    out2 = np.zeros(n, np.float32)
+    stats2 = transfer(sender, receiver, 2, data, out2)
+    assert stats2.delivered_fraction >= 0.9
+    assert np.array_equal(out2[stats2.mask], data[stats2.mask])
+
+
+def test_consecutive_early_messages_do_not_mix_at_full_speed():
+    """At 2 Gb/s the sender is still sending, and often has sent END, when the STOP
+    comes: the late packets and probes of each message must leave the next intact."""
+    n = 20 * ENTRIES_PER_PACKET
+    sender, receiver = pair(0.1, completion="early")
+    for msg_id in range(30):
+        out = np.full(n, -1.0, np.float32)
+        stats = transfer(sender, receiver, msg_id, np.full(n, msg_id, np.float32), out)
+        kept = np.ones(n, bool) if stats.mask is None else stats.mask
+        assert stats.delivered_fraction >= 0.9, msg_id
+        assert (out[kept] == msg_id).all() and (out[~kept] == -1).all(), msg_id
