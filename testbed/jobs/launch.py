@@ -387,6 +387,7 @@ def summary(job: JobRun) -> dict:
         "model": spec.model.name,
         "dataset": spec.dataset,
         "aggregation": spec.aggregation_name,
+        "target_accuracy": spec.target_accuracy,
     }
 
 

@@ -28,7 +28,8 @@ MESSAGE_COLUMNS = (
 ).split()
 JOB_COLUMNS = (
     "job transport sync model dataset workers servers iterations jct_s startup_s mean_iter_s "
-    "final_accuracy status priority_initial priority_final aggregation"
+    "final_accuracy status priority_initial priority_final aggregation "
+    "fct_mean_s fct_p99_s tta_s iterations_to_target jct_eq1_mean_s jct_eq1_tail_s"
 ).split()
 # Then bytes_<tier>_tier for each tier of the topology (fat-tree: host, edge, core;
 # leaf-spine: host, fabric; dumbbell: host, bottleneck), from raw/tiers.json.
@@ -219,6 +220,8 @@ def jobs_table(
         row["final_accuracy"] = (
             max(accs, key=lambda r: r["iteration"])["test_accuracy"] if accs else None
         )
+        row.update(fct_columns(mine, row["iterations"], job))
+        row.update(target_columns(accs, min(ready) if ready else None, job))
         changes = classes[classes["job"] == job["job"]] if classes is not None else []
         row["priority_initial"] = int(changes["class"].iloc[0]) if len(changes) else None
         row["priority_final"] = int(changes["class"].iloc[-1]) if len(changes) else None
@@ -233,6 +236,39 @@ def jobs_table(
         if c not in JOB_COLUMNS and c not in by_tier and c != "launched_at"
     ]
     return pd.DataFrame(rows, columns=JOB_COLUMNS + by_tier + extra)
+
+
+def fct_columns(records: list[dict], iterations: int, job: dict) -> dict:
+    """A job's message FCT mean and p99 (messages.csv), and APNet's eq. 1 JCT from them:
+    iterations x (compute + 2 x network time), the network time being one message's FCT
+    (mean, or p99 for the tail) times the messages one phase sends in a row: 1 for a
+    parameter server without aggregation (push, then pull), W - 1 for ring allreduce
+    (reduce-scatter, then all-gather). Empty where eq. 1 does not describe the job
+    (aggregation trees, gloo) or it has no messages."""
+    fcts = [r["fct_s"] for r in records if r["type"] == "message" and r["kind"] != "agree"]
+    computes = [r["compute_s"] for r in records if r["type"] == "iteration" and r.get("compute_s")]
+    out = dict.fromkeys(("fct_mean_s", "fct_p99_s", "jct_eq1_mean_s", "jct_eq1_tail_s"))
+    if not fcts:
+        return out
+    out["fct_mean_s"], out["fct_p99_s"] = float(np.mean(fcts)), float(np.percentile(fcts, 99))
+    in_a_row = {"ps": 1, "allreduce": int(job.get("workers") or 1) - 1}.get(job.get("sync"))
+    if not computes or not in_a_row or job.get("aggregation", "none") != "none":
+        return out
+    compute = float(np.mean(computes))
+    for key, fct in (("jct_eq1_mean_s", out["fct_mean_s"]), ("jct_eq1_tail_s", out["fct_p99_s"])):
+        out[key] = iterations * (compute + 2 * in_a_row * fct)
+    return out
+
+
+def target_columns(evaluated: list[dict], ready: float | None, job: dict) -> dict:
+    """Time (from the first worker starting to train) and iterations until a test
+    accuracy first reached the job's `target_accuracy`; empty if it never did."""
+    target = job.get("target_accuracy")
+    hits = [r for r in evaluated if target is not None and r["test_accuracy"] >= target]
+    if not hits or ready is None:
+        return {"tta_s": None, "iterations_to_target": None}
+    first = min(hits, key=lambda r: (r["iteration"], r["time"]))
+    return {"tta_s": first["time"] - ready, "iterations_to_target": first["iteration"] + 1}
 
 
 LINK_BYTES_COLUMNS = ["link", "tier", "direction", "src", "dst", "bytes", "packets"]

@@ -373,6 +373,7 @@ EnvName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", ma
 BUILTIN_ONLY = (
     "model", "dataset", "servers", "sync", "transport", "aggregation",
     "iterations", "batch_size", "lr", "momentum", "eval_every", "compute_ms",
+    "target_accuracy",
 )  # fmt: skip
 
 
@@ -412,6 +413,9 @@ class JobSpec(Frozen):
     lr: Float = Field(0.1, gt=0, le=100)
     momentum: Float = Field(0.0, ge=0, lt=1)
     eval_every: Int = Field(10, ge=1)
+    # jobs.csv's tta_s and iterations_to_target: when a test accuracy first reached this
+    # (evaluated every eval_every iterations, so set that small enough to resolve it).
+    target_accuracy: Float | None = Field(None, gt=0, le=1)
     # Each iteration's compute phase takes this long (the real gradient is computed,
     # then the worker waits out the rest), so a study sets its compute:communication
     # ratio on purpose, whatever the shared CPU does; [lo, hi]: each worker draws its

@@ -81,6 +81,8 @@ def denominator(ref: Reference, q: Quantity) -> dict | None:
 
 def per_repeat(ref: Reference, runs: pd.DataFrame, q: Quantity, study_dir: Path) -> list[float]:
     """`q` in each repeat whose runs, of the arm and of its denominator, are usable."""
+    if q.metric:
+        ref = ref.model_copy(update={"metric": q.metric})
     num, den_at = arm(runs, q.at), denominator(ref, q)
     den = arm(runs, den_at) if den_at is not None else None
     values = []

@@ -14,7 +14,7 @@ averaged (with its 95% confidence interval over repeats, t-based):
 
 - the arm: the study's runs whose swept keys have the values in `at` (every swept
   key the study varies must be named, by the point or by `normalise`);
-- the metric in that run: a column of jobs.csv for the study's one job
+- the metric in that run (the quantity's own `metric`, else the reference's): a column of jobs.csv for the study's one job
   (`statistic` ignored), or a statistic over a distribution of the run: over its jobs
   (``jobs.<column>``) or over its links (``links.bytes``, link_bytes.csv with both
   directions of a link added, idle links left out);
@@ -41,17 +41,33 @@ from testbed.spec.schema import Float, Frozen, Int, Str
 
 REFERENCE_FILE = "reference.yaml"  # the study's copy, in its directory
 Scalar = str | int | float | bool
+# A swept key's value: a scalar, or a mapping swept whole (a transport such as
+# {kind: blt, loss_bound: 0.15}), matched by its label in runs.csv.
+Value = Scalar | dict[str, Scalar]
 Range = tuple[float, float]
 DISTRIBUTIONS = ("jobs.", "links.")
+
+
+def check_metric(metric: str) -> str:
+    """A metric is a jobs.csv column, jobs.<column> or links.bytes."""
+    if metric.startswith(DISTRIBUTIONS[1]) and metric != "links.bytes":
+        raise ValueError("expected links.bytes, jobs.<column> or a jobs.csv column")
+    return metric
 
 
 class Quantity(Frozen):
     """One of our values (see the module docstring)."""
 
-    at: dict[str, Scalar]
+    at: dict[str, Value]
     statistic: Literal["mean", "median", "p95"] = "mean"
-    over: dict[str, Scalar] | None = None
+    over: dict[str, Value] | None = None
     normalised: bool = True
+    metric: Str | None = None  # this quantity's own metric; default: the reference's
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, metric: str | None) -> str | None:
+        return metric if metric is None else check_metric(metric)
 
 
 class Point(Quantity):
@@ -88,7 +104,7 @@ class Reference(Frozen):
     page: Int | None = Field(None, ge=1)  # None: not recorded where the values were read
     source: Str  # where the values were read off (the figure, or a transcription of it)
     metric: Str  # a jobs.csv column, or jobs.<column> / links.bytes (a distribution)
-    normalise: dict[str, Scalar]  # swept key(s) -> the baseline arm's value(s)
+    normalise: dict[str, Value]  # swept key(s) -> the baseline arm's value(s)
     meaning: Str  # what the normalised value means, in the paper's words for its axis
     x_label: Str  # the paper's x axis, units included
     y_label: Str  # the paper's y axis, as normalised
@@ -100,9 +116,7 @@ class Reference(Frozen):
     @field_validator("metric")
     @classmethod
     def _metric(cls, metric: str) -> str:
-        if metric.startswith(DISTRIBUTIONS[1]) and metric != "links.bytes":
-            raise ValueError("expected links.bytes, jobs.<column> or a jobs.csv column")
-        return metric
+        return check_metric(metric)
 
     @property
     def distribution(self) -> str | None:

@@ -144,3 +144,32 @@ def test_a_study_report_section_is_checked_before_anything_runs(tmp_path):
     )
     study = expand({**base, "report": {"reference": ref.name}}, str(tmp_path / "s.yaml"))
     assert study.reference == ref
+
+
+def test_a_transport_swept_whole_and_a_claim_with_its_own_metric(tmp_path):
+    """Arms named by a mapping (a transport swept whole, matched by its runs.csv
+    label), and a claim on another jobs.csv column than the reference's."""
+    from testbed.spec.study import label
+
+    tcp, blt = {"kind": "tcp"}, {"kind": "blt", "loss_bound": 0.15, "completion": "early"}
+    swept = ["jobs.0.transport"]
+    path = reference(
+        tmp_path, normalise={"jobs.0.transport": tcp}, points=[],
+        claims=[{"claim": "JCT 0.54", "paper": 0.54, "reproduced": [0.36, 0.81],
+                 "at": {"jobs.0.transport": blt}},
+                {"claim": "tail FCT 0.33", "paper": 0.33, "reproduced": [0.22, 0.49],
+                 "metric": "fct_p99_s", "at": {"jobs.0.transport": blt}}],
+    )  # fmt: skip
+    ref = load_reference(path, swept, "s.yaml")
+    rows = [{"run": f"{t}-{r}", "repeat": r, "job": "j", "jobs.0.transport": label(arm),
+             "jct_s": jct, "fct_p99_s": p99, "run_status": "ok", "status": "ok",
+             "trustworthy": True}
+            for r in (0, 1)
+            for t, arm, jct, p99 in (("tcp", tcp, 10.0, 0.3), ("blt", blt, 5.0, 0.1))]  # fmt: skip
+    claims = claims_table(ref, pd.DataFrame(rows), tmp_path).set_index("claim")
+    assert claims.loc["JCT 0.54", "ours"] == pytest.approx(0.5)
+    assert claims.loc["tail FCT 0.33", "ours"] == pytest.approx(1 / 3)
+    with pytest.raises(SpecError, match="metric"):
+        bad = reference(tmp_path, claims=[{"claim": "c", "paper": 1, "reproduced": [0, 1],
+                                           "metric": "links.nonsense", "at": {}}])  # fmt: skip
+        load_reference(bad, SWEPT, "s.yaml")

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from testbed.results.rundir import create_run_dir
 from testbed.results.tables import (
@@ -153,3 +154,50 @@ def test_a_missing_replica_snapshot_leaves_divergence_empty_and_is_named(tmp_pat
     assert fidelity["snapshot_gaps"] == ["a iteration 2 (worker2)"]
     assert not fidelity["trustworthy"]
     assert "worker2" in fidelity["reasons"][0]
+
+
+def _job_records(fcts: list[float], accuracies: dict[int, float], compute_s: float = 0.2):
+    """One ps job's records: ready at 5 s, iteration i ends at 6 + i, one message of
+    each FCT in `fcts` per iteration, accuracies at the iterations given."""
+    records = [{"type": "ready", "time": 5.0, "job": "a", "rank": 0}]
+    for it in range(10):
+        records.append({"type": "iteration", "time": 6.0 + it, "job": "a", "rank": 0,
+                        "iteration": it, "iter_s": 1.0, "compute_s": compute_s,
+                        "test_accuracy": accuracies.get(it)})  # fmt: skip
+        records += [{"type": "message", "job": "a", "kind": "push", "fct_s": f} for f in fcts]
+    return records
+
+
+def test_fct_and_eq1_columns_follow_the_papers_equation():
+    """FCTs 10 ms x 99 and 1 s x 1 per iteration: mean 19.9 ms, p99 ~1 s; eq. 1 for a
+    parameter server is iterations x (compute + 2 x FCT); for ring allreduce of 4
+    workers the FCT counts 3 times per phase; an aggregation tree has no eq. 1."""
+    from testbed.results.tables import jobs_table
+
+    records = _job_records([0.01] * 99 + [1.0], {})
+    job = {"job": "a", "sync": "ps", "workers": 4, "aggregation": "none"}
+    row = jobs_table(records, [job]).iloc[0]
+    approx = pytest.approx  # float sums, not an allowance: the figures are exact
+    assert row["fct_mean_s"] == approx(0.0199)
+    assert row["fct_p99_s"] == approx(np.percentile([0.01] * 990 + [1.0] * 10, 99))
+    assert row["jct_eq1_mean_s"] == approx(10 * (0.2 + 2 * 0.0199))
+    assert row["jct_eq1_tail_s"] == approx(10 * (0.2 + 2 * row["fct_p99_s"]))
+    ring = jobs_table(records, [{**job, "sync": "allreduce"}]).iloc[0]
+    assert ring["jct_eq1_mean_s"] == approx(10 * (0.2 + 2 * 3 * 0.0199))
+    tree = jobs_table(records, [{**job, "aggregation": "rack"}]).iloc[0]
+    assert pd.isna(tree["jct_eq1_mean_s"]) and tree["fct_mean_s"] == approx(0.0199)
+
+
+def test_time_to_target_is_the_first_evaluation_that_reached_it():
+    """Accuracies 0.5, 0.8, 0.7, 0.9 at iterations 1, 3, 5, 7; target 0.75: reached at
+    iteration 3 (4 iterations), which ended 4 s after the first worker was ready.
+    A target never reached leaves both columns empty; no target, too."""
+    from testbed.results.tables import jobs_table
+
+    records = _job_records([0.01], {1: 0.5, 3: 0.8, 5: 0.7, 7: 0.9})
+    job = {"job": "a", "sync": "ps", "workers": 1, "target_accuracy": 0.75}
+    row = jobs_table(records, [job]).iloc[0]
+    assert (row["tta_s"], row["iterations_to_target"]) == (4.0, 4)
+    for unreached in ({**job, "target_accuracy": 0.95}, {**job, "target_accuracy": None}):
+        row = jobs_table(records, [unreached]).iloc[0]
+        assert pd.isna(row["tta_s"]) and pd.isna(row["iterations_to_target"])
