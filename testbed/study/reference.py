@@ -14,10 +14,11 @@ averaged (with its 95% confidence interval over repeats, t-based):
 
 - the arm: the study's runs whose swept keys have the values in `at` (every swept
   key the study varies must be named, by the point or by `normalise`);
-- the metric in that run (the quantity's own `metric`, else the reference's): a column of jobs.csv for the study's one job
-  (`statistic` ignored), or a statistic over a distribution of the run: over its jobs
-  (``jobs.<column>``) or over its links (``links.bytes``, link_bytes.csv with both
-  directions of a link added, idle links left out);
+- the metric in that run (the quantity's own `metric`, else the reference's): a
+  column of jobs.csv for the study's one job (`statistic` ignored), or a statistic
+  over a distribution of the run: over its jobs (``jobs.<column>``) or over its
+  links (``links.bytes``, link_bytes.csv with both directions of a link added, idle
+  links left out);
 - divided by the same of the baseline arm (`normalise`: the swept key, or the keys of
   one zipped axis, and the baseline's values; the other keys as at this point) of the
   same repeat, or of `over` (`at` with these keys changed), or by nothing

@@ -184,7 +184,7 @@ class BltChannel(Channel):
     def send(self, msg_id: int, data: np.ndarray) -> None:
         payload = np.ascontiguousarray(data, dtype=np.float32)
         entries, start = len(payload), time.time()
-        missing = list(range(packet_count(entries)))
+        missing = self._send_order(msg_id, packet_count(entries), self.udp).tolist()
         resent = attempt = 0
         while True:
             reply = self._send_pass(msg_id, attempt, missing, payload, start)
@@ -203,6 +203,18 @@ class BltChannel(Channel):
                 return
             missing = _missing(bitmap, packet_count(entries))
             attempt += 1
+
+    def _send_order(self, msg_id: int, packets: int, udp, sender: bool = True) -> np.ndarray:
+        """The order a message's packets are first sent in. Under early completion, a
+        random permutation drawn from (message id, the sender's UDP port), which both
+        ends know: the part never sent is then a different random share of the entries
+        each message, as SGD's bounded loss tolerance assumes, not always the model's
+        last layers (which in order it was: the MLP's accuracy fell 0.88 -> 0.75-0.83).
+        Otherwise in order."""
+        if not self.early_stop:
+            return np.arange(packets)
+        port = (udp.getsockname() if sender else udp.getpeername())[1]
+        return np.random.default_rng([msg_id, port]).permutation(packets)
 
     def _send_pass(self, msg_id, attempt, missing, payload, start) -> tuple:
         """Send the packets `missing`; under early completion, stop at a STOP.
@@ -296,7 +308,8 @@ class BltChannel(Channel):
     # ------------------------------------------------------------------ receiving
 
     def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
-        state = _Reassembly(msg_id, out)
+        order = self._send_order(msg_id, packet_count(len(out)), self.udp, sender=False)
+        state = _Reassembly(msg_id, out, order)
         enough = 1.0 if reliable else 1 - self.loss_bound
         early = self.early_stop and not reliable
         ends: list[tuple] = []
@@ -341,7 +354,8 @@ class BltChannel(Channel):
         self._reply(CONTROL.pack(STOP, state.msg_id, att, covered, lost, 0.0))
         # Resent bytes: all the sender had declared by its last END, and of the pass
         # cut short, what arrived (what is still in flight is not known here).
-        return state.stats(time.time() - state.start, state.resent_sent + state.resent_since)
+        fct = time.time() - state.start if state.start is not None else 0.0
+        return state.stats(fct, state.resent_sent + state.resent_since)
 
     def _read_end(self, msg_id: int) -> tuple | None:
         """One control message from TCP: an END of `msg_id`, or None for a stale one
@@ -501,14 +515,18 @@ def _unacknowledged(sock: socket.socket) -> int:
 class _Reassembly:
     """Receiver state of one message: which packets arrived, entries written in place."""
 
-    def __init__(self, msg_id: int, out: np.ndarray):
+    def __init__(self, msg_id: int, out: np.ndarray, order: np.ndarray | None = None):
         self.msg_id, self.out = msg_id, out
         self.entries = len(out)
         self.have = bytearray(packet_count(self.entries))
+        # Each packet's place in the sender's first pass (the order it was sent in).
+        order = np.arange(len(self.have)) if order is None else order
+        self.place = np.empty(len(order), np.int64)
+        self.place[order] = np.arange(len(order))
         self.view = memoryview(out).cast("B")
         self.got = 0  # entries delivered, counted as packets come (the completion rule)
-        self.highest = -1  # highest packet index delivered
-        self.start = time.time()  # the sender's, from its first packet to arrive
+        self.highest = -1  # the latest place in the sender's order delivered
+        self.start: float | None = None  # the sender's, carried by every packet
         # Bytes resent: as the last END declared them, and delivered since its NACK.
         self.resent_sent = self.resent_since = 0
         self.nacked = False
@@ -530,8 +548,8 @@ class _Reassembly:
         self.view[4 * first : 4 * (first + count)] = datagram[DATA.size :]
         self.have[seq] = 1
         self.got += count
-        self.highest = max(self.highest, seq)
-        self.start = min(self.start, start)
+        self.highest = max(self.highest, int(self.place[seq]))
+        self.start = start
         if self.nacked:  # everything new after our NACK was resent
             self.resent_since += 4 * count
 
@@ -550,10 +568,10 @@ class _Reassembly:
         return len(self.have) - sum(self.have)
 
     def gaps(self) -> tuple[int, int]:
-        """(packets up to the highest delivered, of them missing): what an early STOP
-        can say was lost; packets after the highest were most likely never sent."""
+        """(packets sent up to the latest delivered, of them missing): what an early
+        STOP can say was lost; packets after it were most likely never sent."""
         covered = self.highest + 1
-        return covered, covered - sum(self.have[:covered])
+        return covered, covered - sum(self.have)
 
     def needed(self, enough: float) -> int:
         """How many more packets the fraction `enough` needs (full ones, so at most
@@ -562,10 +580,12 @@ class _Reassembly:
         return max(0, -(-int(np.ceil(short)) // ENTRIES_PER_PACKET))
 
     def missing_bitmap(self, limit: int | None = None) -> bytes:
-        """The missing packets, the first `limit` of them if given."""
+        """The missing packets; if `limit` is given, the first that many of them in the
+        sender's order (so the ones left out differ from message to message)."""
         missing = np.frombuffer(self.have, np.uint8) == 0
         if limit is not None:
-            missing[np.flatnonzero(missing)[limit:]] = False
+            seqs = np.flatnonzero(missing)
+            missing[seqs[np.argsort(self.place[seqs])][limit:]] = False
         return bytes(np.packbits(missing))
 
     def stats(self, fct_s: float, resent: int) -> MessageStats:

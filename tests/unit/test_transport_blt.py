@@ -361,10 +361,27 @@ def missing_packets(stats, n: int) -> set[int]:
     return set(np.flatnonzero(~stats.mask) // ENTRIES_PER_PACKET) if n else set()
 
 
+def first_order(sender, msg_id: int, packets: int) -> list[int]:
+    """The order the sender first sends a message's packets in."""
+    return sender._send_order(msg_id, packets, sender.udp).tolist()
+
+
+def test_early_completion_sends_in_a_random_order_of_its_own_per_message():
+    """So that what is never sent is a different share of the entries each time (in
+    order, the last layers were never trained). The receiver knows the order too."""
+    sender, receiver = pair(0.3, completion="early")
+    orders = [first_order(sender, m, 20) for m in range(3)]
+    assert all(sorted(o) == list(range(20)) for o in orders) and orders[0] != orders[1]
+    mirrored = receiver._send_order(1, 20, receiver.udp, sender=False).tolist()
+    assert mirrored == orders[1]
+    assert first_order(pair(0.3)[0], 1, 20) == list(range(20))  # completion: end, in order
+
+
 def test_early_completion_without_loss_stops_at_the_bound_and_skips_the_tail():
     """No loss, bound 0.3, 20 packets: the receiver answers STOP once 14 arrived; the
     sender sends nothing more of the message (a few packets at most, while the STOP
-    is on its way), nothing is resent, and what is missing is the unsent tail."""
+    is on its way), nothing is resent, and what is missing is the unsent tail of the
+    sender's order."""
     packets = 20
     n = packets * ENTRIES_PER_PACKET
     sent = Sent()
@@ -372,12 +389,13 @@ def test_early_completion_without_loss_stops_at_the_bound_and_skips_the_tail():
     data = np.arange(n, dtype=np.float32)
     out = np.full(n, -1.0, np.float32)
     stats = transfer(sender, receiver, 0, data, out)
+    order = first_order(sender, 0, packets)
     sent_seqs = [seq for _, seq, _ in sent.packets]
-    assert sent_seqs == list(range(len(sent_seqs))) and len(sent_seqs) < packets
+    assert sent_seqs == order[: len(sent_seqs)] and len(sent_seqs) < packets
     assert 0.7 <= stats.delivered_fraction < 1.0 and stats.retransmitted_bytes == 0
     # the receiver stopped at the 14th arrival, or a little later when several were queued
-    tail = missing_packets(stats, n)
-    assert tail == set(range(min(tail), packets)) and 14 <= min(tail) <= len(sent_seqs)
+    arrived = packets - len(missing_packets(stats, n))
+    assert missing_packets(stats, n) == set(order[arrived:]) and 14 <= arrived <= len(sent_seqs)
     assert np.array_equal(out[stats.mask], data[stats.mask]) and (out[~stats.mask] == -1).all()
 
 
@@ -405,30 +423,29 @@ def test_early_completion_with_loss_below_the_bound_never_resends():
 
 def test_early_completion_with_loss_above_the_bound_recovers_only_what_the_bound_needs():
     """Packets 0-5 of 20 lost in the first pass, bound 0.1: 14 arrive, 18 are needed,
-    so the NACK asks for 4 (the first missing ones), never for all 6; packets 4 and 5
-    stay missing and the message is 0.9 delivered with 4 packets resent."""
+    so the NACK asks for 4 (the first missing ones in the sender's order), never for
+    all 6; the other 2 stay missing and the message is 0.9 delivered, 4 packets resent."""
     packets = 20
     n = packets * ENTRIES_PER_PACKET
     sent = Sent(lambda m, seq, attempt: attempt == 0 and seq < 6)
     sender, receiver = pair(0.1, drop=sent, rate_mbps=EARLY_MBPS, completion="early")
     stats = transfer(sender, receiver, 0, np.ones(n, np.float32), np.zeros(n, np.float32))
-    assert [seq for _, seq, attempt in sent.packets if attempt == 1] == [0, 1, 2, 3]
-    assert missing_packets(stats, n) == {4, 5} and stats.delivered_fraction == 0.9
+    lost_in_order = [seq for seq in first_order(sender, 0, packets) if seq < 6]
+    assert [seq for _, seq, attempt in sent.packets if attempt == 1] == sorted(lost_in_order[:4])
+    assert missing_packets(stats, n) == set(lost_in_order[4:])
+    assert stats.delivered_fraction == 0.9
     assert stats.retransmitted_bytes == 4 * 4 * ENTRIES_PER_PACKET
 
 
 def test_early_stop_counts_the_gaps_below_the_highest_packet_as_congestion():
-    """bound 0.3 >= congestion_loss 0.2, every 4th packet lost: the STOP comes after
-    packet 18 (14 of 19 arrived) and says 5 of 19 were lost: the rate halves. The
-    packets never sent are not counted as lost."""
+    """bound 0.3 >= congestion_loss 0.2, every 4th packet sent lost: the STOP comes
+    after the 19th (14 of 19 arrived) and says 5 of 19 were lost: the rate halves. The
+    packet never sent is not counted as lost."""
     packets = 20
     n = packets * ENTRIES_PER_PACKET
-    sender, receiver = pair(
-        0.3,
-        drop=lambda m, seq, attempt: m == 0 and seq % 4 == 0,
-        rate_mbps=EARLY_MBPS,
-        completion="early",
-    )
+    sender, receiver = pair(0.3, rate_mbps=EARLY_MBPS, completion="early")
+    lost = set(first_order(sender, 0, packets)[::4])
+    sender.drop = lambda m, seq, attempt: m == 0 and seq in lost
     sender.set_share(EARLY_MBPS)
     transfer(sender, receiver, 0, np.ones(n, np.float32), np.zeros(n, np.float32))
     assert sender.pacer.rate_mbps == EARLY_MBPS / 2
