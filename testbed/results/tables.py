@@ -246,7 +246,11 @@ def fct_columns(records: list[dict], iterations: int, job: dict) -> dict:
     (reduce-scatter, then all-gather). Empty where eq. 1 does not describe the job
     (aggregation trees, gloo) or it has no messages."""
     fcts = [r["fct_s"] for r in records if r["type"] == "message" and r["kind"] != "agree"]
-    computes = [r["compute_s"] for r in records if r["type"] == "iteration" and r.get("compute_s")]
+    computes = [
+        r["compute_s"]
+        for r in records
+        if r["type"] == "iteration" and isinstance(r.get("compute_s"), (int, float))
+    ]
     out = dict.fromkeys(("fct_mean_s", "fct_p99_s", "jct_eq1_mean_s", "jct_eq1_tail_s"))
     if not fcts:
         return out
