@@ -42,13 +42,24 @@ def report(directory: Path, include_untrustworthy: bool = False) -> Path:
     return directory / REPORT
 
 
+def _zips(spec: dict) -> list[dict]:
+    """The zip groups of a recorded study spec (`zip:` is one group, or a list)."""
+    zipped = spec.get("zip", {})
+    return [group for group in ([zipped] if isinstance(zipped, dict) else zipped) if group]
+
+
+def _swept(spec: dict) -> list[str]:
+    """The swept keys of a recorded study spec: `sweep:`, then each zip group's."""
+    return [*spec.get("sweep", {}), *(key for group in _zips(spec) for key in group)]
+
+
 def _study_report(directory: Path, include_untrustworthy: bool) -> str:
     """A study's report.md: the summary and its plots, the metrics relative to a
     baseline arm and the CDFs its spec asks for (`report:`), and with a paper's
     reference file, the section against the paper."""
     recorded = yaml.safe_load((directory / "study.yaml").read_text())
     spec = recorded["spec"]
-    swept = [*spec.get("sweep", {}), *spec.get("zip", {})]
+    swept = _swept(spec)
     asked = spec.get("report", {})
     runs = read_csv(directory / "runs.csv")
     summary = read_csv(directory / "summary.csv")
@@ -66,7 +77,8 @@ def _study_report(directory: Path, include_untrustworthy: bool) -> str:
     if runs is not None and (directory / REFERENCE_FILE).exists():
         from testbed.report.paper import paper_section  # the spec's machinery: only here
 
-        ref = load_reference(directory / REFERENCE_FILE, swept, str(directory / "study.yaml"))
+        source = str(directory / "study.yaml")
+        ref = load_reference(directory / REFERENCE_FILE, swept, source, _zips(spec))
         text += "\n" + paper_section(ref, runs, swept, directory)
     return text
 

@@ -118,6 +118,7 @@ def _check_job(job: JobSpec, path: str, source: str, hosts: list[str]) -> None:
     if job.transport.kind == "gloo" and job.sync != "allreduce":
         raise SpecError(source, f"{path}.sync", job.sync, "expected allreduce for transport gloo")
     _check_aggregation(job, path, source)
+    _check_drop_at(job, path, source)
     allowed = MODEL_DATASETS[job.model.name]
     if job.dataset not in allowed:
         raise SpecError(
@@ -322,6 +323,17 @@ def _check_flows(entry, path: str, source: str) -> None:
             entry.distribution,
             f"expected websearch, datamining or a CDF file: {exc}",
         ) from None
+
+
+def _check_drop_at(job: JobSpec, path: str, source: str) -> None:
+    """A reduced message needs a sender that knows what it may leave out: the parameter
+    server's push and pull may lose entries; the ring's agreement bitmaps and a tree's
+    counts must arrive whole, and only their receiver knows it."""
+    if getattr(job.transport, "drop_at", "receiver") == "receiver":
+        return
+    if job.sync != "ps" or job.aggregation != "none":
+        raise SpecError(source, f"{path}.transport.drop_at", "sender",
+                        "expected receiver unless sync: ps without aggregation")  # fmt: skip
 
 
 def _check_aggregation(job: JobSpec, path: str, source: str) -> None:

@@ -268,6 +268,10 @@ class _ChannelTransport(_TransportBase):
     # directions, never resent: what blt at loss_bound = p can hand the sync layer
     # (testbed.transports.dropping); `testbed profile` sweeps it.
     drop_packets: Float = Field(0.0, ge=0, lt=1)
+    # Where those packets go missing: `receiver` (sent, then lost: what blt's losses look
+    # like) or `sender` (never sent: the application sends a reduced message, APNet's
+    # Fig. 3a "TCP with the same fraction dropped"; sync ps without aggregation only).
+    drop_at: Literal["receiver", "sender"] = "receiver"
 
     @property
     def loses_entries(self) -> bool:
@@ -373,7 +377,7 @@ EnvName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", ma
 BUILTIN_ONLY = (
     "model", "dataset", "servers", "sync", "transport", "aggregation",
     "iterations", "batch_size", "lr", "momentum", "eval_every", "compute_ms",
-    "target_accuracy",
+    "target_accuracy", "loss_bound",
 )  # fmt: skip
 
 
@@ -388,6 +392,17 @@ def _ms_range(value: object) -> object:
 
 
 ComputeMs = Annotated[Millis | tuple[Millis, Millis], AfterValidator(_ms_range)]
+
+
+def _job_bound(transport: object, bound: object) -> object:
+    """A blt transport without its own loss_bound takes the job's (see JobSpec)."""
+    if bound is None or not isinstance(transport, dict) or transport.get("kind") != "blt":
+        return transport
+    own = transport.get("loss_bound", bound)
+    if own != bound:
+        raise ValueError(f"jobs[].loss_bound {bound} and transport.loss_bound {own} differ: "
+                         "expected one of them, or the same value")  # fmt: skip
+    return {**transport, "loss_bound": bound}
 
 
 class JobSpec(Frozen):
@@ -416,6 +431,11 @@ class JobSpec(Frozen):
     # jobs.csv's tta_s and iterations_to_target: when a test accuracy first reached this
     # (evaluated every eval_every iterations, so set that small enough to resolve it).
     target_accuracy: Float | None = Field(None, gt=0, le=1)
+    # The fraction of gradient entries the model tolerates losing (APNet's Table 3 gives
+    # one per model). A blt transport without a loss_bound of its own takes this one, so
+    # a study can vary the model and the transport on separate axes; tcp and gloo never
+    # lose entries and leave it unused.
+    loss_bound: Float | None = Field(None, ge=0, lt=1)
     # Each iteration's compute phase takes this long (the real gradient is computed,
     # then the worker waits out the rest), so a study sets its compute:communication
     # ratio on purpose, whatever the shared CPU does; [lo, hi]: each worker draws its
@@ -442,6 +462,7 @@ class JobSpec(Frozen):
             data["transport"] = _named(data["transport"], "kind")
             if isinstance(data["transport"], dict) and "kind" not in data["transport"]:
                 data["transport"] = {**data["transport"], "kind": "tcp"}  # the default
+            data["transport"] = _job_bound(data["transport"], data.get("loss_bound"))
         if command:
             data.setdefault("servers", 0)  # the rules reject every built-in key given
             return data

@@ -4,11 +4,13 @@
     zip:     {jobs.0.lr: [0.1, 0.05], jobs.0.iterations: [100, 200]}   # varied together
     repeats: 3                                                          # seeds seed+0..2
 
-Keys are dotted paths, as ``--set`` takes them. The sweep keys and the zip group (as
-one axis) are expanded as a cartesian product, in the order written: the first key
-varies slowest. Each point runs `repeats` times with seeds ``seed + i``. Every run's
-spec is validated here, so a bad value in the fifth point is an error before the
-first point is built. Nothing here needs root.
+Keys are dotted paths, as ``--set`` takes them. ``zip:`` may also be a list of such
+groups, each its own axis (say the models with their compute times, and PS/ring with
+their worker counts). The sweep keys and the zip groups (each as one axis) are
+expanded as a cartesian product, in the order written: the first key varies slowest.
+Each point runs `repeats` times with seeds ``seed + i``. Every run's spec is validated
+here, so a bad value in the fifth point is an error before the first point is built.
+Nothing here needs root.
 """
 
 from __future__ import annotations
@@ -52,9 +54,21 @@ class StudyKeys(Frozen):
     """The study part of a spec (absent: a single run)."""
 
     sweep: dict[str, tuple[Any, ...]] = {}
-    zip: dict[str, tuple[Any, ...]] = {}
+    # One group of keys varied together, or a list of such groups (one axis each).
+    zip: dict[str, tuple[Any, ...]] | tuple[dict[str, tuple[Any, ...]], ...] = {}
     repeats: Int = Field(1, ge=1, le=1000)
     report: StudyReport = StudyReport()
+
+    @property
+    def zips(self) -> tuple[dict[str, tuple[Any, ...]], ...]:
+        """The zip groups, each one axis (none when `zip:` is absent)."""
+        groups = (self.zip,) if isinstance(self.zip, dict) else self.zip
+        return tuple(group for group in groups if group)
+
+    @property
+    def zipped(self) -> dict[str, tuple[Any, ...]]:
+        """Every zipped key with its values, whatever its group."""
+        return {key: values for group in self.zips for key, values in group.items()}
 
 
 class StudySpec(Experiment, StudyKeys):
@@ -87,7 +101,7 @@ class Study:
     @property
     def swept(self) -> list[str]:
         """Every swept key, in expansion order."""
-        return [*self.keys.sweep, *self.keys.zip]
+        return [*self.keys.sweep, *self.keys.zipped]
 
     def as_yaml(self) -> str:
         """study.yaml: the spec and its expansion; enough to resume the study."""
@@ -155,13 +169,14 @@ def expand(
             runs.append(_plan(base, source, point, repeat, values))
     _check_relative_to(keys, source)
     study = Study(source, base, keys, runs)
-    return dataclasses.replace(study, reference=_reference(keys.report, study.swept, source))
+    reference = _reference(keys.report, study.swept, keys.zips, source)
+    return dataclasses.replace(study, reference=reference)
 
 
 def _check_relative_to(keys: StudyKeys, source: str) -> None:
     """`report.relative_to` names swept keys and one of each one's values."""
     given = keys.report.relative_to
-    values = {**keys.sweep, **keys.zip}
+    values = {**keys.sweep, **keys.zipped}
     for key, value in given.items():
         if key not in values:
             raise SpecError(
@@ -170,44 +185,49 @@ def _check_relative_to(keys: StudyKeys, source: str) -> None:
         if label(value) not in [label(v) for v in values[key]]:
             raise SpecError(source, f"report.relative_to.{key}", value,
                             f"expected one of its swept values: {list(values[key])}")  # fmt: skip
-    zipped = [k for k in keys.zip if k in given]
-    if zipped:
+    for group in keys.zips:
+        zipped = [k for k in group if k in given]
+        if not zipped:
+            continue
         # A zipped axis is one axis: naming part of it pairs no run with the baseline.
-        at = {[label(v) for v in keys.zip[k]].index(label(given[k])) for k in zipped}
-        if len(zipped) != len(keys.zip) or len(at) != 1:
-            whole = {k: keys.zip[k][min(at)] for k in keys.zip}
+        at = {[label(v) for v in group[k]].index(label(given[k])) for k in zipped}
+        if len(zipped) != len(group) or len(at) != 1:
+            whole = {k: group[k][min(at)] for k in group}
             raise SpecError(source, "report.relative_to", dict(given),
                             f"the whole zipped axis at one position, e.g. {whole}")  # fmt: skip
 
 
-def _reference(report: StudyReport, swept: list[str], source: str) -> Path | None:
+def _reference(
+    report: StudyReport, swept: list[str], zips: tuple[dict, ...], source: str
+) -> Path | None:
     """The reference file's path, after validating it (before anything runs)."""
     if report.reference is None:
         return None
     from testbed.study.reference import load_reference
 
     path = Path(source).parent / report.reference
-    load_reference(path, swept, source)
+    load_reference(path, swept, source, zips)
     return path
 
 
 def _study_keys(study: dict[str, Any], source: str) -> StudyKeys:
-    for key in ("sweep", "zip"):
-        section = study.get(key, {})
-        if not isinstance(section, dict):
-            raise SpecError(source, key, section, "expected a mapping of KEY.PATH: [values]")
-        for path, values in section.items():
-            if not isinstance(values, list) or not values:
-                raise SpecError(source, f"{key}.{path}", values, "expected a non-empty list")
-            if path in STUDY_KEYS or path.split(".")[0] in STUDY_KEYS:
-                raise SpecError(source, f"{key}.{path}", values, "a study key cannot be swept")
-    both = set(study.get("sweep", {})) & set(study.get("zip", {}))
-    if both:
-        key = sorted(both)[0]
-        raise SpecError(source, f"zip.{key}", study["zip"][key], "already swept under sweep:")
-    lengths = {len(v) for v in study.get("zip", {}).values()}
-    if len(lengths) > 1:
-        raise SpecError(source, "zip", sorted(lengths), "expected lists of one length")
+    sweep = study.get("sweep", {})
+    if not isinstance(sweep, dict):
+        raise SpecError(source, "sweep", sweep, "expected a mapping of KEY.PATH: [values]")
+    _check_axes(sweep, "sweep", set(), source)
+    zipped = study.get("zip", {})
+    groups = [zipped] if isinstance(zipped, dict) else zipped
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise SpecError(source, "zip", zipped, "expected a mapping of KEY.PATH: [values], "
+                        "or a list of such mappings")  # fmt: skip
+    seen = set(sweep)
+    for i, group in enumerate(groups):
+        where = "zip" if isinstance(zipped, dict) else f"zip.{i}"
+        _check_axes(group, where, seen, source)
+        if len({len(v) for v in group.values()}) > 1:
+            lengths = sorted({len(v) for v in group.values()})
+            raise SpecError(source, where, lengths, "expected lists of one length")
+        seen |= set(group)
     try:
         return StudyKeys.model_validate(study)
     except ValidationError as exc:
@@ -216,10 +236,21 @@ def _study_keys(study: dict[str, Any], source: str) -> StudyKeys:
         raise SpecError(source, where, err.get("input"), err["msg"]) from None
 
 
+def _check_axes(section: dict[str, Any], where: str, seen: set[str], source: str) -> None:
+    """`sweep:` or one zip group: non-empty lists, of keys no other axis varies."""
+    for path, values in section.items():
+        if not isinstance(values, list) or not values:
+            raise SpecError(source, f"{where}.{path}", values, "expected a non-empty list")
+        if path in STUDY_KEYS or path.split(".")[0] in STUDY_KEYS:
+            raise SpecError(source, f"{where}.{path}", values, "a study key cannot be swept")
+        if path in seen:
+            raise SpecError(source, f"{where}.{path}", values, "already swept on another axis")
+
+
 def _points(keys: StudyKeys, source: str) -> list[dict[str, Any]]:
     axes = [[{k: v} for v in values] for k, values in keys.sweep.items()]
-    if keys.zip:
-        columns = list(keys.zip.items())
+    for group in keys.zips:
+        columns = list(group.items())
         axes.append([{k: vs[i] for k, vs in columns} for i in range(len(columns[0][1]))])
     return [_merge(combo) for combo in itertools.product(*axes)]
 

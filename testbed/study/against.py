@@ -87,13 +87,21 @@ def per_repeat(ref: Reference, runs: pd.DataFrame, q: Quantity, study_dir: Path)
     den = arm(runs, den_at) if den_at is not None else None
     values = []
     for repeat, rows in num.groupby("repeat"):
-        v = run_value(ref, rows, q.statistic, study_dir)
+        v = _value(ref, q, rows, study_dir)
         if den is not None:
             base = den[den["repeat"] == repeat]
-            v = v / run_value(ref, base, q.statistic, study_dir) if len(base) else float("nan")
+            v = v / _value(ref, q, base, study_dir) if len(base) else float("nan")
         if np.isfinite(v):
             values.append(v)
     return values
+
+
+def _value(ref: Reference, q: Quantity, rows: pd.DataFrame, study_dir: Path) -> float:
+    """One run's value of `q`: its metric, per its `per` column if it names one."""
+    value = run_value(ref, rows, q.statistic, study_dir)
+    if q.per is None:
+        return value
+    return value / run_value(ref.model_copy(update={"metric": q.per}), rows, "mean", study_dir)
 
 
 def ours(ref: Reference, runs: pd.DataFrame, q: Quantity, study_dir: Path) -> dict:

@@ -13,12 +13,13 @@ Quantities. Every value is computed per repeat from the study's runs and then
 averaged (with its 95% confidence interval over repeats, t-based):
 
 - the arm: the study's runs whose swept keys have the values in `at` (every swept
-  key the study varies must be named, by the point or by `normalise`);
+  key the study varies must be named; of a zip group, enough of its keys to pick one
+  position, say `jobs.0.name` alone where each job has its own);
 - the metric in that run (the quantity's own `metric`, else the reference's): a
   column of jobs.csv for the study's one job (`statistic` ignored), or a statistic
   over a distribution of the run: over its jobs (``jobs.<column>``) or over its
   links (``links.bytes``, link_bytes.csv with both directions of a link added, idle
-  links left out);
+  links left out); with `per`, divided by that jobs.csv column of the same run;
 - divided by the same of the baseline arm (`normalise`: the swept key, or the keys of
   one zipped axis, and the baseline's values; the other keys as at this point) of the
   same repeat, or of `over` (`at` with these keys changed), or by nothing
@@ -31,6 +32,7 @@ Verdicts. A claim is `reproduced` when our mean lies in its `reproduced` range,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +41,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from testbed.errors import NO_VALUE, SpecError
 from testbed.spec.schema import Float, Frozen, Int, Str
+from testbed.spec.study import label
 
 REFERENCE_FILE = "reference.yaml"  # the study's copy, in its directory
 Scalar = str | int | float | bool
@@ -64,11 +67,21 @@ class Quantity(Frozen):
     over: dict[str, Value] | None = None
     normalised: bool = True
     metric: Str | None = None  # this quantity's own metric; default: the reference's
+    # Each run's metric divided by this jobs.csv column of the same run (APNet's Table 1:
+    # eq. 1's JCT with the tail FCT per the same with the average FCT).
+    per: Str | None = None
 
     @field_validator("metric")
     @classmethod
     def _metric(cls, metric: str | None) -> str | None:
         return metric if metric is None else check_metric(metric)
+
+    @field_validator("per")
+    @classmethod
+    def _per(cls, per: str | None) -> str | None:
+        if per is not None and per.startswith(DISTRIBUTIONS):
+            raise ValueError("expected a jobs.csv column")
+        return per
 
 
 class Point(Quantity):
@@ -129,9 +142,12 @@ class Reference(Frozen):
         return self.metric.split(".", 1)[1] if self.distribution else self.metric
 
 
-def load_reference(path: Path, swept: list[str], source: str) -> Reference:
-    """The reference file at `path`, validated against the study's swept keys; one
-    `SpecError` line (file, key, value, expected) for anything wrong."""
+def load_reference(
+    path: Path, swept: list[str], source: str, zips: Sequence[dict[str, Sequence]] = ()
+) -> Reference:
+    """The reference file at `path`, validated against the study's swept keys (`zips`:
+    its zip groups, key -> values); one `SpecError` line (file, key, value, expected)
+    for anything wrong."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -144,11 +160,13 @@ def load_reference(path: Path, swept: list[str], source: str) -> Reference:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise SpecError(str(path), where, err.get("input", NO_VALUE), err["msg"]) from None
-    _check_keys(ref, swept, str(path))
+    _check_keys(ref, swept, str(path), zips)
     return ref
 
 
-def _check_keys(ref: Reference, swept: list[str], where: str) -> None:
+def _check_keys(
+    ref: Reference, swept: list[str], where: str, zips: Sequence[dict[str, Sequence]]
+) -> None:
     """Every selection names swept keys only, and together with `normalise` all of them."""
     if not ref.normalise or any(key not in swept for key in ref.normalise):
         raise SpecError(where, "normalise", dict(ref.normalise), f"expected swept keys: {swept}")
@@ -164,6 +182,29 @@ def _check_keys(ref: Reference, swept: list[str], where: str) -> None:
         for key in [*q.at, *(q.over or {})]:
             if key not in swept:
                 raise SpecError(where, f"{path}.at", key, f"expected a swept key: {swept}")
-        missing = [k for k in swept if k not in q.at]
+        zipped = {key for group in zips for key in group}
+        missing = [k for k in swept if k not in q.at and k not in zipped]
         if missing:
             raise SpecError(where, f"{path}.at", dict(q.at), f"expected values for {missing}")
+        for group in zips:
+            # None picks no run (a point the study was shrunk not to run, as a swept
+            # value left out); two or more would pool different arms into one value.
+            if len(_positions(group, q.at)) > 1:
+                expected = f"values that pick one position of the zip group {list(group)}"
+                raise SpecError(where, f"{path}.at", dict(q.at), expected)
+
+
+def _positions(group: dict[str, Sequence], at: dict[str, Any]) -> list[int]:
+    """The positions of a zip group whose values match every key of it that `at` names
+    (all of them when it names none)."""
+    named = [key for key in group if key in at]
+    count = len(next(iter(group.values())))
+    return [i for i in range(count) if all(_same(group[k][i], at[k]) for k in named)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """One swept value (numbers as numbers, 0.1 and 0.10 alike; mappings by label)."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return label(a) == label(b)

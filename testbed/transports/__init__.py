@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from testbed.transports.base import Channel, Listener, MessageStats, Transport
 from testbed.transports.blt import BltTransport
-from testbed.transports.dropping import PacketDropTransport
+from testbed.transports.dropping import PacketDropTransport, ReducedSendTransport
 from testbed.transports.tcp import TcpTransport
 
 TRANSPORTS: dict[str, type[Transport]] = {
@@ -21,13 +21,15 @@ def make_transport(spec, link_mbps: float = 100.0, seed: int = 0) -> Transport:
 
     `link_mbps` is the host link rate, blt's default sending rate. With
     `drop_packets`, its channels lose packets on purpose (`testbed.transports.dropping`),
-    drawn from `seed` (the role's).
+    drawn from `seed` (the role's), or with `drop_at: sender` never send them.
     """
     if spec.kind == "blt":
         transport: Transport = BltTransport(spec, default_mbps=link_mbps)
     else:
         transport = TRANSPORTS[spec.kind](spec)
-    if spec.drop_packets:
+    if spec.drop_packets and spec.drop_at == "sender":
+        transport = ReducedSendTransport(transport, spec.drop_packets)
+    elif spec.drop_packets:
         transport = PacketDropTransport(transport, spec.drop_packets, seed)
     return transport
 

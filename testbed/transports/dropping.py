@@ -13,6 +13,12 @@ sweeps it to find the largest `p`, and so the `loss_bound`, a job tolerates.
 Messages received with `reliable=True` (the ring's agreement bitmaps, which blt also
 sends reliably) are never touched. Each channel draws from its own generator, seeded
 from the role's seed and the peer, so a run is repeatable.
+
+With `drop_at: sender` the same blocks are never sent (`ReducedSendTransport`): the
+application sends a reduced message over a reliable transport, APNet's Fig. 3a arm
+"TCP with the application dropping the same fraction". Both ends draw each message's
+blocks from what both know (the listening port, the connecting rank, the direction
+and the message id), so the receiver knows which blocks come without being told.
 """
 
 from __future__ import annotations
@@ -88,3 +94,60 @@ class PacketDropTransport(Transport):
 
     def connect(self, ip: str, port: int, rank: int, timeout_s: float) -> Channel:
         return self._wrap(self.inner.connect(ip, port, rank, timeout_s), 1, port)
+
+
+class ReducedSendChannel(Channel):
+    """A channel whose sender leaves out packet-sized blocks of every message."""
+
+    def __init__(self, inner: Channel, fraction: float, out_key: tuple, in_key: tuple):
+        self.inner, self.fraction = inner, fraction
+        self.out_key, self.in_key = out_key, in_key  # (port, rank, direction)
+        self.peer = inner.peer
+
+    def _kept(self, key: tuple, msg_id: int, n: int) -> np.ndarray:
+        rng = np.random.default_rng([*key, msg_id])
+        kept = rng.random(packet_count(n)) >= self.fraction
+        return np.repeat(kept, ENTRIES_PER_PACKET)[:n]
+
+    def send(self, msg_id: int, data: np.ndarray) -> None:
+        kept = self._kept(self.out_key, msg_id, len(data))
+        self.inner.send(msg_id, np.ascontiguousarray(data[kept]))
+
+    def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
+        mask = self._kept(self.in_key, msg_id, len(out))
+        scratch = np.empty(int(mask.sum()), out.dtype)
+        stats = self.inner.recv(msg_id, scratch, reliable=reliable)
+        if stats.mask is not None:  # the inner transport lost some of what was sent
+            mask[mask] = stats.mask
+            scratch = scratch[stats.mask]
+        out[mask] = scratch
+        stats.delivered_fraction = float(mask.mean()) if len(mask) else 1.0
+        stats.mask = None if mask.all() else mask
+        return stats
+
+    def set_share(self, mbps: float) -> None:
+        self.inner.set_share(mbps)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+class ReducedSendTransport(Transport):
+    """`inner`'s channels, each sending `1 - fraction` of every message's packets."""
+
+    def __init__(self, inner: Transport, fraction: float):
+        self.inner, self.fraction = inner, fraction
+        self.name = inner.name
+
+    def listen(self, ip: str, port: int) -> Listener:
+        def wrap(ch: Channel, rank: int) -> Channel:
+            return ReducedSendChannel(ch, self.fraction, (port, rank, 0), (port, rank, 1))
+
+        return _DroppingListener(self.inner.listen(ip, port), wrap)
+
+    def connect(self, ip: str, port: int, rank: int, timeout_s: float) -> Channel:
+        channel = self.inner.connect(ip, port, rank, timeout_s)
+        return ReducedSendChannel(channel, self.fraction, (port, rank, 1), (port, rank, 0))

@@ -24,8 +24,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pair(fraction: float, seed: int = 3):
-    transport = make_transport(TcpSpec(drop_packets=fraction), seed=seed)
+def pair(fraction: float, seed: int = 3, at: str = "receiver"):
+    transport = make_transport(TcpSpec(drop_packets=fraction, drop_at=at), seed=seed)
     port = free_port()
     listener = transport.listen("127.0.0.1", port)
     got = {}
@@ -112,3 +112,31 @@ def test_drop_packets_makes_a_job_lossy_for_the_sync_layer(kind):
     spec = TcpSpec(drop_packets=0.1) if kind == "tcp" else BltSpec(kind="blt", loss_bound=0)
     assert spec.loses_entries == (kind == "tcp")
     assert BltSpec(kind="blt", loss_bound=0, drop_packets=0.1).loses_entries
+
+
+def test_a_reduced_message_is_never_sent_and_the_receiver_knows_which_part():
+    """drop_at: sender (APNet Fig. 3a's reduced message over TCP): the bytes on the wire
+    are the kept packets only, both directions place every kept entry where it belongs
+    (so both ends drew the same blocks), and the rest stays as it was. The kept share
+    is Binomial(200, 0.7) / 200 (sd 0.032); [0.56, 0.84] (4.3 sd) holds for 99.998%
+    of draws, and the draws are fixed by the port, rank and message id."""
+    sender, receiver = pair(0.3, at="sender")
+    data = np.arange(N, dtype=np.float32)
+    for a, b in ((sender, receiver), (receiver, sender)):
+        out = np.full(N, -1.0, np.float32)
+        stats = transfer(a, b, data, out)
+        assert 0.56 <= stats.delivered_fraction <= 0.84
+        assert stats.nbytes == int(stats.mask.sum()) * 4  # only the kept entries travelled
+        assert np.array_equal(out[stats.mask], data[stats.mask])
+        assert (out[~stats.mask] == -1).all()
+
+
+def test_a_reduced_message_needs_a_parameter_server_without_a_tree():
+    from testbed.errors import SpecError
+    from testbed.spec.load import validate
+
+    job = {"name": "j", "workers": 2, "sync": "allreduce",
+           "transport": {"kind": "tcp", "drop_packets": 0.1, "drop_at": "sender"}}  # fmt: skip
+    raw = {"name": "s", "topology": {"kind": "dumbbell", "hosts_per_side": 2}, "jobs": [job]}
+    with pytest.raises(SpecError, match="drop_at = 'sender': expected receiver unless sync: ps"):
+        validate(raw, "s.yaml")

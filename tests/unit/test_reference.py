@@ -173,3 +173,35 @@ def test_a_transport_swept_whole_and_a_claim_with_its_own_metric(tmp_path):
         bad = reference(tmp_path, claims=[{"claim": "c", "paper": 1, "reproduced": [0, 1],
                                            "metric": "links.nonsense", "at": {}}])  # fmt: skip
         load_reference(bad, SWEPT, "s.yaml")
+
+
+def test_a_zip_group_is_pinned_by_the_keys_that_pick_one_position(tmp_path):
+    """jobs.0.name alone picks a model of the zip group; a value two positions share
+    (the loss bound 0.15) would pool two arms, and is an error before anything runs. A
+    value of no position picks no run, as a swept value the study does not run."""
+    swept = ["jobs.0.aggregation", "jobs.0.name", "jobs.0.loss_bound"]
+    zips = [{"jobs.0.name": ["mlp", "cnn", "rnn"], "jobs.0.loss_bound": [0.15, 0.15, 0.1]}]
+    at = {"jobs.0.aggregation": "rack", "jobs.0.name": "cnn"}
+    claim = {"claim": "c", "paper": 1.0, "reproduced": [0, 1], "at": at}
+    for fine in (at, {**at, "jobs.0.name": "lstm"}):
+        path = reference(tmp_path, points=[], claims=[{**claim, "at": fine}])
+        assert load_reference(path, swept, "s.yaml", zips)
+    bad = {"jobs.0.aggregation": "rack", "jobs.0.loss_bound": 0.15}
+    path = reference(tmp_path, points=[], claims=[{**claim, "at": bad}])
+    with pytest.raises(SpecError, match="pick one position of the zip group"):
+        load_reference(path, swept, "s.yaml", zips)
+
+
+def test_per_divides_each_run_by_a_column_of_the_same_run(tmp_path):
+    """Table 1's ratio: eq. 1 with the tail FCT per eq. 1 with the average, per run,
+    averaged over repeats (not a ratio of averages)."""
+    claim = {"claim": "tail/mean", "paper": 1.77, "reproduced": [1.5, 2.1], "normalised": False,
+             "metric": "jct_eq1_tail_s", "per": "jct_eq1_mean_s",
+             "at": {"jobs.0.servers": 2, "jobs.0.aggregation": "none"}}  # fmt: skip
+    ref = load_reference(reference(tmp_path, points=[], claims=[claim]), SWEPT, "s.yaml")
+    table = runs({(2, "none"): [0.0, 0.0]})
+    table["jct_eq1_tail_s"], table["jct_eq1_mean_s"] = [3.0, 10.0], [2.0, 5.0]
+    row = claims_table(ref, table, tmp_path).iloc[0]
+    assert row["ours"] == pytest.approx(1.75) and row["verdict"] == "reproduced"  # (1.5 + 2) / 2
+    with pytest.raises(SpecError, match="per"):
+        load_reference(reference(tmp_path, claims=[{**claim, "per": "links.bytes"}]), SWEPT, "s")

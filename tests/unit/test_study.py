@@ -79,6 +79,39 @@ def test_zip_varies_its_keys_together_as_one_axis():
     assert study.swept == ["jobs.0.workers", "jobs.0.lr", "jobs.0.iterations"]
 
 
+def test_zip_groups_are_one_axis_each_and_the_job_bound_reaches_blt_only():
+    """Models with their loss bounds, PS/ring with their worker counts, transports
+    swept apart: the product of three axes, and only blt takes the job's bound."""
+    study = expand(
+        spec(
+            sweep={"jobs.0.transport": [{"kind": "tcp"}, {"kind": "blt", "completion": "early"}]},
+            zip=[
+                {"jobs.0.model": ["mlp", "cnn"], "jobs.0.loss_bound": [0.15, 0.3]},
+                {"jobs.0.sync": ["ps", "allreduce"], "jobs.0.servers": [1, 0]},
+            ],
+        ),  # fmt: skip
+        "s.yaml",
+    )
+    assert len(study.runs) == 8
+    assert study.swept == ["jobs.0.transport", "jobs.0.model", "jobs.0.loss_bound",
+                           "jobs.0.sync", "jobs.0.servers"]  # fmt: skip
+    seen = {
+        (r.values["jobs.0.model"], r.values["jobs.0.sync"], r.experiment.jobs[0].servers,
+         r.experiment.jobs[0].transport.kind, getattr(r.experiment.jobs[0].transport,
+                                                      "loss_bound", None))
+        for r in study.runs
+    }  # fmt: skip
+    assert ("cnn", "allreduce", 0, "blt", 0.3) in seen and ("mlp", "ps", 1, "blt", 0.15) in seen
+    assert ("cnn", "ps", 1, "tcp", None) in seen and len(seen) == 8
+    with pytest.raises(SpecError, match=r"zip.1.jobs.0.lr = \[0.2\]: already swept"):
+        expand(spec(zip=[{"jobs.0.lr": [0.1]}, {"jobs.0.lr": [0.2]}]), "s.yaml")
+    with pytest.raises(SpecError, match=r"zip.0 = \[1, 2\]: expected lists of one length"):
+        expand(spec(zip=[{"jobs.0.lr": [0.1], "seed": [1, 2]}]), "s.yaml")
+    with pytest.raises(SpecError, match="loss_bound 0.15 and transport.loss_bound 0.2 differ"):
+        blt = {"kind": "blt", "loss_bound": 0.2}
+        expand(spec(zip={"jobs.0.loss_bound": [0.15], "jobs.0.transport": [blt]}), "s.yaml")
+
+
 def test_sweep_from_the_command_line_and_a_set_shorthand_transport():
     raw = {**BASE, "jobs": [{**BASE["jobs"][0], "transport": "blt"}]}
     study = expand(raw, "s.yaml", ["jobs.0.transport.loss_bound=0.2"], ["jobs.0.lr=[0.1,0.2]"])
