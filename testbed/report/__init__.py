@@ -48,9 +48,10 @@ def _zips(spec: dict) -> list[dict]:
     return [group for group in ([zipped] if isinstance(zipped, dict) else zipped) if group]
 
 
-def _swept(spec: dict) -> list[str]:
-    """The swept keys of a recorded study spec: `sweep:`, then each zip group's."""
-    return [*spec.get("sweep", {}), *(key for group in _zips(spec) for key in group)]
+def _axes(spec: dict) -> list[list[str]]:
+    """The axes of a recorded study spec, each as its keys: every swept key alone, then
+    each zip group's keys together."""
+    return [[key] for key in spec.get("sweep", {})] + [list(group) for group in _zips(spec)]
 
 
 def _study_report(directory: Path, include_untrustworthy: bool) -> str:
@@ -59,7 +60,8 @@ def _study_report(directory: Path, include_untrustworthy: bool) -> str:
     reference file, the section against the paper."""
     recorded = yaml.safe_load((directory / "study.yaml").read_text())
     spec = recorded["spec"]
-    swept = _swept(spec)
+    axes = _axes(spec)
+    swept = [key for axis in axes for key in axis]
     asked = spec.get("report", {})
     runs = read_csv(directory / "runs.csv")
     summary = read_csv(directory / "summary.csv")
@@ -67,10 +69,10 @@ def _study_report(directory: Path, include_untrustworthy: bool) -> str:
         from testbed.study.tables import summary_table  # the spec's machinery: only here
 
         summary = summary_table(runs, swept, include_untrustworthy=True)
-    plots = study_plots(directory, swept, summary) if summary is not None else []
+    plots = study_plots(directory, axes, summary) if summary is not None else []
     if runs is not None and asked.get("relative_to"):
         relative = relative_summary(runs, swept, asked["relative_to"])
-        plots += relative_plots(relative, swept, asked["relative_to"], directory)
+        plots += relative_plots(relative, axes, asked["relative_to"], directory)
     if runs is not None and asked.get("cdf"):
         plots += cdf_plots(runs, swept, asked["cdf"], directory)
     text = study_markdown(directory, swept, plots, summary, include_untrustworthy)

@@ -29,16 +29,25 @@ METRICS = ["mean_iter_s", "p99_iter_s", "jct_s", "final_accuracy"]
 UNTRUSTED = " †"
 
 
-def study_plots(study_dir: Path, swept: list[str], summary: pd.DataFrame) -> list[tuple[str, Path]]:
-    """One plot per (metric, swept key) that has data."""
+def study_plots(
+    study_dir: Path, axes: list[list[str]], summary: pd.DataFrame
+) -> list[tuple[str, Path]]:
+    """One plot per (metric, axis) that has data. An axis is a swept key, or the keys of
+    a zip group, which vary together: drawn against its first key, and named by it in
+    the other axes' legends."""
     plots = []
     for metric in METRICS:
         rows = summary[summary["metric"] == metric]
         if rows["mean"].notna().any():
-            for key in swept:
-                path = metric_against(rows, key, [k for k in swept if k != key], study_dir)
-                plots.append((f"{axis_label(metric)} against {key}", path))
+            for axis in axes:
+                path = metric_against(rows, axis[0], _others(axes, axis), study_dir)
+                plots.append((f"{axis_label(metric)} against {axis[0]}", path))
     return plots
+
+
+def _others(axes: list[list[str]], axis: list[str]) -> list[str]:
+    """The first key of every axis but `axis`: one legend entry per other axis."""
+    return [other[0] for other in axes if other is not axis]
 
 
 def metric_against(rows: pd.DataFrame, key: str, others: list[str], into: Path) -> Path:
@@ -176,9 +185,10 @@ def relative_summary(runs: pd.DataFrame, swept: list[str], relative_to: dict) ->
 
 
 def relative_plots(
-    relative: pd.DataFrame, swept: list[str], relative_to: dict, study_dir: Path
+    relative: pd.DataFrame, axes: list[list[str]], relative_to: dict, study_dir: Path
 ) -> list[tuple[str, Path]]:
-    """Each metric's ratio to the baseline arm against each swept key not fixed by it."""
+    """Each metric's ratio to the baseline arm against each axis not fixed by it (axes
+    as for `study_plots`)."""
     base = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in relative_to.items())
     plots = []
     for metric in METRICS:
@@ -188,9 +198,9 @@ def relative_plots(
         if not rows["mean"].notna().any():
             continue
         rows = rows.assign(metric=f"{metric} / baseline")
-        for x in (k for k in swept if k not in relative_to):
-            path = metric_against(rows, x, [k for k in swept if k != x], study_dir)
-            plots.append((f"{axis_label(metric)} over the arm {base}, against {x}", path))
+        for axis in (a for a in axes if not set(a) & set(relative_to)):
+            path = metric_against(rows, axis[0], _others(axes, axis), study_dir)
+            plots.append((f"{axis_label(metric)} over the arm {base}, against {axis[0]}", path))
     return plots
 
 

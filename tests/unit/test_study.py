@@ -329,3 +329,36 @@ def test_resume_runs_what_is_not_ok_and_on_request_what_is_not_trusted(tmp_path,
     assert [n for n in names if _to_run(tmp_path / n, True)] == ["busy", "failed", "never"]
     assert main(["run", "--retry-untrustworthy", "spec.yaml"]) == 2
     assert "expected --resume DIR with it" in capsys.readouterr().err
+
+
+def test_a_zip_group_is_drawn_once_against_its_first_key(tmp_path):
+    """A zip group is one axis: one plot against its first key (none against the keys
+    varied with it), as a sweep key gets one; relative plots skip the baseline's axis."""
+    from testbed.report import report
+    from testbed.study.tables import write_study_tables
+
+    study = expand(
+        spec(
+            sweep={"jobs.0.transport": ["tcp", "blt"]},
+            zip=[
+                {"jobs.0.lr": [0.1, 0.05], "jobs.0.iterations": [10, 20]},
+                {"jobs.0.workers": [2, 3], "jobs.0.batch_size": [8, 16]},
+            ],
+            report={"relative_to": {"jobs.0.transport": "tcp"}},
+        ),  # fmt: skip
+        "s.yaml",
+    )
+    (tmp_path / "study.yaml").write_text(study.as_yaml())
+    for run in study.runs:
+        (tmp_path / run.name).mkdir()
+        meta = {"status": "ok", "error": "", "fidelity": {"trustworthy": True, "reasons": []}}
+        (tmp_path / run.name / "metadata.json").write_text(json.dumps(meta))
+        jobs = {"job": "j", "status": "ok", "jct_s": 10.0 + run.point}
+        pd.DataFrame([jobs]).to_csv(tmp_path / run.name / "jobs.csv", index=False)
+    write_study_tables(study, tmp_path)
+    report(tmp_path)
+    drawn = {p.stem for p in (tmp_path / "plots").glob("jct_s*.png")}
+    assert {"jct_s-vs-jobs-0-transport", "jct_s-vs-jobs-0-lr", "jct_s-vs-jobs-0-workers"} <= drawn
+    assert not {"jct_s-vs-jobs-0-iterations", "jct_s-vs-jobs-0-batch_size"} & drawn
+    relative = {p.stem for p in (tmp_path / "plots").glob("*baseline*.png")}
+    assert relative and not any("transport" in name for name in relative), relative
