@@ -57,7 +57,12 @@ def metric_against(rows: pd.DataFrame, key: str, others: list[str], into: Path) 
     categories = _categories(rows[key])
     fig, (ax,) = figure(1, width=7.5)
     lines = 0
-    groups = rows.groupby(["job", *others], sort=False, dropna=False)
+    # A line per job only where runs have several: a study of one job whose name is
+    # swept (one per model) would otherwise draw each point as a line of its own.
+    several = rows.groupby("point")["job"].nunique().max() > 1 if "point" in rows else True
+    by = ["job", *others] if several else ["job_", *others]
+    groups = rows.assign(job_="").groupby(by, sort=False, dropna=False)
+    jobs = rows["job"].nunique() if several else 1
     for n, (labels, line) in enumerate(groups):
         line = line.assign(x=line[key].map(categories)).sort_values("x")
         low = (line["mean"] - line["ci95_low"]).fillna(0)
@@ -66,14 +71,15 @@ def metric_against(rows: pd.DataFrame, key: str, others: list[str], into: Path) 
         # one another.
         nudge = 0.0 if _numeric(rows[key]) else 0.06 * (n - (groups.ngroups - 1) / 2)
         ax.errorbar(line["x"] + nudge, line["mean"], yerr=[low, high], marker="o", capsize=3,
-                    label=_legend(rows["job"].nunique(), labels, others))  # fmt: skip
+                    label=_legend(jobs, labels, others))  # fmt: skip
         lines += 1
     if not _numeric(rows[key]):
         ax.set_xticks(list(categories.values()), list(categories), rotation=15, fontsize="small")
         ax.set_xlim(-0.5, len(categories) - 0.5)
-    ax.set(xlabel=axis_label(key), ylabel=axis_label(metric),
-           title=f"{axis_label(metric).split(' (')[0]} against {key.split('.')[-1]} "
-                 "(mean, 95% CI)")  # fmt: skip
+    ax.set(xlabel=axis_label(key), ylabel=axis_label(metric))
+    # Left-aligned: with the legend outside, a centred title can run off the figure.
+    title = f"{axis_label(metric).split(' (')[0]} against {key.split('.')[-1]} (mean, 95% CI)"
+    ax.set_title(title, loc="left")
     ax.grid(alpha=0.3)
     legend(ax, lines if lines > 1 else 0)
     return save(fig, into, f"{_slug(metric)}-vs-{_slug(key)}")
