@@ -24,6 +24,7 @@ LABELS = {
     "jct_s": "job completion time (s)",
     "startup_s": "start-up time (s)",
     "final_accuracy": "final test accuracy (fraction)",
+    "flows_fct_p50_s": "background flows' median FCT (s)",
     "test_accuracy": "test accuracy (fraction)",
     "iterations": "iterations completed",
     "time_s": "time since run start (s)",

@@ -4,7 +4,10 @@ runs.csv: one row per run and job: the run's name, point, repeat, seed, status a
 fidelity verdict (``trustworthy``, and ``left_out``: why the summary leaves the row
 out, empty when it counts), one column per swept key (mappings in YAML flow style),
 then every jobs.csv column, then ``p50_iter_s`` and ``p99_iter_s`` (over every
-worker's iterations, as ``mean_iter_s`` is).
+worker's iterations, as ``mean_iter_s`` is), then, for a run with one ``flows`` entry
+of background traffic, what the jobs cost their neighbours: ``flows_fct_p50_s``,
+``flows_fct_p99_s`` and ``flows_completed`` from its traffic.csv (the run's, on every
+job's row).
 
 summary.csv: one row per point, job and metric, over the runs that ended ``ok`` (the
 run and the job) *and* that their fidelity verdict trusts (`testbed.results.verdict`):
@@ -53,7 +56,7 @@ def runs_table(study: Study, study_dir: Path) -> pd.DataFrame:
         if jobs is None or jobs.empty:
             frames.append(pd.DataFrame([head]))
             continue
-        jobs = jobs.merge(_tail(run_dir), on="job", how="left")
+        jobs = jobs.merge(_tail(run_dir), on="job", how="left").assign(**_background(run_dir))
         heads = [
             {**head, "left_out": head["left_out"] or f"job {status}"} if status != "ok" else head
             for status in jobs["status"]
@@ -130,3 +133,18 @@ def _tail(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(
         {"p50_iter_s": grouped.quantile(0.5), "p99_iter_s": grouped.quantile(0.99)}
     ).reset_index()
+
+
+def _background(run_dir: Path) -> dict[str, float]:
+    """The run's background flows, from traffic.csv's one `flows` entry: their FCT
+    median and p99 and how many completed. Empty with none, or several (their FCTs are
+    summarised per entry, and a median of medians is no median)."""
+    traffic = read_csv(run_dir / "traffic.csv")
+    if traffic is None or "kind" not in traffic:
+        return {}
+    flows = traffic[traffic["kind"] == "flows"]
+    if len(flows) != 1:
+        return {}
+    row = flows.iloc[0]
+    return {"flows_fct_p50_s": row["fct_p50_s"], "flows_fct_p99_s": row["fct_p99_s"],
+            "flows_completed": row["completed"]}  # fmt: skip

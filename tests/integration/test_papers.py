@@ -99,6 +99,11 @@ def test_a_miniature_of_apnet_figure_4_through_the_report(tmp_path, no_leftovers
         runs["jobs.0.transport"].str.contains("early").map({True: "blt", False: "tcp"})
     )
     assert by.loc["blt", "status"] == "ok" and by.loc["tcp", "status"] == "ok"
+    # What each arm cost the background flows beside it comes from the run's traffic.csv.
+    for arm in ("tcp", "blt"):
+        flows = pd.read_csv(out / by.loc[arm, "run"] / "traffic.csv").iloc[0]
+        assert by.loc[arm, "flows_completed"] == flows["completed"]
+        assert by.loc[arm, "flows_fct_p50_s"] == pytest.approx(flows["fct_p50_s"], nan_ok=True)
 
     report = run_cli(["report", str(out)])
     assert report.returncode == 0, report.stderr[-2000:]

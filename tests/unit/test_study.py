@@ -362,3 +362,28 @@ def test_a_zip_group_is_drawn_once_against_its_first_key(tmp_path):
     assert not {"jct_s-vs-jobs-0-iterations", "jct_s-vs-jobs-0-batch_size"} & drawn
     relative = {p.stem for p in (tmp_path / "plots").glob("*baseline*.png")}
     assert relative and not any("transport" in name for name in relative), relative
+
+
+def test_runs_carry_the_background_flows_of_a_run_with_one_flows_entry(tmp_path):
+    """What a job costs its neighbours is a study metric: a run with one `flows` entry
+    gives its flows' median and p99 FCT and count to runs.csv and summary.csv; a run
+    with two entries gives none (a median of two medians is no median)."""
+    from testbed.study.tables import write_study_tables
+
+    study = expand(spec(sweep={"jobs.0.lr": [0.1, 0.2]}), "s.yaml")
+    entry = {"entry": 0, "kind": "flows", "completed": 200, "fct_p50_s": 0.2, "fct_p99_s": 19.0}
+    for run, entries in zip(study.runs, ([entry], [entry, {**entry, "entry": 1}])):
+        (tmp_path / run.name).mkdir()
+        meta = {"status": "ok", "error": "", "fidelity": {"trustworthy": True, "reasons": []}}
+        (tmp_path / run.name / "metadata.json").write_text(json.dumps(meta))
+        pd.DataFrame([{"job": "j", "status": "ok", "jct_s": 10.0}]).to_csv(
+            tmp_path / run.name / "jobs.csv", index=False
+        )
+        pd.DataFrame(entries).to_csv(tmp_path / run.name / "traffic.csv", index=False)
+    runs, summary = write_study_tables(study, tmp_path)
+    first, second = runs.iloc[0], runs.iloc[1]
+    assert (first["flows_fct_p50_s"], first["flows_fct_p99_s"], first["flows_completed"]) == (
+        0.2, 19.0, 200)  # fmt: skip
+    assert np.isnan(second["flows_fct_p50_s"])
+    row = summary[(summary["metric"] == "flows_fct_p50_s") & (summary["point"] == 0)].iloc[0]
+    assert (row["n"], row["mean"]) == (1, 0.2)
