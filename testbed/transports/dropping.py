@@ -29,29 +29,19 @@ from testbed.transports.base import Channel, Listener, MessageStats, Transport
 from testbed.transports.blt import ENTRIES_PER_PACKET, packet_count
 
 
-class PacketDropChannel(Channel):
-    """A channel whose received messages lose packet-sized blocks at random."""
+def kept_blocks(rng: np.random.Generator, fraction: float, n: int) -> np.ndarray:
+    """Per entry of an `n`-entry message: whether its packet-sized block is kept, each
+    block left out with probability `fraction`."""
+    kept = rng.random(packet_count(n)) >= fraction
+    return np.repeat(kept, ENTRIES_PER_PACKET)[:n]
 
-    def __init__(self, inner: Channel, fraction: float, rng: np.random.Generator):
-        self.inner, self.fraction, self.rng = inner, fraction, rng
+
+class _WrappedChannel(Channel):
+    """A channel around `inner`: pacing, closing and aborting are the inner one's."""
+
+    def __init__(self, inner: Channel, fraction: float):
+        self.inner, self.fraction = inner, fraction
         self.peer = inner.peer
-
-    def send(self, msg_id: int, data: np.ndarray) -> None:
-        self.inner.send(msg_id, data)
-
-    def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
-        if reliable:
-            return self.inner.recv(msg_id, out, reliable=True)
-        scratch = np.empty_like(out)
-        stats = self.inner.recv(msg_id, scratch)
-        kept = self.rng.random(packet_count(len(out))) >= self.fraction
-        mask = np.repeat(kept, ENTRIES_PER_PACKET)[: len(out)]
-        if stats.mask is not None:
-            mask &= stats.mask
-        np.copyto(out, scratch, where=mask)
-        stats.delivered_fraction = float(mask.mean()) if len(mask) else 1.0
-        stats.mask = None if mask.all() else mask
-        return stats
 
     def set_share(self, mbps: float) -> None:
         self.inner.set_share(mbps)
@@ -61,6 +51,30 @@ class PacketDropChannel(Channel):
 
     def abort(self) -> None:
         self.inner.abort()
+
+
+class PacketDropChannel(_WrappedChannel):
+    """A channel whose received messages lose packet-sized blocks at random."""
+
+    def __init__(self, inner: Channel, fraction: float, rng: np.random.Generator):
+        super().__init__(inner, fraction)
+        self.rng = rng
+
+    def send(self, msg_id: int, data: np.ndarray) -> None:
+        self.inner.send(msg_id, data)
+
+    def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
+        if reliable:
+            return self.inner.recv(msg_id, out, reliable=True)
+        scratch = np.empty_like(out)
+        stats = self.inner.recv(msg_id, scratch)
+        mask = kept_blocks(self.rng, self.fraction, len(out))
+        if stats.mask is not None:
+            mask &= stats.mask
+        np.copyto(out, scratch, where=mask)
+        stats.delivered_fraction = float(mask.mean()) if len(mask) else 1.0
+        stats.mask = None if mask.all() else mask
+        return stats
 
 
 class _DroppingListener(Listener):
@@ -96,18 +110,15 @@ class PacketDropTransport(Transport):
         return self._wrap(self.inner.connect(ip, port, rank, timeout_s), 1, port)
 
 
-class ReducedSendChannel(Channel):
+class ReducedSendChannel(_WrappedChannel):
     """A channel whose sender leaves out packet-sized blocks of every message."""
 
     def __init__(self, inner: Channel, fraction: float, out_key: tuple, in_key: tuple):
-        self.inner, self.fraction = inner, fraction
+        super().__init__(inner, fraction)
         self.out_key, self.in_key = out_key, in_key  # (port, rank, direction)
-        self.peer = inner.peer
 
     def _kept(self, key: tuple, msg_id: int, n: int) -> np.ndarray:
-        rng = np.random.default_rng([*key, msg_id])
-        kept = rng.random(packet_count(n)) >= self.fraction
-        return np.repeat(kept, ENTRIES_PER_PACKET)[:n]
+        return kept_blocks(np.random.default_rng([*key, msg_id]), self.fraction, n)
 
     def send(self, msg_id: int, data: np.ndarray) -> None:
         kept = self._kept(self.out_key, msg_id, len(data))
@@ -124,15 +135,6 @@ class ReducedSendChannel(Channel):
         stats.delivered_fraction = float(mask.mean()) if len(mask) else 1.0
         stats.mask = None if mask.all() else mask
         return stats
-
-    def set_share(self, mbps: float) -> None:
-        self.inner.set_share(mbps)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def abort(self) -> None:
-        self.inner.abort()
 
 
 class ReducedSendTransport(Transport):
