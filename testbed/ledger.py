@@ -49,6 +49,8 @@ class Ledger:
     interfaces: list[str] = field(default_factory=list)
     processes: list[list[int]] = field(default_factory=list)  # [pid, start time], pid = pgid
     nft_tables: list[list[str]] = field(default_factory=list)  # [family, name]
+    # [key, value] of Open_vSwitch other_config the run set where nothing was set
+    ovs_options: list[list[str]] = field(default_factory=list)
     # server -> its part (`ServerPart` fields); LOCAL names this machine
     servers: dict[str, dict] = field(default_factory=dict)
 
@@ -86,6 +88,17 @@ class Ledger:
         self.nft_tables.append([family, name])
         self.save()
 
+    def set_ovs_option(self, key: str, value: str) -> str:
+        """Set Open_vSwitch other_config `key` unless it is already set (then leave it
+        as its owner set it); return the value in force. Release removes ours."""
+        current = _ovs(["get", "Open_vSwitch", ".", f"other_config:{key}"]).strip().strip('"')
+        if current:
+            return current
+        self.ovs_options.append([key, value])
+        self.save()
+        _ovs(["set", "Open_vSwitch", ".", f"other_config:{key}={value}"])
+        return value
+
     def add_on_server(self, server: str, **items: list) -> None:
         """Record resources a cluster run is about to make on `server` (LOCAL: here):
         bridges, interfaces, processes ([pid, start time]), pidfiles ([path, marker]),
@@ -110,6 +123,7 @@ class Ledger:
         marks = _bridge_marks()
         ours = [b for b in self.bridges if b in marks and marks[b] in (self.run_id, "")]
         removed += [f"bridge {b}" for b in delete_bridges(ours)]
+        removed += [f"ovs option {k}" for k, v in self.ovs_options if _unset_ovs_option(k, v)]
         removed += [f"interface {i}" for i in delete_interfaces(self.interfaces)]
         self.path.unlink(missing_ok=True)
         return removed
@@ -298,6 +312,15 @@ def _bridge_marks() -> dict[str, str]:
         pairs = dict(ids[1]) if ids[0] == "map" else {}
         marks[name] = pairs.get(BRIDGE_MARK, "")
     return marks
+
+
+def _unset_ovs_option(key: str, value: str) -> bool:
+    """Remove other_config `key` if it still holds the value a run set."""
+    current = _ovs(["get", "Open_vSwitch", ".", f"other_config:{key}"]).strip().strip('"')
+    if current != value:
+        return False
+    _ovs(["remove", "Open_vSwitch", ".", "other_config", key])
+    return True
 
 
 def _ovs(args: list[str]) -> str:

@@ -14,6 +14,12 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+# Memory ovs-vswitchd pins per AF_XDP port (testbed.network.plane): its umem of 16,384
+# 4 KiB frames is fixed when OVS is compiled; 62 ports took 4.7 GB here. And the share
+# of the machine's available memory auto lets a run's ports pin: the rest is for torch.
+AFXDP_PORT_BYTES = 75 * 2**20
+AFXDP_MEMORY_SHARE = 0.5
+
 NETEM_PROBE = ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
 NFT_PROBE = """table netdev mlnet_probe {
   chain egress_probe { type filter hook egress device lo priority 0; }
@@ -34,12 +40,32 @@ class Platform:
     tcp_congestion_controls: tuple[str, ...]
     versions: dict[str, str] = field(default_factory=dict)
     tun: bool | None = True  # /dev/net/tun (userspace datapath); None: unknown, not root
+    ovs_port_types: tuple[str, ...] = ()  # Open_vSwitch iface_types
+    mem_available_bytes: int = 0
 
     def datapath(self, requested: str) -> str:
         """The OVS datapath a run will use for `network.datapath: requested`."""
         if requested == "auto":
             return "kernel" if self.ovs_kernel_module else "user"
         return requested
+
+    def ports(self, requested: str, datapath: str, n_ports: int) -> tuple[str, str]:
+        """(forwarding plane, why) for `network.ports: requested` on `datapath` with
+        `n_ports` switch ports (see `testbed.network.plane`)."""
+        if datapath == "kernel":
+            return "kernel", "the kernel datapath (its ports are kernel vports)"
+        if requested != "auto":
+            return requested, "requested by the spec"
+        if "afxdp" not in self.ovs_port_types:
+            return "packet", "auto: this Open vSwitch offers no afxdp ports"
+        need = n_ports * AFXDP_PORT_BYTES
+        if need > self.mem_available_bytes * AFXDP_MEMORY_SHARE:
+            return "packet", (
+                f"auto: {n_ports} AF_XDP ports would pin {need / 2**30:.1f} GiB, more than "
+                f"{AFXDP_MEMORY_SHARE:.0%} of the {self.mem_available_bytes / 2**30:.1f} GiB "
+                "available"
+            )
+        return "afxdp", f"auto: AF_XDP ports ({need / 2**30:.1f} GiB pinned)"
 
     def loss_backend(self, requested: str) -> tuple[str, str]:
         """(backend, why) for `network.loss_backend: requested`."""
@@ -67,7 +93,26 @@ def probe() -> Platform:
         tcp_congestion_controls=tcp_congestion_controls(),
         versions=versions(),
         tun=_tun(root),
+        ovs_port_types=ovs_port_types(),
+        mem_available_bytes=mem_available_bytes(),
     )
+
+
+def ovs_port_types() -> tuple[str, ...]:
+    """Interface types the running Open vSwitch offers (empty if it is not running)."""
+    out = _first_line(["ovs-vsctl", "--timeout=3", "get", "Open_vSwitch", ".", "iface_types"])
+    return tuple(t.strip() for t in out.strip("[]").split(",") if t.strip())
+
+
+def mem_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
+    """MemAvailable of the machine, in bytes (0 if unreadable)."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 # tcp_*.ko modules in net/ipv4 that are not congestion controls (seen on Debian 12's

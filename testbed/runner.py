@@ -46,6 +46,7 @@ from testbed.network.cluster import controller_address
 from testbed.network.counters import job_tier_bytes
 from testbed.network.emulated import EmulatedNetwork, LinkEmulation
 from testbed.network.monitor import LinkMonitor
+from testbed.network.plane import Plane
 from testbed.network.tc import CLASS_DSCP
 from testbed.platform import Platform, probe
 from testbed.progress import RunProgress
@@ -111,6 +112,9 @@ class Testbed:
             f"{exp.name}-{run_dir.name}-{time.time_ns() % 10**6}", str(run_dir)
         )
         self.datapath = platform.datapath(exp.network.datapath)
+        self.ports, self.ports_reason = platform.ports(
+            exp.network.ports, self.datapath, len(topo.interface_names())
+        )
         self.loss_backend, self.loss_reason = platform.loss_backend(exp.network.loss_backend)
         if exp.cluster is not None:  # tc on every server (testbed.network.cluster_net)
             self.loss_backend, self.loss_reason = "netem", "a cluster: netem on every server"
@@ -128,7 +132,9 @@ class Testbed:
             topo.to_json(), jobs, exp.controller.routing, run_dir, self.ledger, self.address
         )
         if exp.cluster is None:
-            self.network = EmulatedNetwork(topo, self.datapath, 0, self.ledger, emulation)
+            self.network = EmulatedNetwork(
+                topo, self.datapath, 0, self.ledger, emulation, Plane(self.ports)
+            )
         else:
             from testbed.network.cluster_net import ClusterNetwork  # Mininet's examples
 
@@ -141,6 +147,7 @@ class Testbed:
         self.closed = False
         self._inherited: dict[int, object] = {}  # signal -> handler before `start`
         self.teardown_errors: list[str] = []  # what `_attempt` caught, for the run's error
+        self.teardown_s: float | None = None  # how long `close` took
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -171,7 +178,8 @@ class Testbed:
             self.timings["network_ready_s"] = round(time.time() - self.t0, 3)
             self.progress.phase(
                 f"network ready: {len(self.topo.host_info)} hosts, {report['switches']} switches "
-                f"programmed ({self.datapath} datapath, loss via {self.loss_backend})"
+                f"programmed ({self.datapath} datapath, {self.ports} ports, "
+                f"loss via {self.loss_backend})"
             )
             self._check_reachability()
             self.timings["reachable_s"] = round(time.time() - self.t0, 3)
@@ -228,10 +236,12 @@ class Testbed:
         if self.closed:
             return []
         self.closed = True
+        start = time.monotonic()
         try:
             with _no_sigint():  # a second Ctrl-C must not cut the teardown short
                 return self._teardown()
         finally:
+            self.teardown_s = round(time.monotonic() - start, 3)
             for signum, handler in self._inherited.items():
                 signal.signal(signum, handler)
 
@@ -368,6 +378,8 @@ def run_experiment(
         versions=platform.versions,
         platform={
             "datapath": testbed.datapath,
+            "ports": testbed.ports,
+            "ports_reason": testbed.ports_reason,
             "ovs_kernel_module": platform.ovs_kernel_module,
             "netem": platform.netem,
             "nftables_egress": platform.nftables_egress,
@@ -399,7 +411,8 @@ def run_experiment(
                     forkserver.start(testbed.ledger)
                 testbed.start()
                 meta.update(**testbed.timings, reachability=testbed.reachability,
-                            network_profile=testbed.network.profile)  # fmt: skip
+                            network_profile=testbed.network.profile,
+                            pmd_maxsleep_us=testbed.network.pmd_maxsleep_us)  # fmt: skip
                 if exp.cluster is not None:
                     meta.update(cluster=testbed.cluster_report())
                 if forkserver:
@@ -454,6 +467,8 @@ def run_experiment(
     except Exception as exc:  # a bug: keep the traceback in the log, results on disk
         log.error("unexpected error\n%s", traceback.format_exc())
         error = f"unexpected {type(exc).__name__}: {exc} (traceback in logs/harness.log)"
+    if testbed.teardown_s is not None:
+        meta.update(teardown_s=testbed.teardown_s)
     if testbed.teardown_errors:
         status = "interrupted" if status == "interrupted" else "failed"
         error = "; ".join(filter(None, [error, *testbed.teardown_errors]))

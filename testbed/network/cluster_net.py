@@ -52,6 +52,7 @@ from testbed.network.emulated import (
     route_mininet_logs,
 )
 from testbed.network.partition import PLACERS, PodPlacer
+from testbed.network.plane import Plane
 from testbed.spec.schema import ClusterSpec
 from topologies import GraphTopo
 
@@ -118,6 +119,8 @@ class ClusterNetwork:
         self.controller_ip, self.controller_port = controller_ip, controller_port
         self.ledger = ledger
         self.datapath = datapath
+        self.plane = Plane("kernel" if datapath == "kernel" else "packet")
+        self.pmd_maxsleep_us: int | None = None  # no AF_XDP ports on a cluster
         self.emulation = emulation or LinkEmulation(loss_backend="netem")
         if self.emulation.loss_backend != "netem":
             raise TestbedError("a cluster emulates loss with netem only")
@@ -146,6 +149,11 @@ class ClusterNetwork:
     def prefix_of(self, node: str) -> list[str]:
         """How to run a command on `node`'s server (`ssh_prefix`)."""
         return ssh_prefix(self.host(node))
+
+    def tree_interface(self, d) -> str:
+        """The interface whose egress queues and shapes direction `d` (its sender's:
+        a cluster's switches use AF_PACKET or kernel ports)."""
+        return d.interface
 
     def bands_of(self, src: str) -> int:
         """Priority bands of the tc tree on `src`'s egress interfaces."""
@@ -256,7 +264,9 @@ class ClusterNetwork:
     def _emulate_links(self) -> None:
         """The tc tree on every egress interface (as `EmulatedNetwork` builds it), loss
         not yet switched on."""
-        self._tc_per_namespace(lambda i, d: link_commands(self.emulation, self.bands_of, d))
+        self._tc_per_namespace(
+            lambda i, d: link_commands(self.emulation, self.bands_of, d, d.interface)
+        )
 
     def enable_loss(self) -> None:
         """Start dropping packets at the configured rates (after reachability checks)."""

@@ -24,14 +24,14 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from mininet.link import Link
 from mininet.log import lg as mininet_log
-from mininet.net import Mininet
-from mininet.node import Host, OVSSwitch, RemoteController
+from mininet.node import Host, RemoteController
 
 from testbed import shell
 from testbed.ledger import BRIDGE_MARK, Ledger, delete_bridges, delete_interfaces
-from testbed.network import loss, tc
+from testbed.network import loss, tc, wire
+from testbed.network.fabric import FabricHost, FabricMininet, FabricSwitch
+from testbed.network.plane import PACKET, PMD_MAXSLEEP_US, Plane
 from testbed.spec.schema import DEFAULT_SHAPER_BURST_MS
 from topologies import GraphTopo
 
@@ -81,15 +81,18 @@ class EmulatedNetwork:
         controller_port: int,
         ledger: Ledger,
         emulation: LinkEmulation = LinkEmulation(),
+        plane: Plane = PACKET,
     ):
         self.topo = topo
         self.datapath = datapath
+        self.plane = plane
         self.controller_port = controller_port
         self.ledger = ledger
         self.emulation = emulation
         self.nft_table = "mlnet_" + re.sub(r"[^a-z0-9_]", "_", ledger.run_id.lower())
-        self.net: Mininet | None = None
+        self.net: FabricMininet | None = None
         self.profile: dict[str, float] = {}  # seconds per start-up phase, for metadata.json
+        self.pmd_maxsleep_us: int | None = None  # in force while AF_XDP ports are polled
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -97,31 +100,39 @@ class EmulatedNetwork:
         """Build and start the network, then configure hosts and emulate every link."""
         route_mininet_logs()
         clock = _Clock(self.profile)
-        self.ledger.add_network(sorted(self.topo.switch_info), self.topo.interface_names())
-        self.net = Mininet(
+        self.ledger.add_network(
+            sorted(self.topo.switch_info), self.plane.root_interfaces(self.topo)
+        )
+        self.net = FabricMininet(
             topo=self.topo,
+            plane=self.plane,
             # batch: one ovs-vsctl transaction for all bridges (80 serial ones take
             # ~15 s on a k=8 fat-tree with the userspace datapath).
             switch=partial(
-                OVSSwitch,
+                FabricSwitch,
+                port_type=self.plane.port_type,
                 datapath=self.datapath,
                 protocols="OpenFlow13",
                 failMode="secure",
                 batch=True,
             ),
             controller=partial(ListeningController, ip="127.0.0.1", port=self.controller_port),
-            host=Host,
-            link=Link,
+            host=FabricHost,
             autoSetMacs=False,
             autoStaticArp=False,
             build=False,
         )
         self.net.build()  # host shells, veth pairs, bridges
         clock.lap("mininet_build_s")
+        if self.plane.wired:
+            self.ledger.add_nft_table(loss.FAMILY, self.nft_table)
+            wire.install(self.plane.wires(self.topo), self.nft_table)
         for host in self.net.hosts:
             self.ledger.add_process(host.pid)
-        self._quiet_switch_ports()
-        clock.lap("switch_ports_s")
+        if self.plane.name == "afxdp":
+            self.pmd_maxsleep_us = int(
+                self.ledger.set_ovs_option("pmd-maxsleep", str(PMD_MAXSLEEP_US))
+            )
         self.net.start()  # one ovs-vsctl for every bridge and port
         self._mark_bridges()
         clock.lap("mininet_start_s")
@@ -144,7 +155,7 @@ class EmulatedNetwork:
         for node in net.hosts + net.switches:
             node.terminate()
         delete_bridges(sorted(self.topo.switch_info))
-        delete_interfaces(self.topo.interface_names())
+        delete_interfaces(self.plane.root_interfaces(self.topo))
         shell.run(["nft", "delete", "table", loss.FAMILY, self.nft_table], check=False)
 
     # ------------------------------------------------------------------ queries
@@ -167,35 +178,35 @@ class EmulatedNetwork:
             args += ["--", "br-set-external-id", bridge, BRIDGE_MARK, self.ledger.run_id]
         shell.run(args)
 
-    def _quiet_switch_ports(self) -> None:
-        """No IPv6 on switch ports: their router solicitations and MLD reports would
-        otherwise leave on the links and show up in the link counters."""
-        ports = self.topo.interface_names()
-        shell.run(["sysctl", "-q", "-w", *(f"net.ipv6.conf.{i}.disable_ipv6=1" for i in ports)])
-
     def _configure_host(self, host: Host) -> None:
         intf = f"{host.name}-eth0"
         pid = host.pid
         shell.run(["ethtool", "-K", intf, *OFFLOADS_OFF], ns_pid=pid)
         shell.run(["sysctl", "-q", "-w", *NO_IPV6], ns_pid=pid)
+        own = self.topo.host_info[host.name]
+        setup = [
+            ["addr", "add", f"{own.ip}/{self.topo.prefix_len}", "dev", intf],
+            ["link", "set", intf, "up"],
+            ["link", "set", "lo", "up"],
+        ]
         neighbours = [
             ["neigh", "replace", info.ip, "lladdr", info.mac, "dev", intf, "nud", "permanent"]
             for name, info in self.topo.host_info.items()
             if name != host.name
         ]
-        shell.run_batch("ip", neighbours, ns_pid=pid)
+        shell.run_batch("ip", setup + neighbours, ns_pid=pid)
 
     def enable_loss(self) -> None:
         """Start dropping packets at the configured rates (after reachability checks)."""
         if self.emulation.loss_backend == "nftables":
-            for owner, ns in loss.plan(self.topo).items():
+            for owner, ns in loss.plan(self.topo, self.plane).items():
                 if owner is None:  # tables in host namespaces vanish with the hosts
                     self.ledger.add_nft_table(loss.FAMILY, self.nft_table)
                 loss.install(ns, self.nft_table, self.ns_pid(owner) if owner else None)
             return
         self._tc_per_namespace(
             lambda i, d: (
-                [tc.switch_loss_on(d.interface, d.params, self.emulation.netem_seed(i))]
+                [tc.switch_loss_on(self.tree_interface(d), d.params, self.emulation.netem_seed(i))]
                 if d.params.loss_pct
                 else []
             )
@@ -204,7 +215,13 @@ class EmulatedNetwork:
     def _emulate_links(self) -> None:
         """The tc tree on every egress interface, loss not yet switched on. Switch ports
         get one band per priority class; hosts send unmarked traffic, so one band."""
-        self._tc_per_namespace(lambda i, d: link_commands(self.emulation, self.bands_of, d))
+        self._tc_per_namespace(
+            lambda i, d: link_commands(self.emulation, self.bands_of, d, self.tree_interface(d))
+        )
+
+    def tree_interface(self, d) -> str:
+        """The interface whose egress queues and shapes direction `d`."""
+        return self.plane.tree_interface(d, self.topo.host_info)
 
     def bands_of(self, src: str) -> int:
         """Priority bands of the tc tree on `src`'s egress interfaces."""
@@ -219,19 +236,19 @@ class EmulatedNetwork:
             shell.run_batch("tc", cmds, ns_pid=pid)
 
 
-def link_commands(emulation: LinkEmulation, bands_of, d) -> list[list[str]]:
-    """The tc commands of direction `d`'s tree (loss not yet on), with one band per
-    priority class (`bands_of(src)`) and their DSCP filters."""
+def link_commands(emulation: LinkEmulation, bands_of, d, interface: str) -> list[list[str]]:
+    """The tc commands of direction `d`'s tree on `interface` (loss not yet on), with
+    one band per priority class (`bands_of(src)`) and their DSCP filters."""
     bands = bands_of(d.src)
     cmds = tc.link_tree(
-        d.interface,
+        interface,
         d.params,
         emulation.loss_backend == "netem",
         bands=bands,
         loss_on=False,
         burst_ms=emulation.burst_ms,
     )
-    return cmds + (tc.dscp_filters(d.interface, bands) if bands > 1 else [])
+    return cmds + (tc.dscp_filters(interface, bands) if bands > 1 else [])
 
 
 class _Clock:

@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from testbed import shell
+from testbed.network.plane import PACKET, Plane
 from topologies import Direction, GraphTopo
 
 FAMILY = "netdev"
@@ -46,7 +47,7 @@ class LossCounters:
 class NamespacePlan:
     """Chains one namespace needs: egress marking per interface, ingress discards."""
 
-    mark: dict[str, list[Direction]] = field(default_factory=dict)
+    mark: dict[tuple[str, str], list[Direction]] = field(default_factory=dict)  # (hook, dev)
     discard: list[str] = field(default_factory=list)
 
 
@@ -55,14 +56,15 @@ def threshold(loss_pct: float) -> int:
     return round(loss_pct / 100 * SCALE)
 
 
-def plan(topo: GraphTopo) -> dict[str | None, NamespacePlan]:
-    """Namespace owner (a host name, or None for the root namespace) -> its chains."""
+def plan(topo: GraphTopo, plane: Plane = PACKET) -> dict[str | None, NamespacePlan]:
+    """Namespace owner (a host name, or None for the root namespace) -> its chains.
+    The forwarding plane says where a switch's output can be marked."""
     plans: dict[str | None, NamespacePlan] = defaultdict(NamespacePlan)
     for d in topo.directions():
         if not d.params.loss_pct:
             continue
         owner = d.src if d.src in topo.host_info else None
-        plans[owner].mark.setdefault(d.interface, []).append(d)
+        plans[owner].mark.setdefault(plane.mark_hook(d, topo.host_info), []).append(d)
         if d.dst in topo.host_info:  # switches discard by an OpenFlow entry instead
             plans[d.dst].discard.append(d.peer_interface)
     return dict(plans)
@@ -71,8 +73,9 @@ def plan(topo: GraphTopo) -> dict[str | None, NamespacePlan]:
 def ruleset(ns: NamespacePlan, table: str) -> dict:
     """The nft JSON document of one namespace."""
     cmds: list[dict] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
-    for interface, directions in sorted(ns.mark.items()):
-        chain = _chain(cmds, table, interface, "egress")
+    for (hook, interface), directions in sorted(ns.mark.items()):
+        # before a wired plane's forwarding chain on the same hook (priority 0)
+        chain = add_chain(cmds, table, interface, hook, prio=-10)
         for d in directions:
             draw = {
                 "match": {
@@ -84,10 +87,10 @@ def ruleset(ns: NamespacePlan, table: str) -> dict:
             lost = {
                 "mangle": {"key": {"payload": {"protocol": "ip", "field": "ecn"}}, "value": LOST}
             }
-            _rule(cmds, table, chain, f"offered {d.name}", [_IPV4, _COUNTER])
-            _rule(cmds, table, chain, f"loss {d.name}", [_IPV4, draw, _COUNTER, lost])
+            add_rule(cmds, table, chain, f"offered {d.name}", [_IPV4, _COUNTER])
+            add_rule(cmds, table, chain, f"loss {d.name}", [_IPV4, draw, _COUNTER, lost])
     for interface in sorted(ns.discard):
-        chain = _chain(cmds, table, interface, "ingress")
+        chain = add_chain(cmds, table, interface, "ingress")
         is_lost = {
             "match": {
                 "op": "==",
@@ -95,7 +98,7 @@ def ruleset(ns: NamespacePlan, table: str) -> dict:
                 "right": LOST,
             }
         }
-        _rule(
+        add_rule(
             cmds, table, chain, f"discard {interface}", [_IPV4, is_lost, _COUNTER, {"drop": None}]
         )
     return {"nftables": cmds}
@@ -105,8 +108,11 @@ _IPV4 = {"match": {"op": "==", "left": {"meta": {"key": "protocol"}}, "right": "
 _COUNTER = {"counter": {"packets": 0, "bytes": 0}}
 
 
-def _chain(cmds: list[dict], table: str, interface: str, hook: str) -> str:
-    name = f"{hook}_{interface.replace('-', '_')}"
+def add_chain(
+    cmds: list[dict], table: str, interface: str, hook: str, prio: int = 0, name: str = ""
+) -> str:
+    """Append a base chain on `interface`'s `hook` to `cmds`; return its name."""
+    name = (name or f"{hook}_{interface}").replace("-", "_")
     cmds.append(
         {
             "add": {
@@ -117,7 +123,7 @@ def _chain(cmds: list[dict], table: str, interface: str, hook: str) -> str:
                     "type": "filter",
                     "hook": hook,
                     "dev": interface,
-                    "prio": 0,
+                    "prio": prio,
                     "policy": "accept",
                 }
             }
@@ -126,7 +132,8 @@ def _chain(cmds: list[dict], table: str, interface: str, hook: str) -> str:
     return name
 
 
-def _rule(cmds: list[dict], table: str, chain: str, comment: str, expr: list[dict]) -> None:
+def add_rule(cmds: list[dict], table: str, chain: str, comment: str, expr: list[dict]) -> None:
+    """Append a rule (with a comment naming what it counts) to `cmds`."""
     cmds.append(
         {
             "add": {

@@ -98,7 +98,7 @@ class LinkMonitor:
         self.path = path
         self.t0 = t0
         self.directions = net.topo.directions()
-        self.loss_plan = loss.plan(net.topo)
+        self.loss_plan = loss.plan(net.topo, net.plane)
         self.peaks = {d.name: _Peak() for d in self.directions}
         self._counters: dict[str, dict[str, int]] | None = None  # this sample's, if read at once
         self._periodic = Periodic("link-monitor", interval_s, self.sample)
@@ -137,9 +137,10 @@ class LinkMonitor:
         nft = self._loss_counters()
         rows = []
         for d in self.directions:
-            qdisc = None if d.src in self.unread else qdiscs.get(d.interface, {})
+            tree = self.net.tree_interface(d)
+            qdisc = None if d.src in self.unread else qdiscs.get(tree, {})
             row = self._row(d, now, qdisc, nft.get(d.name))
-            row.update(shapers.get(d.interface, {}))
+            row.update(shapers.get(tree, {}))
             self._track_peak(d, row, now)
             rows.append(row)
         if not self._fh.closed:
@@ -153,12 +154,13 @@ class LinkMonitor:
     def _band_rows(self, now: float, qdiscs: dict[str, dict]) -> list[dict]:
         rows = []
         for d in self.banded:
-            for band, stats in sorted(qdiscs.get(d.interface, {}).get("bands", {}).items()):
+            tree = self.net.tree_interface(d)
+            for band, stats in sorted(qdiscs.get(tree, {}).get("bands", {}).items()):
                 rows.append(
                     {
                         "time_s": round(now - self.t0, 3),
                         "direction": d.name,
-                        "interface": d.interface,
+                        "interface": tree,
                         "band": band,
                         "dscp": tc.CLASS_DSCP[band],
                         **stats,
@@ -168,8 +170,9 @@ class LinkMonitor:
 
     def _row(self, d: Direction, now: float, qdisc: dict, counters) -> dict:
         switches = self.net.topo.switch_info
+        tree = self.net.tree_interface(d)  # its tx: what left the queue onto the link
         if d.src in switches:
-            sent = self._counter(d.interface)
+            sent = self._counter(tree)
             tx_b, tx_p = sent["tx_bytes"], sent["tx_packets"]
             if d.dst in switches:
                 got = self._counter(d.peer_interface)
@@ -193,7 +196,7 @@ class LinkMonitor:
             "direction": d.name,
             "src": d.src,
             "dst": d.dst,
-            "interface": d.interface,
+            "interface": tree,
             "tx_bytes": tx_b,
             "tx_packets": tx_p,
             "rx_bytes": rx_b,

@@ -19,9 +19,11 @@ report into `fidelity`, with ``trustworthy: false`` and the reasons when:
   holds them); packets waiting while the bucket has tokens wait for something else
   (a late dequeue on a busy CPU, a device that stopped taking packets), so a link
   held back in a share h of its backlogged samples ran at about (1 - h) of its rate
-  while backlogged. An earlier check compared bytes sent over the 1 s intervals whose
-  both ends found packets queued, which a bursty link that emptied in between fooled
-  (the quickstart's server uplink at 10 Mb/s, 0.66 of its rate, in one run of two);
+  while backlogged. When ovs-vswitchd was at 90% of a core or more (p95) meanwhile,
+  the reason names the switch as the cause, and what to change. An earlier check
+  compared bytes sent over the 1 s intervals whose both ends found packets queued,
+  which a bursty link that emptied in between fooled (the quickstart's server uplink
+  at 10 Mb/s, 0.66 of its rate, in one run of two);
 - a replica's parameter snapshot is missing where the replicas were to be compared
   (`param_divergence` then stays empty rather than compare fewer replicas);
 - a job with a set compute time (`jobs[].compute_ms`) computed for longer than that in
@@ -36,6 +38,7 @@ the samples are: they are taken by the same busy machine.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -51,6 +54,9 @@ from testbed.stats import binomial_interval
 CPU_COLUMNS = ["time_s", "source", "cpu_pct"]
 MACHINE = "machine"  # cpu_pct: busy share of all cores; other sources: their share of all cores
 BUSY_PCT = 90.0
+# ovs-vswitchd's share of one core from which its forwarding thread counts as the
+# cause of links running below their rate (it forwards in one thread).
+SWITCH_BUSY_PCT = 90.0
 SATURATED_SHARE = 0.10
 FAMILY_LEVEL = 0.99
 HELD_SHARE = 0.1  # of a direction's backlogged samples: ~ running below 90% of its rate
@@ -198,15 +204,36 @@ def assess(
         slow = slow_links(pd.read_csv(links_path))
         fidelity["slow_links"] = slow
         if slow:
-            names = ", ".join(
-                f"{d} ({v['held_samples']} of {v['backlogged_samples']} backlogged samples)"
-                for d, v in slow.items()
-            )
-            fidelity["reasons"].append(
-                f"links held packets back that their shaper would have sent: {names}"
-            )
+            fidelity["reasons"].append(_slow_reason(slow, fidelity, _ports(run_dir)))
     fidelity["trustworthy"] = not fidelity["reasons"]
     return fidelity
+
+
+def _slow_reason(slow: dict, fidelity: dict, ports: str) -> str:
+    """Why links ran slow: the switch, when its forwarding thread was saturated (then
+    say what to change), else packets held back for a reason the run cannot name."""
+    names = ", ".join(
+        f"{d} ({v['held_samples']} of {v['backlogged_samples']} backlogged samples)"
+        for d, v in slow.items()
+    )
+    busy = fidelity.get("ovs_core_busy_p95_pct", 0)
+    fidelity["switch_saturated"] = busy >= SWITCH_BUSY_PCT
+    if not fidelity["switch_saturated"]:
+        return f"links held packets back that their shaper would have sent: {names}"
+    change = "lower the link rates" + (" or set network.ports: afxdp" if ports == "packet" else "")
+    return (
+        f"the switch was the bottleneck: ovs-vswitchd at {busy:g}% of a core (p95, "
+        f"{ports} ports) while links held back packets their shaper would have sent: "
+        f"{names}; {change}"
+    )
+
+
+def _ports(run_dir: Path) -> str:
+    """The run's forwarding plane, from its metadata.json ('' if unknown)."""
+    try:
+        return json.loads((run_dir / "metadata.json").read_text())["platform"]["ports"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def cpu_figures(cpu: pd.DataFrame) -> dict:

@@ -150,6 +150,10 @@ class NetworkSpec(Frozen):
     """How the emulated network is realised on this machine."""
 
     datapath: Literal["auto", "user", "kernel"] = "auto"
+    # How the userspace datapath reads switch ports (testbed.network.plane): AF_PACKET
+    # sockets, or AF_XDP sockets with the links queued on wire ends. auto: afxdp where
+    # this Open vSwitch offers it and its pinned memory fits, else packet.
+    ports: Literal["auto", "packet", "afxdp"] = "auto"
     loss_backend: Literal["auto", "netem", "nftables"] = "auto"
     # The bucket must outlast the machine's longest usual delay in dequeuing, or the
     # link loses rate; deeper buckets let longer line-rate bursts through after idle.

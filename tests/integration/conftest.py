@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from testbed.ledger import leftovers
+from testbed.platform import probe
 from tests.integration.leaks import new_leftovers, snapshot
 
 TESTBED = [sys.executable, "-m", "testbed"]
@@ -67,6 +68,23 @@ def stop(proc: subprocess.Popen) -> None:
 def release_dead_runs() -> list[str]:
     """What `testbed clean` does: release every ledger whose harness is gone."""
     return [item for ledger in leftovers() for item in ledger.release()]
+
+
+def forwarding_planes() -> list[str]:
+    """The `network.ports` values whose runs differ on this machine: where the OVS
+    kernel module is loaded, `auto` takes the kernel datapath and ports do not apply."""
+    if probe().ovs_kernel_module:
+        return ["auto"]
+    return ["packet"] + (["afxdp"] if "afxdp" in probe().ovs_port_types else [])
+
+
+PLANES = forwarding_planes()
+
+
+@pytest.fixture(params=PLANES, ids=[f"ports-{p}" for p in PLANES])
+def ports(request) -> str:
+    """Run the test once on each forwarding plane this machine offers."""
+    return request.param
 
 
 @pytest.fixture(autouse=True)

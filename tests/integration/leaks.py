@@ -14,7 +14,8 @@ OUR_PROCESS = re.compile(rb"testbed\.training|-m\x00controllers|mininet:h\d+")
 
 def snapshot() -> dict[str, set]:
     """Bridges, kernel datapaths, root-namespace interfaces and qdiscs, our processes,
-    ledgers, nft tables."""
+    ledgers, nft tables, and Open vSwitch's global other_config (an AF_XDP run sets
+    pmd-maxsleep where nobody had and must remove it)."""
     bridges = subprocess.run(
         ["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True, text=True
     ).stdout.split()
@@ -22,6 +23,11 @@ def snapshot() -> dict[str, set]:
     datapaths = subprocess.run(["ovs-dpctl", "dump-dps"], capture_output=True, text=True).stdout
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+    options = subprocess.run(
+        ["ovs-vsctl", "--timeout=10", "get", "Open_vSwitch", ".", "other_config"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
         "bridges": set(bridges),
         "datapaths": set(datapaths.split()),
@@ -30,6 +36,7 @@ def snapshot() -> dict[str, set]:
         "ledgers": {p.name for p in STATE_DIR.glob("*.json")},
         "nft_tables": set(tables.splitlines()),
         "qdiscs": set(qdiscs.splitlines()),
+        "ovs_options": set(options.strip("{}").split(", ")) - {""},
     }
 
 

@@ -29,9 +29,10 @@ makes contention under `none` unavoidable: with a parameter server, pushes and p
 load opposite directions, so two jobs that drift half an iteration apart share the
 full-duplex link without slowing each other (seen in the stock-kernel guest: 1.29x).
 
-The same three runs happen on each OVS datapath the machine offers: userspace
-everywhere, the kernel datapath where the openvswitch module is loaded (`make
-vm-test`).
+The same three runs happen on each OVS datapath and forwarding plane the machine
+offers: userspace with AF_PACKET ports everywhere, with AF_XDP ports where this Open
+vSwitch has them (the bands then sit on wire ends: `testbed.network.plane`), the
+kernel datapath where the openvswitch module is loaded (`make vm-test`).
 """
 
 from __future__ import annotations
@@ -43,10 +44,15 @@ from testbed.platform import probe
 from tests.integration.conftest import run_cli, write_spec
 
 pytestmark = pytest.mark.integration
+AFXDP = "afxdp" in probe().ovs_port_types
 DATAPATHS = [
-    "user",
+    ("user", "packet"),
     pytest.param(
-        "kernel",
+        ("user", "afxdp"),
+        marks=pytest.mark.skipif(not AFXDP, reason="this Open vSwitch has no afxdp ports"),
+    ),
+    pytest.param(
+        ("kernel", "auto"),
         marks=[
             pytest.mark.stock_kernel,
             pytest.mark.skipif(
@@ -81,6 +87,7 @@ SLOW_HOSTS = [
 
 
 def run(tmp_path, name, jobs, priority, datapath):
+    datapath, ports = datapath
     spec = {
         "name": name,
         "topology": {
@@ -89,7 +96,7 @@ def run(tmp_path, name, jobs, priority, datapath):
             "tiers": {"bottleneck": {"bw_mbps": 20}},
             "directed": SLOW_HOSTS,
         },
-        "network": {"datapath": datapath, "priority_bands": "always"},
+        "network": {"datapath": datapath, "ports": ports, "priority_bands": "always"},
         "controller": {"priority": priority},
         "jobs": jobs,
     }
@@ -101,9 +108,9 @@ def run(tmp_path, name, jobs, priority, datapath):
     return out, jobs
 
 
-@pytest.fixture(scope="module", params=DATAPATHS)
+@pytest.fixture(scope="module", params=DATAPATHS, ids="-".join)
 def runs(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(f"priority-{request.param}")
+    tmp = tmp_path_factory.mktemp(f"priority-{'-'.join(request.param)}")
     return {
         "baseline": run(tmp, "beside-twin", [HIGH, TWIN], "none", request.param),
         "none": run(tmp, "shared-none", [HIGH, LOW], "none", request.param),

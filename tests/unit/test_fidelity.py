@@ -3,12 +3,13 @@ from hand-made cpu.csv and links.csv rows (the live figures come from every run)
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pandas as pd
 
-from testbed.results.fidelity import CpuSampler, assess, cpu_figures, slow_links
+from testbed.results.fidelity import CORES, CpuSampler, assess, cpu_figures, slow_links
 
 
 def machine(busy: list[float]) -> pd.DataFrame:
@@ -60,6 +61,28 @@ def test_a_held_back_link_makes_a_run_untrustworthy_and_is_named(tmp_path):
     assert fidelity["reasons"] == [
         "links held packets back that their shaper would have sent: "
         "a->b (4 of 10 backlogged samples)"]  # fmt: skip
+
+
+def test_a_saturated_switch_is_named_as_the_cause_with_what_to_change(tmp_path):
+    """ovs-vswitchd at >= 90% of a core while a link ran slow: the switch is the reason,
+    and the advice depends on the forwarding plane recorded in metadata.json."""
+    ovs = pd.DataFrame({"time_s": range(10), "source": "ovs-vswitchd", "cpu_pct": 94 / CORES})
+    pd.concat([machine([60] * 10), ovs]).to_csv(tmp_path / "cpu.csv", index=False)
+    link_rows([1] * 4 + [0] * 6).to_csv(tmp_path / "links.csv", index=False)
+    for ports, advice in [("packet", "or set network.ports: afxdp"), ("afxdp", "")]:
+        (tmp_path / "metadata.json").write_text(json.dumps({"platform": {"ports": ports}}))
+        fidelity = assess(tmp_path, [])
+        assert fidelity["switch_saturated"] and not fidelity["trustworthy"]
+        assert fidelity["reasons"] == [
+            f"the switch was the bottleneck: ovs-vswitchd at 94% of a core (p95, {ports} "
+            "ports) while links held back packets their shaper would have sent: a->b (4 of "
+            f"10 backlogged samples); lower the link rates{' ' + advice if advice else ''}"
+        ]
+    ovs["cpu_pct"] = 80 / CORES  # 80% of a core: the switch had room, the cause is unknown
+    pd.concat([machine([60] * 10), ovs]).to_csv(tmp_path / "cpu.csv", index=False)
+    fidelity = assess(tmp_path, [])
+    assert not fidelity["switch_saturated"]
+    assert fidelity["reasons"][0].startswith("links held packets back")
 
 
 def test_a_calm_run_is_trustworthy(tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from testbed.errors import SpecError
-from testbed.network import loss
+from testbed.network import loss, wire
+from testbed.network.plane import Plane
 from testbed.platform import Platform
 from testbed.preflight import check_features
 from testbed.spec import validate
@@ -24,12 +25,30 @@ def test_no_loss_no_rules():
 def test_each_direction_is_marked_at_its_own_egress_namespace():
     plans = loss.plan(dumbbell(loss_pct=1))
     root = plans[None]
-    assert [d.name for d in root.mark["left-eth3"]] == ["left->right"]
-    assert [d.name for d in root.mark["right-eth1"]] == ["right->h3"]
+    assert [d.name for d in root.mark["egress", "left-eth3"]] == ["left->right"]
+    assert [d.name for d in root.mark["egress", "right-eth1"]] == ["right->h3"]
     # a host's own direction is marked inside the host's namespace, on its interface
-    assert [d.name for d in plans["h1"].mark["h1-eth0"]] == ["h1->left"]
+    assert [d.name for d in plans["h1"].mark["egress", "h1-eth0"]] == ["h1->left"]
     marked = [d.name for ns in plans.values() for ds in ns.mark.values() for d in ds]
     assert len(marked) == len(set(marked)) == 10  # 5 links x 2 directions, each once
+
+
+def test_on_afxdp_ports_a_switch_marks_at_its_wire_end_before_the_wire_forwards():
+    """AF_XDP transmit skips the egress hook, so a switch's output is marked where it
+    reaches the port's wire end, in a chain that runs before the wire's fwd (prio 0)."""
+    plans = loss.plan(dumbbell(loss_pct=1), Plane("afxdp"))
+    assert [d.name for d in plans[None].mark["ingress", "left-w3"]] == ["left->right"]
+    assert [d.name for d in plans["h1"].mark["egress", "h1-eth0"]] == ["h1->left"]
+    assert plans["h3"].discard == ["h3-eth0"]
+    chains = [
+        c["add"]["chain"] for c in loss.ruleset(plans[None], "t")["nftables"] if "chain" in c["add"]
+    ]
+    assert {(c["hook"], c["prio"]) for c in chains} == {("ingress", -10)}
+    wires = wire.ruleset(Plane("afxdp").wires(dumbbell()), "t")["nftables"]
+    assert {c["add"]["chain"]["prio"] for c in wires if "chain" in c["add"]} == {0}
+    assert not {c["name"] for c in chains} & {
+        c["add"]["chain"]["name"] for c in wires if "chain" in c["add"]
+    }
 
 
 def test_hosts_discard_what_their_switch_marked_lost():
