@@ -1,11 +1,13 @@
 """How a fat-tree comes up and goes down: controller start -> all switches programmed
 -> reachability checked -> torn down, and what it holds in memory, for k = 4, 8, 16.
 
-    sudo .venv/bin/python benchmarks/network_startup.py [--k 4 8 16]
+    sudo .venv/bin/python benchmarks/network_startup.py [--k 4 8 16] [--ports auto]
 
-Each k is one network with no job (`bare_testbed`). Printed per k: seconds to "network
-ready" and to "reachable" (since run start), teardown seconds, the start-up profile
-(metadata's network_profile: Mininet build, switch ports, start, host setup, tc trees),
+Each k is one network with no job (`bare_testbed`), on the forwarding plane `--ports`
+(auto: AF_XDP where its pinned memory fits, so k=4 here, else AF_PACKET). Printed
+per k: seconds to "network ready" and to "reachable" (since run start), teardown
+seconds, the start-up profile (metadata's network_profile: Mininet build, start, host
+setup, tc trees),
 the resident memory of the host shells, ovs-vswitchd and the controller, and the
 ratios between the largest and smallest k from this one invocation (the machine is
 shared and noisy: compare ratios, not absolute numbers across days).
@@ -26,7 +28,7 @@ from testbed.ledger import leftovers
 from testbed.runner import bare_testbed
 
 COLUMNS = [
-    "k", "hosts", "switches", "ready s", "reachable s", "pairs checked", "teardown s",
+    "k", "ports", "hosts", "switches", "ready s", "reachable s", "pairs checked", "teardown s",
     "build s", "start s", "hosts setup s", "tc s", "shell MB/host", "ovs-vswitchd MB",
     "controller MB", "left behind",
 ]  # fmt: skip
@@ -45,10 +47,11 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-def measure(k: int, workdir: Path) -> dict:
+def measure(k: int, workdir: Path, ports: str) -> dict:
     spec = {
         "name": f"startup-k{k}",
         "topology": {"kind": "fat-tree", "k": k},
+        "network": {"ports": ports},
         "jobs": [{"name": "probe", "workers": 1, "servers": 1, "iterations": 1}],
     }
     tb = bare_testbed(spec, workdir / f"k{k}", "benchmark")
@@ -57,6 +60,7 @@ def measure(k: int, workdir: Path) -> dict:
         vswitchd = shell.run(["pidof", "ovs-vswitchd"], check=False).stdout.split()
         row = {
             "k": k,
+            "ports": tb.ports,
             "hosts": len(hosts),
             "switches": len(tb.topo.switch_info),
             "ready s": tb.timings["network_ready_s"],
@@ -79,9 +83,10 @@ def measure(k: int, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--ports", default="auto", choices=["auto", "packet", "afxdp"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(k, Path(tmp)) for k in args.k]
+        rows = [measure(k, Path(tmp), args.ports) for k in args.k]
     table = Table(title="fat-tree start-up and teardown (seconds; ready/reachable since run start)")
     for col in COLUMNS:
         table.add_column(col, justify="right")

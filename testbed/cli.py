@@ -260,6 +260,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     table.add_row(
         "/dev/net/tun", _tri(p.tun, "present", "missing: the userspace datapath cannot run")
     )
+    for label, ports in (("k=4 fat-tree", 80), ("k=8 fat-tree", 640)):
+        plane, why = p.ports("auto", p.datapath("auto"), ports)
+        table.add_row(f"switch ports (auto), {label}", f"{plane} ({why.removeprefix('auto: ')})")
     table.add_row(
         "sch_netem",
         _tri(

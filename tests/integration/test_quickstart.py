@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from testbed.network.monitor import COLUMNS as LINK_COLUMNS
+from testbed.platform import probe
 from testbed.results.tables import ITERATION_COLUMNS, JOB_COLUMNS, write_tables
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
@@ -31,6 +32,11 @@ def test_metadata_records_the_run(quickstart):
     assert meta["status"] == "ok"
     assert 0 < meta["network_ready_s"] <= meta["reachable_s"] < meta["duration_s"]
     assert meta["platform"]["datapath"] in ("user", "kernel")
+    # the forwarding plane `auto` took is the platform's own choice for 80 switch ports
+    expected = probe().ports("auto", meta["platform"]["datapath"], 80)[0]
+    assert meta["platform"]["ports"] == expected, meta["platform"]["ports_reason"]
+    # written after the teardown ended, and the teardown took time after the run's start
+    assert 0 < meta["teardown_s"] < meta["duration_s"]
     assert meta["placement"]["mlp"]["servers"] and len(meta["placement"]["mlp"]["workers"]) == 4
     assert meta["versions"]["torch"] != "missing"
     for name in ("spec.yaml", "iterations.csv", "jobs.csv", "messages.csv", "logs/controller.log"):

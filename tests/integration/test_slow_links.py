@@ -37,7 +37,7 @@ def test_only_a_starved_shaper_is_a_slow_link(tmp_path, starved, no_leftovers):
         if starved:
             leaf = [
                 "dev",
-                core.interface,
+                tb.network.tree_interface(core),  # the sender's port, or a wire end
                 "parent",
                 tc.leaf_classid(0),
                 "handle",
