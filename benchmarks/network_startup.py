@@ -76,6 +76,7 @@ def measure(k: int, workdir: Path, ports: str) -> dict:
         }
         began = time.monotonic()
     row["teardown s"] = round(time.monotonic() - began, 1)
+    print(f"k={k} teardown steps (s): {tb.network.teardown_profile}")
     row["left behind"] = len(leftovers())
     return row
 

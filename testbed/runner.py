@@ -467,7 +467,9 @@ def run_experiment(
     except Exception as exc:  # a bug: keep the traceback in the log, results on disk
         log.error("unexpected error\n%s", traceback.format_exc())
         error = f"unexpected {type(exc).__name__}: {exc} (traceback in logs/harness.log)"
-    meta.data["teardown_s"] = testbed.teardown_s  # written with the final metadata
+    # written with the final metadata
+    meta.data["teardown_s"] = testbed.teardown_s
+    meta.data["teardown_profile"] = testbed.network.teardown_profile
     if testbed.teardown_errors:
         status = "interrupted" if status == "interrupted" else "failed"
         error = "; ".join(filter(None, [error, *testbed.teardown_errors]))

@@ -121,6 +121,7 @@ class ClusterNetwork:
         self.datapath = datapath
         self.plane = Plane("kernel" if datapath == "kernel" else "packet")
         self.pmd_maxsleep_us: int | None = None  # no AF_XDP ports on a cluster
+        self.teardown_profile: dict[str, float] = {}
         self.emulation = emulation or LinkEmulation(loss_backend="netem")
         if self.emulation.loss_backend != "netem":
             raise TestbedError("a cluster emulates loss with netem only")

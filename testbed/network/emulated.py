@@ -92,6 +92,7 @@ class EmulatedNetwork:
         self.nft_table = "mlnet_" + re.sub(r"[^a-z0-9_]", "_", ledger.run_id.lower())
         self.net: FabricMininet | None = None
         self.profile: dict[str, float] = {}  # seconds per start-up phase, for metadata.json
+        self.teardown_profile: dict[str, float] = {}  # seconds per teardown step
         self.pmd_maxsleep_us: int | None = None  # in force while AF_XDP ports are polled
 
     # ------------------------------------------------------------------ lifecycle
@@ -152,11 +153,15 @@ class EmulatedNetwork:
         net, self.net = self.net, None
         if net is None:
             return
+        clock = _Clock(self.teardown_profile)
         for node in net.hosts + net.switches:
             node.terminate()
+        clock.lap("hosts_s")
         delete_bridges(sorted(self.topo.switch_info))
+        clock.lap("bridges_s")
         delete_interfaces(self.plane.root_interfaces(self.topo))
         shell.run(["nft", "delete", "table", loss.FAMILY, self.nft_table], check=False)
+        clock.lap("interfaces_s")
 
     # ------------------------------------------------------------------ queries
 
