@@ -49,6 +49,17 @@ def check_features(exp: Experiment, source: str, platform: Platform) -> None:
             "kernel",
             "expected auto or user: the openvswitch kernel module is not available",
         )
+    if (
+        exp.network.ports == "afxdp"
+        and platform.datapath(exp.network.datapath) == "user"
+        and "afxdp" not in platform.ovs_port_types
+    ):
+        raise SpecError(
+            source,
+            "network.ports",
+            "afxdp",
+            "expected auto or packet: this Open vSwitch offers no afxdp ports",
+        )
     _check_link_features(exp, source, platform)
     for i, job in enumerate(exp.jobs):
         cc = job.transport.congestion_control

@@ -3,8 +3,13 @@ marked, and which plane `auto` picks (testbed.network.plane, testbed.platform)."
 
 from __future__ import annotations
 
+import pytest
+
+from testbed.errors import SpecError
 from testbed.network.plane import Plane, wire_end
 from testbed.platform import AFXDP_PORT_BYTES, Platform
+from testbed.preflight import check_features
+from testbed.spec import validate
 from testbed.spec.schema import DumbbellSpec, FatTreeSpec
 from topologies import build_topology
 
@@ -74,3 +79,15 @@ def test_auto_ports_take_afxdp_where_offered_and_its_pinned_memory_fits():
     assert machine().ports("auto", "user", edge + 1)[0] == "packet"
     assert machine().ports("packet", "user", 80) == ("packet", "requested by the spec")
     assert machine().ports("afxdp", "kernel", 80)[0] == "kernel"
+
+
+def test_afxdp_ports_where_open_vswitch_has_none_are_refused_before_building():
+    exp = validate({"name": "x", "topology": {"kind": "dumbbell"}, "network": {"ports": "afxdp"},
+                    "jobs": [{"name": "j", "workers": 1}]}, "spec.yaml")  # fmt: skip
+    with pytest.raises(SpecError) as err:
+        check_features(exp, "spec.yaml", machine(types=("system",)))
+    assert str(err.value) == (
+        "spec.yaml: network.ports = 'afxdp': expected auto or packet: this Open vSwitch "
+        "offers no afxdp ports"
+    )
+    check_features(exp, "spec.yaml", machine())  # offered: accepted
