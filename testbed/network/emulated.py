@@ -1,15 +1,18 @@
 """Topo -> a running Mininet network with OVS switches, emulated links and tidy hosts.
 
-Mininet builds hosts, veth links and OVS bridges; this module adds what the
-testbed needs on top, all recorded in the run's ledger first:
+Mininet builds hosts and OVS bridges over veths made in batches
+(`testbed.network.fabric`); this module adds what the testbed needs on top, all
+recorded in the run's ledger first:
 
 - OpenFlow 1.3, fail-mode secure (no learning-switch flooding in a looped fabric
   before the controller has programmed it), userspace datapath unless the kernel
-  module is present;
+  module is present, switch ports of the run's forwarding plane
+  (`testbed.network.plane`: AF_PACKET, or AF_XDP with links on wire ends);
 - static neighbour entries on every host (no ARP broadcasts in the fabric);
 - checksum/segmentation offloads off on host interfaces (userspace OVS does not
   fill checksums, and GSO super-packets would make queue lengths meaningless);
-- on the egress interface of every link direction, the project's tc tree
+- on the interface that queues each link direction (its sender's egress, or on the
+  AF_XDP plane the far end's wire end for a switch's output), the project's tc tree
   (`testbed.network.tc`): rate, queue, and a netem root when delay/jitter (or netem
   loss) are asked for;
 - random loss last, by `enable_loss` (nftables rules of `testbed.network.loss`, or
