@@ -20,6 +20,7 @@ and sums them per job and tier.
 from __future__ import annotations
 
 from controllers.compat import parser
+from controllers.contract import JobsDoc
 from controllers.cookies import account_cookie
 from controllers.ofmsg import DOWN_TABLE, ETH_IPV4, JOB_TABLE, PORT_TABLE, ROUTE_TABLE, flow
 from controllers.topology import Fabric
@@ -30,9 +31,9 @@ COUNT_PRIORITY = 10
 class Accounting:
     """Counting entries for the jobs of the harness's jobs JSON."""
 
-    def __init__(self, fabric: Fabric, config: dict):
+    def __init__(self, fabric: Fabric, config: JobsDoc | dict):
         self.fabric = fabric
-        self.jobs = [tuple(j["hosts"]) for j in config["jobs"]]
+        self.jobs = [j.hosts for j in JobsDoc.from_json(config).jobs]
         self.hosts = {h.name: h for h in fabric.hosts}
 
     def messages(self, switch: str) -> list:

@@ -27,6 +27,7 @@ from controllers.compat import (
     parser,
     set_ev_cls,
 )
+from controllers.contract import JobsDoc, ReadyReport
 from controllers.ofmsg import CLASSIFY_TABLE, clear_switch, discard_lost
 from controllers.priority import COOKIE_MASK, COOKIE_TAG, make_priority
 from controllers.routing import make_routing
@@ -60,8 +61,8 @@ class TestbedController(app_manager.OSKenApp):
         conf = cfg.CONF.mlnet
         self.fabric = Fabric.load(conf.topology)
         with open(conf.jobs) as fh:
-            self.jobs_config = json.load(fh)
-        self.state_file = self.jobs_config.get("state_json")
+            self.jobs_config = JobsDoc.from_json(json.load(fh))
+        self.state_file = self.jobs_config.state_json
         self.priority = make_priority(self.fabric, self.jobs_config, self._resume())
         self.routing = make_routing(self.fabric, conf.routing)
         self.accounting = Accounting(self.fabric, self.jobs_config)
@@ -159,7 +160,7 @@ class TestbedController(app_manager.OSKenApp):
     def _poll(self):
         """Ask the switches holding marking entries for their counters, forever."""
         while True:
-            hub.sleep(self.jobs_config["poll_ms"] / 1000)
+            hub.sleep(self.jobs_config.poll_ms / 1000)
             for name in self.priority.stat_switches():
                 dp = self.datapaths.get(name)
                 if dp is not None:
@@ -185,7 +186,7 @@ class TestbedController(app_manager.OSKenApp):
         """Append class changes to controller.csv (time relative to the run start)."""
         rows = [
             [
-                round(time.time() - self.jobs_config["t0"], 3),
+                round(time.time() - self.jobs_config.t0, 3),
                 job,
                 cls,
                 self.priority.dscp[cls],
@@ -193,13 +194,14 @@ class TestbedController(app_manager.OSKenApp):
             ]
             for job, cls, reason in self.priority.take_events()
         ]
-        path = self.jobs_config["events_csv"]
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as fh:
-            writer = csv.writer(fh)
-            if new:
-                writer.writerow(["time_s", "job", "class", "dscp", "reason"])
-            writer.writerows(rows)
+        path = self.jobs_config.events_csv
+        if path:
+            new = not os.path.exists(path)
+            with open(path, "a", newline="") as fh:
+                writer = csv.writer(fh)
+                if new:
+                    writer.writerow(["time_s", "job", "class", "dscp", "reason"])
+                writer.writerows(rows)
         for row in rows:
             self.logger.info("class change: %s", row)
 
@@ -221,9 +223,9 @@ class TestbedController(app_manager.OSKenApp):
         """Append one port change to ports.csv: when the controller learnt of it and
         how many entries it changed (the harness's faults.csv reads detection here)."""
         entries = sum(map(len, changes.values()))
-        row = [round(time.time() - self.jobs_config["t0"], 4), name, port_no, neighbor,
+        row = [round(time.time() - self.jobs_config.t0, 4), name, port_no, neighbor,
                "down" if port_down else "up", entries, len(changes)]  # fmt: skip
-        path = self.jobs_config.get("ports_csv")
+        path = self.jobs_config.ports_csv
         if path:
             new = not os.path.exists(path)
             with open(path, "a", newline="") as fh:
@@ -240,5 +242,6 @@ class TestbedController(app_manager.OSKenApp):
         if self.ready_file:
             tmp = self.ready_file + ".tmp"
             with open(tmp, "w") as fh:
-                json.dump({"switches": len(self.fabric.switches), "errors": self.errors}, fh)
+                report = ReadyReport(switches=len(self.fabric.switches), errors=self.errors)
+                json.dump(report.to_json(), fh)
             os.replace(tmp, self.ready_file)  # atomic: the harness never reads half a file

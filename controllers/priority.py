@@ -35,6 +35,7 @@ import random
 from dataclasses import dataclass
 
 from controllers.compat import ofp, parser
+from controllers.contract import JobsDoc
 from controllers.ofmsg import AFTER_CLASSIFY, CLASSIFY_TABLE, ETH_IPV4, flow
 from controllers.topology import Fabric, Host
 
@@ -66,22 +67,16 @@ class MarkingPolicy:
     name = "base"
     polls = False  # whether the app must feed it flow statistics
 
-    def __init__(self, fabric: Fabric, config: dict, resume: dict | None = None):
+    def __init__(self, fabric: Fabric, config: JobsDoc, resume: dict | None = None):
         self.resumed = resume or {}
         by_name = {h.name: h for h in fabric.hosts}
         self.jobs = [
-            Job(
-                i,
-                j["name"],
-                tuple(by_name[h] for h in j["hosts"]),
-                j.get("priority"),
-                int(j.get("total_bytes", 0)),
-            )
-            for i, j in enumerate(config["jobs"])
+            Job(i, j.name, tuple(by_name[h] for h in j.hosts), j.priority, j.total_bytes)
+            for i, j in enumerate(config.jobs)
         ]
         self.config = config
-        self.classes = int(config["classes"])
-        self.dscp = list(config["dscp"])
+        self.classes = config.classes
+        self.dscp = list(config.dscp)
         self.events: list[tuple[str, int, str]] = []
         self.current: dict[str, int] = {}
         for job, (cls, reason) in self.initial_classes().items():
@@ -168,7 +163,7 @@ class FixedPriority(MarkingPolicy):
     name = "fixed"
 
     def initial_classes(self) -> dict[str, tuple[int, str]]:
-        if self.config.get("order") == "random":
+        if self.config.order == "random":
             return self._random_classes()
         lowest = self.classes - 1
         return {
@@ -180,7 +175,7 @@ class FixedPriority(MarkingPolicy):
 
     def _random_classes(self) -> dict[str, tuple[int, str]]:
         """MLNET's random priorities: job i gets rank order[i] of n, drawn from the seed."""
-        n, seed = len(self.jobs), int(self.config["seed"])
+        n, seed = len(self.jobs), self.config.seed
         order = random.Random(seed).sample(range(n), n)
         return {
             j.name: (
@@ -224,8 +219,8 @@ class LeastAttainedService(MarkingPolicy):
     name = "las"
     polls = True
 
-    def __init__(self, fabric: Fabric, config: dict, resume: dict | None = None):
-        self.thresholds = [int(t) for t in config["thresholds_bytes"]]
+    def __init__(self, fabric: Fabric, config: JobsDoc, resume: dict | None = None):
+        self.thresholds = list(config.thresholds_bytes)
         self.sent: dict[tuple[str, int], int] = {}  # (switch, job index) -> bytes
         # bytes a killed controller had counted, before this one's switches counted anew
         self.carried: dict[str, int] = dict((resume or {}).get("attained", {}))
@@ -276,11 +271,14 @@ class LeastAttainedService(MarkingPolicy):
 POLICIES = {p.name: p for p in (NoPriority, FixedPriority, SmallestFirst, LeastAttainedService)}
 
 
-def make_priority(fabric: Fabric, config: dict, resume: dict | None = None) -> MarkingPolicy:
-    """The policy `config["policy"]` (spec `controller.priority`) for `fabric`, going on
+def make_priority(
+    fabric: Fabric, config: JobsDoc | dict, resume: dict | None = None
+) -> MarkingPolicy:
+    """The policy `config.policy` (spec `controller.priority`) for `fabric`, going on
     from `resume` (a killed controller's `state()`) when given."""
-    if config["policy"] not in POLICIES:
+    config = JobsDoc.from_json(config)
+    if config.policy not in POLICIES:
         raise ValueError(
-            f"unknown priority policy {config['policy']!r}; expected one of {sorted(POLICIES)}"
+            f"unknown priority policy {config.policy!r}; expected one of {sorted(POLICIES)}"
         )
-    return POLICIES[config["policy"]](fabric, config, resume)
+    return POLICIES[config.policy](fabric, config, resume)

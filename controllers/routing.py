@@ -52,14 +52,14 @@ class TwoLevelRouting:
         if fabric.kind != "fat-tree":
             raise ValueError("two-level tables are defined for fat-trees only")
         self.fabric = fabric
-        self.k = int(fabric.params["k"])
+        self.k = int(fabric.k)
         self.down: frozenset = frozenset()
         self.overrides: dict[str, dict[str, int | None]] = {}  # switch -> host ip -> port
 
     def messages(self, switch: str) -> list:
         """The route-table flow-mods `switch` needs (its overrides included)."""
         record = self.fabric.switches[switch]
-        role, pod, pos = record["role"], record["pod"], record["index"]
+        role, pod, pos = record.role, record.pod, record.index
         half = self.k // 2
         msgs: list = []
         if role == "core":
@@ -94,7 +94,7 @@ class TwoLevelRouting:
     def table_port(self, switch: str, ip: str) -> int:
         """The port the (unchanged) two-level tables of `switch` send `ip` out of."""
         record = self.fabric.switches[switch]
-        role, pod, pos = record["role"], record["pod"], record["index"]
+        role, pod, pos = record.role, record.pod, record.index
         _, dst_pod, dst_edge, host_id = map(int, ip.split("."))
         if role == "core":
             return dst_pod + 1

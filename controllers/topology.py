@@ -6,6 +6,8 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 
+from controllers.contract import SwitchRecord, TopologyDoc
+
 
 @dataclass(frozen=True)
 class Host:
@@ -22,32 +24,30 @@ class Fabric:
     """Switches, hosts and who-is-on-which-port, indexed for routing."""
 
     kind: str
-    params: dict
-    switches: dict[str, dict]  # name -> switch record (dpid, role, pod, index)
+    k: int | None  # fat-tree arity
+    switches: dict[str, SwitchRecord]
     hosts: list[Host]
     ports: dict[str, dict[str, int]] = field(default_factory=dict)  # switch -> neighbor -> port
     tiers: dict[str, dict[int, str]] = field(default_factory=dict)  # switch -> port -> tier
 
     @classmethod
-    def from_json(cls, data: dict) -> Fabric:
-        """Build from `GraphTopo.to_json()` output."""
-        switches = {s["name"]: s for s in data["switches"]}
+    def from_json(cls, data: dict | TopologyDoc) -> Fabric:
+        """Build from the topology document (`GraphTopo.to_json()` output)."""
+        doc = TopologyDoc.from_json(data)
+        switches = {s.name: s for s in doc.switches}
         hosts = sorted(
-            (
-                Host(h["name"], h["ip"], h["mac"], h["switch"], h["port"], int(h["name"][1:]) - 1)
-                for h in data["hosts"]
-            ),
+            (Host(h.name, h.ip, h.mac, h.switch, h.port, int(h.name[1:]) - 1) for h in doc.hosts),
             key=lambda h: h.index,
         )
-        fabric = cls(data["kind"], data.get("params", {}), switches, hosts)
-        for link in data["links"]:
+        fabric = cls(doc.kind, doc.k, switches, hosts)
+        for link in doc.links:
             for near, near_port, far in (
-                (link["a"], link["a_port"], link["b"]),
-                (link["b"], link["b_port"], link["a"]),
+                (link.a, link.a_port, link.b),
+                (link.b, link.b_port, link.a),
             ):
                 if near in switches:
                     fabric.ports.setdefault(near, {})[far] = near_port
-                    fabric.tiers.setdefault(near, {})[near_port] = link["tier"]
+                    fabric.tiers.setdefault(near, {})[near_port] = link.tier
         return fabric
 
     @classmethod
@@ -58,7 +58,7 @@ class Fabric:
     def by_dpid(self, dpid: int) -> str | None:
         """Switch name for a datapath id, or None for a switch we do not know."""
         for name, record in self.switches.items():
-            if record["dpid"] == dpid:
+            if record.dpid == dpid:
                 return name
         return None
 

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from controllers.contract import JobsDoc, ReadyReport, TopologyDoc
 from testbed.errors import TestbedError
 from testbed.ledger import Ledger, identity, kill_group
 
@@ -33,8 +34,8 @@ class ControllerProcess:
 
     def __init__(
         self,
-        topology: dict,
-        jobs: dict,
+        topology: TopologyDoc | dict,
+        jobs: JobsDoc | dict,
         routing: str,
         run_dir: Path,
         ledger: Ledger,
@@ -44,8 +45,7 @@ class ControllerProcess:
         self.jobs_path = run_dir / "raw" / "controller-jobs.json"
         self.ready_path = run_dir / "raw" / "controller.ready"
         self.log_path = run_dir / "logs" / "controller.log"
-        self.topology_path.write_text(json.dumps(topology, indent=1))
-        self.jobs_path.write_text(json.dumps(jobs, indent=1))
+        self.documents = {self.topology_path: topology, self.jobs_path: jobs}
         self.routing = routing
         self.ledger = ledger
         self.listen_host = listen_host
@@ -56,6 +56,7 @@ class ControllerProcess:
 
     def start(self, timeout_s: float = 30) -> int:
         """Start the process; return its OpenFlow port once it is listening."""
+        self._write_documents()
         self.port = self.port or free_port()
         options = {
             "--ofp-listen-host": self.listen_host,
@@ -78,13 +79,22 @@ class ControllerProcess:
         self._wait(lambda: _listening(self.listen_host, self.port), timeout_s, "start listening")
         return self.port
 
-    def wait_ready(self, timeout_s: float = 60) -> dict:
+    def _write_documents(self) -> None:
+        """The contract's documents, validated (a dict that misses a key fails here,
+        before a process starts)."""
+        topology, jobs = self.documents.values()
+        for path, doc in zip(
+            self.documents, (TopologyDoc.from_json(topology), JobsDoc.from_json(jobs))
+        ):
+            path.write_text(json.dumps(doc.to_json(), indent=1))
+
+    def wait_ready(self, timeout_s: float = 60) -> ReadyReport:
         """Block until every switch is programmed; return the controller's report."""
         self._wait(self.ready_path.exists, timeout_s, "program every switch")
-        report = json.loads(self.ready_path.read_text())
-        if report.get("errors"):
+        report = ReadyReport.from_json(json.loads(self.ready_path.read_text()))
+        if report.errors:
             raise TestbedError(
-                f"switches rejected {report['errors']} controller messages; see {self.log_path}"
+                f"switches rejected {report.errors} controller messages; see {self.log_path}"
             )
         return report
 

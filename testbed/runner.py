@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 from rich.console import Console
 
+from controllers.contract import JobRecord, JobsDoc
 from controllers.cookies import TIERS
 from testbed import preflight
 from testbed.control import ControllerProcess
@@ -129,7 +130,7 @@ class Testbed:
             exp, self.placements, self.t0, run_dir / "controller.csv", run_dir / "raw" / "ports.csv"
         )
         self.controller = ControllerProcess(
-            topo.to_json(), jobs, exp.controller.routing, run_dir, self.ledger, self.address
+            topo.document(), jobs, exp.controller.routing, run_dir, self.ledger, self.address
         )
         if exp.cluster is None:
             self.network = EmulatedNetwork(
@@ -177,7 +178,7 @@ class Testbed:
             )
             self.timings["network_ready_s"] = round(time.time() - self.t0, 3)
             self.progress.phase(
-                f"network ready: {len(self.topo.host_info)} hosts, {report['switches']} switches "
+                f"network ready: {len(self.topo.host_info)} hosts, {report.switches} switches "
                 f"programmed ({self.datapath} datapath, {self.ports} ports, "
                 f"loss via {self.loss_backend})"
             )
@@ -310,33 +311,33 @@ def controller_jobs(
     t0: float,
     events_csv: Path,
     ports_csv: Path | None = None,
-) -> dict:
-    """What the controller's priority policy needs to know, as JSON-ready data."""
+) -> JobsDoc:
+    """What the controller's priority policy needs to know (the contract's jobs document)."""
     policy = exp.controller.priority
-    return {
-        "policy": policy,
-        "order": exp.controller.priority_order,
-        "seed": exp.seed,  # for a random order
-        "classes": exp.controller.priority_classes,
-        "dscp": list(CLASS_DSCP),
-        "poll_ms": exp.controller.poll_ms,
-        "thresholds_bytes": exp.controller.thresholds_bytes(),
-        "t0": t0,
-        "events_csv": str(events_csv),
+    return JobsDoc(
+        policy=policy,
+        order=exp.controller.priority_order,
+        seed=exp.seed,  # for a random order
+        classes=exp.controller.priority_classes,
+        dscp=tuple(CLASS_DSCP),
+        poll_ms=exp.controller.poll_ms,
+        thresholds_bytes=tuple(exp.controller.thresholds_bytes()),
+        t0=t0,
+        events_csv=str(events_csv),
         # the policy's state, for a restarted controller to resume (controllers/priority.py)
-        "state_json": str(events_csv.with_name("raw") / "controller_state.json"),
-        "ports_csv": str(ports_csv) if ports_csv else None,  # port changes, for faults.csv
-        "jobs": [
-            {
-                "name": job.name,
-                "hosts": list(placements[job.name].hosts),
-                "priority": job.priority,
+        state_json=str(events_csv.with_name("raw") / "controller_state.json"),
+        ports_csv=str(ports_csv) if ports_csv else None,  # port changes, for faults.csv
+        jobs=tuple(
+            JobRecord(
+                name=job.name,
+                hosts=tuple(placements[job.name].hosts),
+                priority=job.priority,
                 # MLNET's "communication cost": the model bytes the job will send
-                "total_bytes": total_bytes(job) if policy == "smallest-first" else 0,
-            }
+                total_bytes=total_bytes(job) if policy == "smallest-first" else 0,
+            )
             for job in exp.jobs
-        ],
-    }
+        ),
+    )
 
 
 def prepare(

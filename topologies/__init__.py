@@ -1,4 +1,4 @@
-"""Topology registry: spec `topology.kind` -> pure Mininet Topo class."""
+"""Topology registry: spec `topology.kind` -> its graph class (pure data)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ TOPOLOGIES: dict[str, type[GraphTopo]] = {
 
 
 def build_topology(spec) -> GraphTopo:
-    """The Topo for a validated `topology` section (pure data, no side effects)."""
+    """The graph of a validated `topology` section (pure data, no side effects)."""
     return TOPOLOGIES[spec.kind](spec)
 
 

@@ -1,18 +1,36 @@
-"""Shared vocabulary of every topology: a Mininet `Topo` that also records, as plain
-data, what the rest of the testbed needs to know about each node and link.
+"""Shared vocabulary of every topology: a graph of named hosts, switches and links,
+with typed records of what the rest of the testbed needs to know about each.
 
 A topology is pure data (Mininet's split): building one touches nothing on the
-system. The network layer turns it into bridges and namespaces; the controller
-receives `to_json()`.
+system and imports neither Mininet nor the spec. `testbed.network.topo` turns it into
+a Mininet `Topo`; the controller receives `document()` (controllers.contract).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
-from mininet.topo import Topo
+from controllers.contract import HostRecord, LinkRecord, SwitchRecord, TopologyDoc
 
-from testbed.spec.schema import LinkParams
+
+class LinkParams(Protocol):
+    """Emulation parameters of one direction of a link (the spec's `LinkParams`)."""
+
+    bw_mbps: float
+    delay_ms: float
+    jitter_ms: float
+    loss_pct: float
+    queue_pkts: int
+
+
+class Shape(Protocol):
+    """What a topology is built from: its sizes (read by each kind) and the link
+    parameters of every direction (the spec's `topology` section has both)."""
+
+    kind: str
+
+    def params_for(self, tier: str, src: str = "", dst: str = "") -> LinkParams: ...
 
 
 @dataclass(frozen=True)
@@ -103,28 +121,34 @@ def mac_for(ip: str) -> str:
     return "02:00:" + ":".join(f"{octet:02x}" for octet in octets)
 
 
-class GraphTopo(Topo):
-    """A Mininet Topo plus typed node/link records. Subclasses implement `build`."""
+class GraphTopo:
+    """Typed node/link records of one topology. Subclasses implement `build`."""
 
     kind = "graph"
     prefix_len = 8  # every host address lives in 10.0.0.0/8 and is on-link
 
-    def __init__(self, spec, *args, **kwargs):
+    def __init__(self, spec: Shape):
         self.spec = spec
         self.host_info: dict[str, HostInfo] = {}
         self.switch_info: dict[str, SwitchInfo] = {}
         self.link_info: list[LinkInfo] = []
-        super().__init__(*args, **kwargs)
+        self.build()
+
+    def build(self) -> None:
+        """Add every switch, host and link (each kind's own layout)."""
+        raise NotImplementedError
+
+    def arity(self) -> int | None:
+        """The fat-tree's k (two-level routing needs it); None for other kinds."""
+        return None
 
     def add_host(self, info: HostInfo) -> None:
-        """Register a host (Mininet gets only what its Host class accepts)."""
+        """Register a host."""
         self.host_info[info.name] = info
-        self.addHost(info.name, ip=f"{info.ip}/{self.prefix_len}", mac=info.mac)
 
     def add_switch(self, info: SwitchInfo) -> None:
         """Register a switch with its deterministic dpid."""
         self.switch_info[info.name] = info
-        self.addSwitch(info.name, dpid=f"{info.dpid:016x}")
 
     def add_link(self, a: str, a_port: int, b: str, b_port: int, tier: str) -> None:
         """Connect two nodes on fixed ports; the tier picks the link parameters."""
@@ -138,7 +162,6 @@ class GraphTopo(Topo):
             self.spec.params_for(tier, b, a),
         )
         self.link_info.append(info)
-        self.addLink(a, b, port1=a_port, port2=b_port)
 
     # ---------------------------------------------------------------- queries
 
@@ -166,15 +189,19 @@ class GraphTopo(Topo):
                     names.append(f"{node}-eth{port}")
         return names
 
+    def document(self) -> TopologyDoc:
+        """Everything the controller needs (the contract's topology document)."""
+        return TopologyDoc(
+            kind=self.kind,
+            k=self.arity(),
+            switches=tuple(SwitchRecord(**asdict(s)) for s in self.switch_info.values()),
+            hosts=tuple(HostRecord(**asdict(h)) for h in self.host_info.values()),
+            links=tuple(
+                LinkRecord(a=x.a, a_port=x.a_port, b=x.b, b_port=x.b_port, tier=x.tier)
+                for x in self.link_info
+            ),
+        )
+
     def to_json(self) -> dict:
-        """Everything the controller needs, as JSON-ready data."""
-        return {
-            "kind": self.kind,
-            "params": self.spec.model_dump(exclude={"link", "tiers", "directed"}),
-            "switches": [asdict(s) for s in self.switch_info.values()],
-            "hosts": [asdict(h) for h in self.host_info.values()],
-            "links": [
-                {k: v for k, v in asdict(link).items() if k not in ("ab", "ba")}
-                for link in self.link_info
-            ],
-        }
+        """`document()` as JSON-ready data."""
+        return self.document().to_json()

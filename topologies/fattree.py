@@ -32,6 +32,9 @@ class FatTree(GraphTopo):
 
     kind = "fat-tree"
 
+    def arity(self) -> int:
+        return self.spec.k
+
     def build(self) -> None:
         k = self.spec.k
         half = k // 2

@@ -82,7 +82,7 @@ class FaultRunner:
         self.exp, self.testbed, self.jobs = exp, testbed, jobs
         self.net = testbed.network
         self.t0 = testbed.t0
-        self.fabric = Fabric.from_json(testbed.topo.to_json())
+        self.fabric = Fabric.from_json(testbed.topo.document())
         self.ips = {name: info.ip for name, info in testbed.topo.host_info.items()}
         self.dir = run_dir / "raw" / "faults"
         self.csv = run_dir / "faults.csv"

@@ -53,6 +53,7 @@ from testbed.network.emulated import (
 )
 from testbed.network.partition import PLACERS, PodPlacer
 from testbed.network.plane import Plane
+from testbed.network.topo import mininet_topo
 from testbed.spec.schema import ClusterSpec
 from topologies import GraphTopo
 
@@ -172,7 +173,7 @@ class ClusterNetwork:
         if placer is PodPlacer:
             placer = partial(PodPlacer, topo=self.topo)
         self.net = MininetCluster(
-            topo=self.topo,
+            topo=mininet_topo(self.topo),
             servers=self.servers,
             placement=placer,
             precheck=False,  # `doctor --cluster` checks; MininetCluster's exits the process

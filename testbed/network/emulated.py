@@ -108,7 +108,7 @@ class EmulatedNetwork:
             sorted(self.topo.switch_info), self.plane.root_interfaces(self.topo)
         )
         self.net = FabricMininet(
-            topo=self.topo,
+            self.topo,
             plane=self.plane,
             # batch: one ovs-vsctl transaction for all bridges (80 serial ones take
             # ~15 s on a k=8 fat-tree with the userspace datapath).

@@ -16,9 +16,11 @@ from __future__ import annotations
 from mininet.link import Link
 from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch
+from mininet.topo import Topo
 
 from testbed import shell
 from testbed.network.plane import Plane
+from testbed.network.topo import mininet_topo
 from topologies import GraphTopo
 
 
@@ -61,11 +63,11 @@ class FabricSwitch(OVSSwitch):
 class FabricMininet(Mininet):
     """Mininet that makes the topology's veths in batches before wrapping them."""
 
-    def __init__(self, *args, plane: Plane, **kwargs):
-        self.plane = plane
-        super().__init__(*args, **kwargs)
+    def __init__(self, graph: GraphTopo, *args, plane: Plane, **kwargs):
+        self.graph, self.plane = graph, plane
+        super().__init__(*args, topo=mininet_topo(graph), **kwargs)
 
-    def buildFromTopo(self, topo: GraphTopo = None) -> None:  # noqa: N802 (Mininet's name)
+    def buildFromTopo(self, topo: Topo = None) -> None:  # noqa: N802 (Mininet's name)
         """Mininet's order (controller, hosts, switches, links) with the veths made
         in batches between switches and links."""
         if not self.controllers and self.controller:
@@ -74,7 +76,7 @@ class FabricMininet(Mininet):
             self.addHost(name, **topo.nodeInfo(name))
         for name in topo.switches():
             self.addSwitch(name, **topo.nodeInfo(name))
-        make_veths(self.plane, topo, {h.name: h.pid for h in self.hosts})
+        make_veths(self.plane, self.graph, {h.name: h.pid for h in self.hosts})
         for _src, _dst, params in topo.links(sort=True, withInfo=True):
             # addr None: no random MACs set one ifconfig at a time
             self.addLink(cls=PrebuiltLink, addr1=None, addr2=None, up=None, **params)

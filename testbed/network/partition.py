@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from mininet.examples.cluster import Placer, RoundRobinPlacer, SwitchBinPlacer
 
+from testbed.network.topo import mininet_topo
 from topologies import GraphTopo
 
 
@@ -53,15 +54,16 @@ def place(topo: GraphTopo, servers: list[str], placement: str) -> dict[str, str]
     topo.nodes() order, each asked of the placer once)."""
     cls = PLACERS[placement]
     extra = {"topo": topo} if cls is PodPlacer else {}
+    net_topo = mininet_topo(topo)
     placer = cls(
         servers=servers,
-        nodes=topo.nodes(),
-        hosts=topo.hosts(),
-        switches=topo.switches(),
-        links=topo.links(),
+        nodes=net_topo.nodes(),
+        hosts=net_topo.hosts(),
+        switches=net_topo.switches(),
+        links=net_topo.links(),
         **extra,
     )
-    return {node: placer.place(node) for node in topo.nodes()}
+    return {node: placer.place(node) for node in net_topo.nodes()}
 
 
 def cross_links(topo: GraphTopo, where: dict[str, str]) -> int:
