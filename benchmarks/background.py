@@ -30,9 +30,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from testbed.results.flows import fct_by_bucket
 from testbed.results.verdict import ratio_cell, read_verdict
 from testbed.runner import run_spec
-from testbed.traffic.tables import fct_by_bucket
 
 # Host links; edge-aggregation and aggregation-core links are a quarter of it. At 40 Mb/s
 # the userspace datapath (ovs-vswitchd) used 93% of the machine with the traffic on, and

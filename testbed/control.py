@@ -20,6 +20,7 @@ from pathlib import Path
 from controllers.contract import JobsDoc, ReadyReport, TopologyDoc
 from testbed.errors import TestbedError
 from testbed.ledger import Ledger, identity, kill_group
+from testbed.results.layout import RunPaths
 
 
 def free_port() -> int:
@@ -41,10 +42,10 @@ class ControllerProcess:
         ledger: Ledger,
         listen_host: str = "127.0.0.1",  # a cluster's: the address other servers reach
     ):
-        self.topology_path = run_dir / "raw" / "topology.json"
-        self.jobs_path = run_dir / "raw" / "controller-jobs.json"
-        self.ready_path = run_dir / "raw" / "controller.ready"
-        self.log_path = run_dir / "logs" / "controller.log"
+        paths = RunPaths(run_dir)
+        self.topology_path, self.jobs_path = paths.topology_doc, paths.jobs_doc
+        self.ready_path = paths.controller_ready
+        self.log_path = paths.log("controller")
         self.documents = {self.topology_path: topology, self.jobs_path: jobs}
         self.routing = routing
         self.ledger = ledger

@@ -24,9 +24,14 @@ from subprocess import Popen
 
 from controllers.topology import Fabric
 from testbed import shell
+from testbed.control import ControllerProcess
 from testbed.faults import paths, probe
+from testbed.jobs.launch import JobRunner
+from testbed.ledger import Ledger
+from testbed.network.protocol import Network
 from testbed.network.tc import CLASS_DSCP
-from testbed.results.rundir import read_csv
+from testbed.results.layout import RunPaths
+from testbed.results.read import read_csv
 from testbed.spec.schema import Experiment
 
 log = logging.getLogger("testbed.faults")
@@ -78,15 +83,22 @@ def describe(spec) -> str:
 class FaultRunner:
     """The faults of one run: `step` from the run's poll loop, `finish` at the end."""
 
-    def __init__(self, exp: Experiment, testbed, jobs, run_dir: Path):
-        self.exp, self.testbed, self.jobs = exp, testbed, jobs
-        self.net = testbed.network
-        self.t0 = testbed.t0
-        self.fabric = Fabric.from_json(testbed.topo.document())
-        self.ips = {name: info.ip for name, info in testbed.topo.host_info.items()}
-        self.dir = run_dir / "raw" / "faults"
-        self.csv = run_dir / "faults.csv"
-        self.ports_csv = run_dir / "raw" / "ports.csv"
+    def __init__(
+        self,
+        exp: Experiment,
+        net: Network,
+        controller: ControllerProcess,
+        ledger: Ledger,
+        jobs: JobRunner,
+        run_dir: Path,
+        t0: float,
+    ):
+        self.exp, self.net, self.controller, self.ledger = exp, net, controller, ledger
+        self.jobs, self.t0 = jobs, t0
+        self.fabric = Fabric.from_json(net.topo.document())
+        self.ips = {name: info.ip for name, info in net.topo.host_info.items()}
+        paths = RunPaths(run_dir)
+        self.dir, self.csv, self.ports_csv = paths.faults, paths.table("faults"), paths.ports
         self.faults = [Fault(i, f, describe(f)) for i, f in enumerate(exp.faults)]
         for fault in self.faults:
             fault.links = self._links_of(fault.spec)
@@ -167,7 +179,7 @@ class FaultRunner:
 
     def _set_link(self, link: frozenset, up: bool) -> None:
         """Both interfaces of `link` up or down, each in its own namespace."""
-        for d in self.testbed.topo.directions():
+        for d in self.net.topo.directions():
             if frozenset((d.src, d.dst)) == link:
                 shell.run(
                     ["ip", "link", "set", "dev", d.interface, "up" if up else "down"],
@@ -192,7 +204,7 @@ class FaultRunner:
             out = self.dir / f"fault{fault.index}-{src}.fping"
             targets = [self.ips[d] for d in dsts]
             proc: Popen = probe.start(self.net.host(src), targets, out, self.tos)
-            self.testbed.ledger.add_process(proc.pid)
+            self.ledger.add_process(proc.pid)
             fault.probes.append((src, proc, out, dsts))
 
     def _stop_probes(self, fault: Fault) -> None:
@@ -216,7 +228,7 @@ class FaultRunner:
     # ------------------------------------------------------------------ controller
 
     def _kill_controller(self, fault: Fault) -> None:
-        controller = self.testbed.controller
+        controller = self.controller
         if not controller.alive():
             fault.detail = "the controller was not running"
             return
@@ -238,7 +250,7 @@ class FaultRunner:
     def _restart_controller(self, fault: Fault, event: dict) -> None:
         """A new controller on the same port; recovered once it has programmed every
         switch again (they reconnect by themselves)."""
-        controller = self.testbed.controller
+        controller = self.controller
         try:
             controller.restart()
             controller.wait_ready(timeout_s=60)
@@ -354,10 +366,10 @@ def _probe_detail(s: dict) -> str:
 
 def _lost_records(run_dir: Path, job: str, proc) -> list[dict]:
     """The servers' worker_lost records of `proc` (a worker)."""
-    from testbed.results.tables import read_jsonl
+    from testbed.results.read import read_jsonl
 
     found = []
-    for path in sorted((run_dir / "raw" / job).glob("server*.jsonl")):
+    for path in sorted(RunPaths(run_dir).job(job).glob("server*.jsonl")):
         found += [
             r for r in read_jsonl(path)
             if r.get("type") == "worker_lost" and r.get("worker") == proc.config.rank

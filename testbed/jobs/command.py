@@ -20,6 +20,7 @@ from pathlib import Path
 from subprocess import PIPE, Popen
 
 from testbed.jobs.placement import Placement
+from testbed.results.layout import RunPaths
 from testbed.spec.rules import command_workdir, expand_command
 from testbed.spec.schema import JobSpec
 
@@ -83,7 +84,7 @@ def plan_command(
     base_env: dict[str, str],
 ) -> list[CommandProcess]:
     """One `CommandProcess` per host of `placement`, in rank order."""
-    raw = run_dir / "raw" / job.name
+    raw = RunPaths(run_dir).job(job.name)
     raw.mkdir(parents=True, exist_ok=True)
     argv = expand_command(job.command)
     workdir = command_workdir(job, source)
@@ -96,7 +97,7 @@ def plan_command(
                 argv,
                 env,
                 workdir,
-                run_dir / "logs" / f"{job.name}-rank{rank}-{host}.log",
+                RunPaths(run_dir).log(f"{job.name}-rank{rank}-{host}"),
             )
         )
     return planned

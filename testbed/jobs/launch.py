@@ -31,8 +31,8 @@ from testbed.jobs.placement import Placement
 from testbed.jobs.remote import ClusterLauncher, RemoteProcess
 from testbed.jobs.trees import Tree, build_trees, plan_edges, racks_of
 from testbed.ledger import Ledger, identity, kill_group
-from testbed.network.emulated import EmulatedNetwork
-from testbed.results.tables import JOB_STATE
+from testbed.network.protocol import Network
+from testbed.results.layout import RunPaths
 from testbed.spec.schema import Experiment, JobSpec
 from testbed.training.role import RoleConfig
 
@@ -107,7 +107,7 @@ class JobRunner:
     def __init__(
         self,
         exp: Experiment,
-        net: EmulatedNetwork,
+        net: Network,
         placements: dict[str, Placement],
         run_dir: Path,
         ledger: Ledger,
@@ -119,8 +119,7 @@ class JobRunner:
         self.ledger = ledger
         self.forkserver = forkserver  # None: exec a fresh interpreter per process
         # A cluster's processes start on their hosts' servers (testbed.jobs.remote).
-        cluster = hasattr(net, "prefix_of")
-        self.cluster = ClusterLauncher(net, ledger, run_dir) if cluster else None
+        self.cluster = ClusterLauncher(net, ledger, run_dir) if net.spans_servers else None
         racks = racks_of(net.topo)
         self.jobs = []
         ips = {name: info.ip for name, info in net.topo.host_info.items()}
@@ -144,7 +143,7 @@ class JobRunner:
     def _plan(
         self, exp: Experiment, job: JobSpec, placement: Placement, trees: list[Tree], run_dir: Path
     ) -> list[RoleProcess]:
-        raw = run_dir / "raw" / job.name
+        raw = RunPaths(run_dir).job(job.name)
         raw.mkdir(parents=True, exist_ok=True)
         ips = {name: info.ip for name, info in self.net.topo.host_info.items()}
         servers = [[ips[h], PS_PORT] for h in placement.servers]
@@ -185,7 +184,7 @@ class JobRunner:
             config.save(raw / f"{stem}.json")
             planned.append(
                 RoleProcess(
-                    config, raw / f"{stem}.json", run_dir / "logs" / f"{job.name}-{stem}-{host}.log"
+                    config, raw / f"{stem}.json", RunPaths(run_dir).log(f"{job.name}-{stem}-{host}")
                 )
             )
         return planned
@@ -342,7 +341,7 @@ class JobRunner:
     def _persist(self, job: JobRun) -> None:
         """Write the job's state to raw/<job>/job.json at every change, so that jobs.csv
         can be rebuilt from the run directory alone (testbed.results.tables)."""
-        path = self.run_dir / "raw" / job.spec.name / JOB_STATE
+        path = RunPaths(self.run_dir).job_state(job.spec.name)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(summary(job), indent=1) + "\n")
         os.replace(tmp, path)

@@ -103,7 +103,11 @@ def _run_on(node, argv: list[str], what: str, stdin: str = "") -> str:
 
 
 class ClusterNetwork:
-    """`topo` over `cluster.servers` (the first is this machine). `start`, then `stop`."""
+    """`topo` over `cluster.servers` (the first is this machine). `start`, then `stop`.
+    Implements `testbed.network.protocol.Network` over ssh to every server."""
+
+    spans_servers = True
+    nft_table = ""  # loss is netem's on a cluster: no nftables table
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from controllers.cookies import ACCOUNT_MASK, ACCOUNT_TAG, parse_account_cookie
-from testbed import shell
+from testbed.network.protocol import Network
 
 DUMPS_AT_ONCE = 8
 _ENTRY = re.compile(r"cookie=(0x[0-9a-f]+).*?n_bytes=(\d+)")
@@ -31,17 +31,12 @@ def parse_dump(text: str) -> dict[tuple[str, int], int]:
 
 
 def job_tier_bytes(
-    switches: Iterable[str], jobs: list[str], tiers: list[str], network=None
+    switches: Iterable[str], jobs: list[str], tiers: list[str], network: Network
 ) -> dict[str, dict[str, int]]:
     """Bytes each job (names by index) put on each of `tiers`, summed over `switches`
-    (read on each switch's server if `network` is a cluster's)."""
-    on_switch = getattr(network, "on_switch", None)
-    if on_switch is None:
-
-        def on_switch(_switch: str, argv: list[str]) -> str:
-            return shell.run(argv, timeout=30).stdout
-
-    for switch in getattr(network, "one_switch_per_server", lambda: [None])():
+    (each read on the server that holds it)."""
+    on_switch = network.on_switch
+    for switch in network.one_switch_per_server():
         on_switch(switch, ["ovs-appctl", "revalidator/wait"])
     cookie = f"cookie={ACCOUNT_TAG:#x}/{ACCOUNT_MASK:#x}"
 

@@ -75,7 +75,10 @@ class ListeningController(RemoteController):
 
 
 class EmulatedNetwork:
-    """A Mininet network for one run. Use `start`, then `stop` (safe to call twice)."""
+    """A Mininet network for one run. Use `start`, then `stop` (safe to call twice).
+    Implements `testbed.network.protocol.Network` on this machine alone."""
+
+    spans_servers = False
 
     def __init__(
         self,
@@ -167,6 +170,22 @@ class EmulatedNetwork:
         clock.lap("interfaces_s")
 
     # ------------------------------------------------------------------ queries
+
+    def interface_stats(self) -> None:
+        """None: the monitor reads each interface's sysfs counters here."""
+        return None
+
+    def root_qdiscs(self) -> None:
+        """None: the monitor lists the qdiscs here."""
+        return None
+
+    def on_switch(self, switch: str | None, argv: list[str]) -> str:
+        """`argv`'s output, run here (every switch is in this root namespace)."""
+        return shell.run(argv, timeout=30).stdout
+
+    def one_switch_per_server(self) -> list[None]:
+        """One machine: run such commands once, here."""
+        return [None]
 
     def host(self, name: str) -> Host:
         """The running Mininet host `name`."""

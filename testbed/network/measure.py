@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from subprocess import PIPE
 
 from testbed.errors import TestbedError
-from testbed.network.emulated import EmulatedNetwork
+from testbed.network.protocol import Network
 
 PROBE_PORT = 9000
 IPERF_PORT = 5201
@@ -39,7 +39,7 @@ class TcpTransfer:
 
 
 def udp_loss(
-    net: EmulatedNetwork,
+    net: Network,
     src: str,
     dst: str,
     count: int = 20_000,
@@ -63,7 +63,7 @@ def udp_loss(
 
 
 def tcp_transfer(
-    net: EmulatedNetwork, src: str, dst: str, seconds: float = 5, congestion_control: str = "cubic"
+    net: Network, src: str, dst: str, seconds: float = 5, congestion_control: str = "cubic"
 ) -> TcpTransfer:
     """One iperf3 TCP transfer src->dst; goodput at the receiver, retransmits at the sender."""
     ip = net.topo.host_info[dst].ip
@@ -79,12 +79,12 @@ def tcp_transfer(
     )
 
 
-def _start(net: EmulatedNetwork, host: str, argv: list[str]):
+def _start(net: Network, host: str, argv: list[str]):
     """A process in `host`'s namespace with captured text output."""
     return net.host(host).popen(argv, stdout=PIPE, stderr=PIPE, text=True)
 
 
-def snmp_counters(net: EmulatedNetwork, host: str) -> dict[str, int]:
+def snmp_counters(net: Network, host: str) -> dict[str, int]:
     """The host namespace's MIB counters, e.g. ``Tcp.RetransSegs``, ``TcpExt.TCPOFOQueue``,
     ``Udp.RcvbufErrors`` (/proc/net/snmp and /proc/net/netstat)."""
     counters: dict[str, int] = {}
@@ -101,7 +101,7 @@ def snmp_counters(net: EmulatedNetwork, host: str) -> dict[str, int]:
 
 
 def rtts_ms(
-    net: EmulatedNetwork,
+    net: Network,
     src: str,
     dst: str,
     count: int,

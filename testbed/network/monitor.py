@@ -37,7 +37,7 @@ from pathlib import Path
 
 from testbed import shell
 from testbed.network import loss, tc
-from testbed.network.emulated import EmulatedNetwork
+from testbed.network.protocol import Network
 from testbed.sampling import Periodic
 from testbed.stats import binomial_interval
 from topologies import Direction
@@ -82,7 +82,7 @@ class LinkMonitor:
 
     def __init__(
         self,
-        net: EmulatedNetwork,
+        net: Network,
         path: Path,
         interval_s: float,
         t0: float,
@@ -221,8 +221,7 @@ class LinkMonitor:
 
     def _interface_stats(self) -> dict[str, dict[str, int]] | None:
         """A cluster's counters, every server's at once (None: read sysfs here)."""
-        read = getattr(self.net, "interface_stats", None)
-        return read() if read else None
+        return self.net.interface_stats()
 
     def _counter(self, interface: str) -> dict[str, int]:
         if self._counters is None:
@@ -244,9 +243,9 @@ class LinkMonitor:
         the trees that held packets (for `shaper_states`; not read on a cluster): one tc
         call for every root-namespace qdisc, one more for the classes of the backlogged
         ones, and one per host for its interface's qdiscs and classes together."""
-        root = getattr(self.net, "root_qdiscs", None)  # a cluster: every server's root
-        if root:
-            return qdisc_stats(root()), ""
+        root = self.net.root_qdiscs()  # a cluster: every server's root
+        if root is not None:
+            return qdisc_stats(root), ""
         listings, classes = [_tc_stats(None)], []
         for name in self.hosts:
             qdiscs, text = _tc_listing(self.net.host(name).pid, [f"{name}-eth0"])

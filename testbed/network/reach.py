@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from subprocess import PIPE
 
-from testbed.network.emulated import EmulatedNetwork
+from testbed.network.protocol import Network
 
 # fping runs from this many hosts at a time: all 128 hosts of a k=8 fat-tree probing
 # at once overload a userspace datapath on two cores and read as false losses.
@@ -54,7 +54,7 @@ def describe(plan: dict[str, list[str]]) -> dict:
     }
 
 
-def unreachable_pairs(net: EmulatedNetwork, plan: dict[str, list[str]]) -> list[tuple[str, str]]:
+def unreachable_pairs(net: Network, plan: dict[str, list[str]]) -> list[tuple[str, str]]:
     """(src, dst) pairs of `plan` that did not answer a ping, even after retries.
 
     Each source host pings its targets with one fping process (N processes, not N^2),

@@ -19,7 +19,8 @@ from testbed.report.study import (
     study_markdown,
     study_plots,
 )
-from testbed.results.rundir import read_csv
+from testbed.results.layout import RunPaths, StudyPaths
+from testbed.results.read import read_csv
 from testbed.study.reference import REFERENCE_FILE, load_reference
 
 REPORT = "report.md"
@@ -31,9 +32,9 @@ def report(directory: Path, include_untrustworthy: bool = False) -> Path:
     A study's statistics leave out the runs that did not end ok or that their fidelity
     verdict does not trust (summary.csv); `include_untrustworthy` counts the ok ones of
     those again, and the report marks every figure that includes one."""
-    if (directory / "study.yaml").exists():
+    if StudyPaths(directory).spec.exists():
         text = _study_report(directory, include_untrustworthy)
-    elif (directory / "metadata.json").exists():
+    elif RunPaths(directory).metadata.exists():
         text = run_markdown(directory, run_plots(directory, directory))
     else:
         raise TestbedError(f"{directory}: neither a run directory (metadata.json) "
@@ -58,13 +59,13 @@ def _study_report(directory: Path, include_untrustworthy: bool) -> str:
     """A study's report.md: the summary and its plots, the metrics relative to a
     baseline arm and the CDFs its spec asks for (`report:`), and with a paper's
     reference file, the section against the paper."""
-    recorded = yaml.safe_load((directory / "study.yaml").read_text())
+    recorded = yaml.safe_load(StudyPaths(directory).spec.read_text())
     spec = recorded["spec"]
     axes = _axes(spec)
     swept = [key for axis in axes for key in axis]
     asked = spec.get("report", {})
-    runs = read_csv(directory / "runs.csv")
-    summary = read_csv(directory / "summary.csv")
+    runs = read_csv(StudyPaths(directory).table("runs"))
+    summary = read_csv(StudyPaths(directory).table("summary"))
     if include_untrustworthy and runs is not None:
         from testbed.study.tables import summary_table  # the spec's machinery: only here
 
@@ -79,7 +80,7 @@ def _study_report(directory: Path, include_untrustworthy: bool) -> str:
     if runs is not None and (directory / REFERENCE_FILE).exists():
         from testbed.report.paper import paper_section  # the spec's machinery: only here
 
-        source = str(directory / "study.yaml")
+        source = str(StudyPaths(directory).spec)
         ref = load_reference(directory / REFERENCE_FILE, swept, source, _zips(spec))
         text += "\n" + paper_section(ref, runs, swept, directory)
     return text
@@ -88,7 +89,7 @@ def _study_report(directory: Path, include_untrustworthy: bool) -> str:
 def compare_report(directories: list[Path], out: Path) -> Path:
     """Overlay several run directories into `out`; return its report.md's path."""
     for directory in directories:
-        if not (directory / "metadata.json").exists():
+        if not RunPaths(directory).metadata.exists():
             raise TestbedError(f"--compare {directory}: not a run directory (no metadata.json)")
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT).write_text(compare_markdown(directories, compare_plots(directories, out)))

@@ -14,7 +14,7 @@ from testbed.report.run import (
     iteration_time,
     table,
 )
-from testbed.results.rundir import read_csv
+from testbed.results.read import read_csv
 
 
 def _name(directory: Path) -> str:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from testbed.report.figures import axis_label, figure, legend, save
-from testbed.results.rundir import read_csv, read_json
+from testbed.results.layout import RunPaths
+from testbed.results.read import read_csv, read_json
 
 JOB_SUMMARY = ["job", "status", "transport", "iterations", "jct_s", "mean_iter_s",
                "final_accuracy", "error"]  # fmt: skip
@@ -18,18 +19,18 @@ JOB_SUMMARY = ["job", "status", "transport", "iterations", "jct_s", "mean_iter_s
 def run_plots(run_dir: Path, into: Path, prefix: str = "") -> list[tuple[str, Path]]:
     """Every plot the run's data allows, as (caption, path relative to `into`)."""
     plots = []
-    its = read_csv(run_dir / "iterations.csv")
+    its = read_csv(RunPaths(run_dir).table("iterations"))
     if its is not None and len(its):
         plots.append(("Iteration time per job", iteration_time(its, into, prefix)))
         evals = its.dropna(subset=["test_accuracy"])
         if len(evals):
             plots.append(("Test accuracy", accuracy(evals, into, prefix)))
-    links = read_csv(run_dir / "links.csv")
+    links = read_csv(RunPaths(run_dir).table("links"))
     if links is not None and len(links) > 1:
         path = utilization(run_dir, links, into, prefix)
         if path:
             plots.append(("Link utilization by tier (x: emulated-loss drops)", path))
-    classes = read_csv(run_dir / "controller.csv")
+    classes = read_csv(RunPaths(run_dir).table("controller"))
     if classes is not None and len(classes):
         # A job's class holds until the job ends, not only until its last change.
         ends = its.groupby("job")["time_s"].max().to_dict() if its is not None else {}
@@ -75,7 +76,7 @@ def utilization(run_dir: Path, links: pd.DataFrame, into: Path, prefix: str = ""
     """Heatmap: one row per link direction that carried traffic, grouped by tier; one
     column per sample; colour = share of the configured rate; x = emulated-loss drops
     in that sample."""
-    measured = read_json(run_dir / "metadata.json").get("links", [])
+    measured = read_json(RunPaths(run_dir).metadata).get("links", [])
     rates = {d["direction"]: d["configured_mbps"] for d in measured}
     tiers = link_tiers(run_dir)
     links = links[links["direction"].isin(rates)].sort_values("time_s")
@@ -124,7 +125,7 @@ def _tier_ticks(ax, row_tiers: list[str]) -> None:
 
 def link_tiers(run_dir: Path) -> dict[str, str]:
     """direction 'a->b' -> its link's tier, from raw/topology.json."""
-    topo = read_json(run_dir / "raw" / "topology.json")
+    topo = read_json(RunPaths(run_dir).topology_doc)
     tiers = {}
     for link in topo.get("links", []):
         tiers[f"{link['a']}->{link['b']}"] = tiers[f"{link['b']}->{link['a']}"] = link["tier"]
@@ -152,13 +153,13 @@ def priority_timeline(
 
 def run_markdown(run_dir: Path, plots: list[tuple[str, Path]]) -> str:
     """report.md of a run: status, fidelity verdict, the jobs table, the plots."""
-    meta = read_json(run_dir / "metadata.json")
+    meta = read_json(RunPaths(run_dir).metadata)
     lines = [f"# Run {meta.get('name', run_dir.name)}: {run_dir.name}", "",
              f"- status: **{meta.get('status', 'unknown')}**"]  # fmt: skip
     if meta.get("error"):
         lines.append(f"- error: {meta['error']}")
     lines += [f"- duration: {meta.get('duration_s', '?')} s", *fidelity_lines(meta), ""]
-    jobs = read_csv(run_dir / "jobs.csv")
+    jobs = read_csv(RunPaths(run_dir).table("jobs"))
     if jobs is not None and len(jobs):
         lines += ["## Jobs", "", table(jobs[[c for c in JOB_SUMMARY if c in jobs]]), ""]
     lines += traffic_markdown(run_dir)
@@ -172,9 +173,9 @@ TRAFFIC_SUMMARY = ["entry", "kind", "hosts", "load", "offered_load", "delivered_
 
 def traffic_markdown(run_dir: Path) -> list[str]:
     """The background traffic: each entry's load or throughput, and FCT by flow size."""
-    from testbed.traffic.tables import fct_by_bucket
+    from testbed.results.flows import fct_by_bucket
 
-    entries = read_csv(run_dir / "traffic.csv")
+    entries = read_csv(RunPaths(run_dir).table("traffic"))
     if entries is None or not len(entries):
         return []
     lines = [
@@ -183,7 +184,7 @@ def traffic_markdown(run_dir: Path) -> list[str]:
         table(entries[[c for c in TRAFFIC_SUMMARY if c in entries]]),
         "",
     ]
-    flows = read_csv(run_dir / "flows.csv")
+    flows = read_csv(RunPaths(run_dir).table("flows"))
     if flows is not None and len(flows):
         lines += ["Completed flows' FCT by size:", "", table(fct_by_bucket(flows)), ""]
     return lines

@@ -21,7 +21,8 @@ from testbed.report.figures import (
     step_cdf,
 )
 from testbed.report.run import figures_markdown, table
-from testbed.results.rundir import read_csv
+from testbed.results.layout import StudyPaths
+from testbed.results.read import read_csv
 from testbed.study.against import arm, arm_distributions, in_arm
 from testbed.study.tables import ci95, counted
 
@@ -116,8 +117,8 @@ def study_markdown(
 ) -> str:
     """report.md of a study: what was swept, run statuses, the summary, the runs left
     out of it and why, the plots."""
-    runs = read_csv(study_dir / "runs.csv")
-    recorded = yaml.safe_load((study_dir / "study.yaml").read_text())
+    runs = read_csv(StudyPaths(study_dir).table("runs"))
+    recorded = yaml.safe_load(StudyPaths(study_dir).spec.read_text())
     lines = [f"# Study {recorded['spec'].get('name', '')}: {study_dir.name}", "",
              f"- spec: `{recorded['source']}`",
              f"- swept: {', '.join(f'`{k}`' for k in swept) or 'nothing (repeats only)'}",

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from testbed.results.layout import RunPaths
 from testbed.results.tables import snapshot_gaps
 from testbed.sampling import Periodic
 from testbed.stats import binomial_interval
@@ -179,7 +180,7 @@ def assess(
         fidelity["reasons"].append(
             f"param_divergence left empty, a replica's snapshot missing: {', '.join(gaps)}"
         )
-    cpu_path, links_path = run_dir / "cpu.csv", run_dir / "links.csv"
+    cpu_path, links_path = RunPaths(run_dir).table("cpu"), RunPaths(run_dir).table("links")
     if cpu_path.exists():
         fidelity.update(cpu_figures(pd.read_csv(cpu_path)))
         if fidelity.get("cpu_saturated_share", 0) > SATURATED_SHARE:
@@ -193,7 +194,7 @@ def assess(
         fidelity["reasons"].append(
             f"measured loss outside its family-wise 99% interval on {', '.join(outliers)}"
         )
-    overruns = compute_overruns(run_dir / "iterations.csv")
+    overruns = compute_overruns(RunPaths(run_dir).table("iterations"))
     if overruns:
         fidelity["compute_overruns"] = overruns
         listed = ", ".join(
@@ -231,7 +232,7 @@ def _slow_reason(slow: dict, fidelity: dict, ports: str) -> str:
 def _ports(run_dir: Path) -> str:
     """The run's forwarding plane, from its metadata.json ('' if unknown)."""
     try:
-        return json.loads((run_dir / "metadata.json").read_text())["platform"]["ports"]
+        return json.loads(RunPaths(run_dir).metadata.read_text())["platform"]["ports"]
     except (OSError, ValueError, KeyError, TypeError):
         return ""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import testbed
+from testbed.results.layout import RunPaths
 
 REPO = Path(testbed.__file__).resolve().parent.parent
 
@@ -22,7 +23,7 @@ class Metadata:
     """A JSON document kept in sync with ``run_dir/metadata.json``."""
 
     def __init__(self, run_dir: Path, **initial: Any):
-        self.path = run_dir / "metadata.json"
+        self.path = RunPaths(run_dir).metadata
         self.data: dict[str, Any] = {
             "status": "running",
             "started_utc": now_utc(),

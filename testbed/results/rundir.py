@@ -1,20 +1,16 @@
 """The run directory: a fresh folder per run, never reusing an existing one.
 
-Layout (see results/README.md)::
-
-    spec.yaml  metadata.json  iterations.csv  jobs.csv  messages.csv
-    logs/      one log per host process, the controller and the harness
-    raw/       per-process JSONL records and role configs the CSVs are built from
+Its layout is named in `testbed.results.layout`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from pathlib import Path
 
 from testbed.errors import TestbedError
+from testbed.results.layout import LOGS, RAW
 
 
 def utc_stamp(when: dt.datetime | None = None) -> str:
@@ -26,25 +22,6 @@ def refuse_non_empty(path: Path, what: str) -> None:
     """Fail unless `path` is absent or an empty folder: results are never overwritten."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise TestbedError(f"--out {path}: exists and is not empty; {what} are never overwritten")
-
-
-def read_csv(path: Path):
-    """A CSV of a run or study directory as a DataFrame, or None when it is absent or
-    empty (analysis reads what a run wrote, and a cut-short run wrote less)."""
-    import pandas as pd  # here: the harness that creates run dirs needs no pandas for it
-
-    try:
-        return pd.read_csv(path)
-    except (OSError, pd.errors.EmptyDataError):
-        return None
-
-
-def read_json(path: Path) -> dict:
-    """A JSON file of a run directory, or {} when it is absent or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def create_run_dir(name: str, out: str | Path | None = None, root: str | Path = "results") -> Path:
@@ -62,7 +39,7 @@ def create_run_dir(name: str, out: str | Path | None = None, root: str | Path = 
         while path.exists():
             n += 1
             path = base.with_name(f"{base.name}-{n}")
-    make_dirs(path, "run directory", ("logs", "raw"))
+    make_dirs(path, "run directory", (LOGS, RAW))
     return path
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
+from testbed.results.layout import RunPaths
+
 
 def summary_table(jobs: pd.DataFrame) -> Table:
     """Per job: status, iterations, JCT (next to its priority class, when prioritized),
@@ -48,13 +50,13 @@ def _fmt(value, digits: int) -> str:
 def traffic_tables(run_dir: Path) -> list[Table]:
     """Background traffic, if the run had any: per entry its achieved load (flows) or
     throughput (iperf3), then the flows' FCT p50 and p99 by size bucket."""
-    from testbed.results.rundir import read_csv
-    from testbed.traffic.tables import fct_by_bucket
+    from testbed.results.flows import fct_by_bucket
+    from testbed.results.read import read_csv
 
-    entries = read_csv(run_dir / "traffic.csv")
+    entries = read_csv(RunPaths(run_dir).table("traffic"))
     if entries is None:
         return []
-    flows = read_csv(run_dir / "flows.csv")
+    flows = read_csv(RunPaths(run_dir).table("flows"))
     flows = flows if flows is not None else pd.DataFrame()
     table = Table(title="traffic", title_justify="left")
     for column in (
@@ -99,9 +101,9 @@ def traffic_tables(run_dir: Path) -> list[Table]:
 
 def faults_table(run_dir: Path) -> list[Table]:
     """The run's faults, if it had any: when each fired, its detection and recovery."""
-    from testbed.results.rundir import read_csv
+    from testbed.results.read import read_csv
 
-    faults = read_csv(run_dir / "faults.csv")
+    faults = read_csv(RunPaths(run_dir).table("faults"))
     if faults is None or not len(faults):
         return []
     table = Table(title="faults", title_justify="left")

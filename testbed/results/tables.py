@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.results.rundir import read_csv
+from testbed.results.flows import write_traffic_tables
+from testbed.results.layout import JOB_STATE, TIER_BYTES, TRAFFIC, RunPaths
+from testbed.results.read import read_csv, read_jsonl, run_start
 from testbed.training.role import snapshot_path
 
 # Column orders are part of the contract (design.md §3, results/README.md).
@@ -33,15 +35,13 @@ JOB_COLUMNS = (
 ).split()
 # Then bytes_<tier>_tier for each tier of the topology (fat-tree: host, edge, core;
 # leaf-spine: host, fabric; dumbbell: host, bottleneck), from raw/tiers.json.
-TIER_BYTES = "tiers.json"
 
-
-JOB_STATE = "job.json"  # raw/<job>/job.json: a job's spec fields, status, launch time
+__all__ = ["JOB_STATE", "TIER_BYTES", "read_jsonl", "run_start", "write_tables"]  # re-exported
 
 
 def read_job_states(run_dir: Path) -> list[dict]:
     """Every job's last persisted state, in job order of the spec (as launched)."""
-    states = [json.loads(p.read_text()) for p in (run_dir / "raw").glob(f"*/{JOB_STATE}")]
+    states = [json.loads(p.read_text()) for p in RunPaths(run_dir).raw.glob(f"*/{JOB_STATE}")]
     order = _spec_order(run_dir)
     return sorted(states, key=lambda s: order.get(s["job"], len(order)))
 
@@ -50,15 +50,10 @@ def _spec_order(run_dir: Path) -> dict[str, int]:
     import yaml  # only to order jobs as the resolved spec lists them
 
     try:
-        spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) or {}
+        spec = yaml.safe_load(RunPaths(run_dir).spec.read_text()) or {}
     except OSError:
         return {}
     return {job["name"]: i for i, job in enumerate(spec.get("jobs", []))}
-
-
-def run_start(run_dir: Path) -> float:
-    """The run's t0 (Unix time) from metadata.json; times in the tables count from it."""
-    return float(json.loads((run_dir / "metadata.json").read_text())["t0_unix"])
 
 
 def _snapshot(path: Path) -> np.ndarray | None:
@@ -81,7 +76,7 @@ def param_divergence(run_dir: Path, records: list[dict]) -> pd.DataFrame:
     comparison of fewer replicas than there are could read 0 while they differ."""
     rows = []
     for (job, it), ranks in sorted(_evaluated(records).items()):
-        records_of = run_dir / "raw" / job / "worker{}.jsonl"
+        records_of = RunPaths(run_dir).job(job) / "worker{}.jsonl"
         snapshots = {r: _snapshot(snapshot_path(str(records_of).format(r), it)) for r in ranks}
         missing = [f"worker{r}" for r, v in snapshots.items() if v is None]
         divergence = None
@@ -117,22 +112,11 @@ def snapshot_gaps(divergence: pd.DataFrame) -> list[str]:
     return [f"{r.job} iteration {r.iteration} ({r.missing})" for r in gaps.itertuples()]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """One JSONL file's records, tolerating a half-written last line."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a process killed mid-write leaves a partial last line
-    return records
-
-
 def read_records(run_dir: Path) -> list[dict]:
     """Every JSONL record of the jobs (raw/traffic/ holds the traffic's own)."""
     records = []
-    for path in sorted((run_dir / "raw").rglob("*.jsonl")):
-        if path.parent.name != "traffic":
+    for path in sorted(RunPaths(run_dir).raw.rglob("*.jsonl")):
+        if path.parent.name != TRAFFIC:
             records += read_jsonl(path)
     return records
 
@@ -182,7 +166,7 @@ def messages_table(records: Iterable[dict]) -> pd.DataFrame:
 
 
 def _tier_bytes(run_dir: Path) -> dict | None:
-    path = run_dir / "raw" / TIER_BYTES
+    path = RunPaths(run_dir).tier_bytes
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -297,18 +281,18 @@ def write_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     ``param_divergence`` (not a CSV of its own) the replica comparisons, with the
     evaluations that could not compare every replica."""
     records = read_records(run_dir)
-    events = run_dir / "controller.csv"
+    paths = RunPaths(run_dir)
+    events = paths.table("controller")
     classes = pd.read_csv(events) if events.exists() else None
     divergence = param_divergence(run_dir, records)
     frames = {
         "iterations": iterations_table(records, run_start(run_dir), divergence),
         "messages": messages_table(records),
         "jobs": jobs_table(records, read_job_states(run_dir), classes, _tier_bytes(run_dir)),
-        "link_bytes": link_bytes_table(read_csv(run_dir / "links.csv")),
+        "link_bytes": link_bytes_table(read_csv(paths.table("links"))),
     }
     for name, frame in frames.items():
-        frame.to_csv(run_dir / f"{name}.csv", index=False)
-    from testbed.traffic.tables import write_traffic_tables  # flows.csv, traffic.csv
+        frame.to_csv(paths.table(name), index=False)
 
     frames.update(write_traffic_tables(run_dir))
     frames["param_divergence"] = divergence

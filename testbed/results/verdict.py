@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.results.rundir import read_json
+from testbed.results.layout import RunPaths
+from testbed.results.read import read_json
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Verdict:
 
 def read_verdict(run_dir: Path) -> Verdict:
     """The verdict of `run_dir` (status `missing` when it has no metadata.json)."""
-    meta = read_json(Path(run_dir) / "metadata.json")
+    meta = read_json(RunPaths(run_dir).metadata)
     fidelity = meta.get("fidelity") or {}
     return Verdict(
         status=meta.get("status", "missing"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.results.rundir import read_csv
+from testbed.results.read import read_csv
 from testbed.spec.study import label
 from testbed.study.reference import Claim, Quantity, Reference
 from testbed.study.tables import ci95, counted

@@ -35,6 +35,7 @@ from rich.progress import (
 )
 
 from testbed.errors import TestbedError
+from testbed.results.layout import StudyPaths
 from testbed.results.rundir import hand_over, make_dirs, refuse_non_empty, utc_stamp
 from testbed.results.verdict import read_verdict
 from testbed.runner import interrupt_pending, quiet, run_experiment
@@ -130,7 +131,7 @@ def _run_one(run, study: Study, study_dir: Path, bar: Progress, task) -> str:
     bar.update(task, description=f"{run.name} {values}".strip())
     run_dir = study_dir / run.name
     if run_dir.exists():  # an attempt not ok (or not trusted): keep it, out of the way
-        attempts = study_dir / "attempts"
+        attempts = StudyPaths(study_dir).attempts
         attempts.mkdir(exist_ok=True)
         n = 1 + sum(1 for _ in attempts.glob(f"{run.name}-*"))
         shutil.move(str(run_dir), attempts / f"{run.name}-{n}")

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from testbed.results.rundir import read_csv
+from testbed.results.layout import RunPaths, StudyPaths
+from testbed.results.read import read_csv
 from testbed.results.verdict import read_verdict
 from testbed.spec.study import Study, label
 
@@ -52,7 +53,7 @@ def runs_table(study: Study, study_dir: Path) -> pd.DataFrame:
                 "run_status": verdict.status, "trustworthy": verdict.trustworthy,
                 "left_out": verdict.why_not()}  # fmt: skip
         head.update({key: label(value) for key, value in run.values.items()})
-        jobs = read_csv(run_dir / "jobs.csv")
+        jobs = read_csv(RunPaths(run_dir).table("jobs"))
         if jobs is None or jobs.empty:
             frames.append(pd.DataFrame([head]))
             continue
@@ -119,14 +120,14 @@ def write_study_tables(study: Study, study_dir: Path) -> tuple[pd.DataFrame, pd.
     """Write runs.csv and summary.csv into `study_dir`; return them."""
     runs = runs_table(study, study_dir)
     summary = summary_table(runs, study.swept)
-    runs.to_csv(study_dir / "runs.csv", index=False)
-    summary.to_csv(study_dir / "summary.csv", index=False)
+    runs.to_csv(StudyPaths(study_dir).table("runs"), index=False)
+    summary.to_csv(StudyPaths(study_dir).table("summary"), index=False)
     return runs, summary
 
 
 def _tail(run_dir: Path) -> pd.DataFrame:
     """p50 and p99 of iter_s per job, over every worker's iterations."""
-    its = read_csv(run_dir / "iterations.csv")
+    its = read_csv(RunPaths(run_dir).table("iterations"))
     if its is None or its.empty:
         return pd.DataFrame(columns=["job", "p50_iter_s", "p99_iter_s"])
     grouped = its.groupby("job")["iter_s"]
@@ -139,7 +140,7 @@ def _background(run_dir: Path) -> dict[str, float]:
     """The run's background flows, from traffic.csv's one `flows` entry: their FCT
     median and p99 and how many completed. Empty with none, or several (their FCTs are
     summarised per entry, and a median of medians is no median)."""
-    traffic = read_csv(run_dir / "traffic.csv")
+    traffic = read_csv(RunPaths(run_dir).table("traffic"))
     if traffic is None or "kind" not in traffic:
         return {}
     flows = traffic[traffic["kind"] == "flows"]

@@ -27,13 +27,13 @@ from testbed.jobs.forkserver import log_tail
 from testbed.jobs.placement import Placement
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.tc import CLASS_DSCP
+from testbed.results.layout import RunPaths
 from testbed.spec.paths import spec_dir
 from testbed.spec.schema import Experiment, FlowsTraffic, Iperf3Traffic
 from testbed.traffic.cdf import cdf_path, load_cdf
 
 log = logging.getLogger("testbed.traffic")
 
-TRAFFIC_DIR = "traffic"  # raw/traffic/: agent configs and records, iperf3 reports
 IPERF_PORT = 5201  # + entry index: entries may share a host
 AGENT_PORT = 5300  # + entry index
 WHOLE_RUN_S = 86_400  # iperf3 -t (its maximum) for an entry that runs until the jobs end
@@ -87,8 +87,9 @@ class TrafficRunner:
         source: str,
     ):
         self.exp, self.net, self.ledger, self.source = exp, net, ledger, source
-        self.dir = run_dir / "raw" / TRAFFIC_DIR
-        self.logs = run_dir / "logs"
+        self.paths = RunPaths(run_dir)
+        self.dir = self.paths.traffic  # agent configs and records, iperf3 reports
+        self.logs = self.paths.logs
         used = {h for p in placements.values() for h in p.hosts}
         names = net.topo.host_names()
         self.entries = [
@@ -98,7 +99,7 @@ class TrafficRunner:
         self.access_mbps = {d.src: d.params.bw_mbps for d in net.topo.directions()}
         if self.entries:  # a run without traffic has no traffic files
             self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "plan.json").write_text(json.dumps(self.plan(), indent=1) + "\n")
+            self.paths.traffic_plan.write_text(json.dumps(self.plan(), indent=1) + "\n")
 
     def plan(self) -> list[dict]:
         """What each entry will run, for raw/traffic/plan.json and traffic.csv."""
@@ -146,7 +147,7 @@ class TrafficRunner:
         untimed entries' windows)."""
         if self.entries:
             stopped = {"stopped_unix": time.time()}
-            (self.dir / "stopped.json").write_text(json.dumps(stopped) + "\n")
+            self.paths.traffic_stopped.write_text(json.dumps(stopped) + "\n")
         for entry in self.entries:
             for popen, ident, _ in entry.procs:
                 if popen.poll() is None:
@@ -191,9 +192,9 @@ class TrafficRunner:
                 "rate_per_s": rate, "cdf": [list(sizes.sizes), list(sizes.cdf)],
                 "seed": self.exp.seed * 1_000_003 + i * 10_007 + n,
                 "start_unix": start, "end_unix": end, "tos": tos(spec),
-                "records": str(self.dir / f"flows-{i}-{host}.jsonl"),
+                "records": str(self.paths.flow_records(i, host)),
             }  # fmt: skip
-            path = self.dir / f"agent-{i}-{host}.json"
+            path = self.paths.traffic_file(f"agent-{i}-{host}")
             path.write_text(json.dumps(config, indent=1) + "\n")
             argv = [sys.executable, "-m", "testbed.traffic.agent", str(path)]
             self._spawn(entry, self.net.host(host), argv, f"flows-{i}-{host}")
@@ -203,9 +204,9 @@ class TrafficRunner:
     def _spawn(self, entry: TrafficEntry, host, argv: list[str], stem: str) -> None:
         """Start `argv` in `host`; stdout to raw/traffic/<stem>.json (iperf3's report)
         or the log, stderr to logs/traffic-<stem>.log."""
-        out = self.dir / f"{stem}.json" if argv[0] == "iperf3" else None
+        out = self.paths.traffic_file(stem) if argv[0] == "iperf3" else None
         log.debug("traffic %d on %s: %s", entry.index, host.name, argv)
-        with open(self.logs / f"traffic-{stem}.log", "w") as err:
+        with open(self.paths.log(f"traffic-{stem}"), "w") as err:
             stdout = open(out, "w") if out else DEVNULL
             try:
                 popen = host.popen(argv, stdin=DEVNULL, stdout=stdout, stderr=err, env=_env())

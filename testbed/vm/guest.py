@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.results.rundir import read_json
+from testbed.results.read import read_json
 from testbed.vm import qemu
 from testbed.vm.image import Image, VmError, stage_checkout
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from testbed.results.flows import fct_by_bucket, flows_summary
 from testbed.traffic.cdf import NAMED, SHIPPED, FlowSizes, cdf_path, load_cdf
-from testbed.traffic.tables import fct_by_bucket, flows_summary
 
 
 def test_shipped_cdfs_parse_with_their_published_means():

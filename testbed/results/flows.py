@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.results.rundir import read_json
-from testbed.results.tables import read_jsonl, run_start
-from testbed.traffic.runner import TRAFFIC_DIR
+from testbed.results.layout import RunPaths
+from testbed.results.read import read_json, read_jsonl, run_start
 
 FLOW_COLUMNS = "entry src dst size_bytes start_s fct_s sent_bytes completed error".split()
 # FCT buckets of the issue and of pFabric/PIAS: small, medium, large flows.
@@ -36,15 +35,20 @@ def flows_table(run_dir: Path) -> pd.DataFrame:
 
 def _records(run_dir: Path) -> list[dict]:
     records = []
-    for path in sorted((run_dir / "raw" / TRAFFIC_DIR).glob("flows-*.jsonl")):
+    for path in _flow_files(run_dir):
         records += read_jsonl(path)
     return records
+
+
+def _flow_files(run_dir: Path) -> list[Path]:
+    traffic = RunPaths(run_dir).traffic
+    return sorted(traffic.glob(RunPaths(run_dir).flow_records().name))
 
 
 def _windows(run_dir: Path) -> dict[int, tuple[float, float | None]]:
     """Each flows entry's generation window (Unix times; end None: until stopped)."""
     windows = {}
-    for path in sorted((run_dir / "raw" / TRAFFIC_DIR).glob("flows-*.jsonl")):
+    for path in _flow_files(run_dir):
         for r in read_jsonl(path):
             if r.get("type") == "window":
                 windows[int(path.stem.split("-")[1])] = (r["start"], r["end"])
@@ -53,7 +57,7 @@ def _windows(run_dir: Path) -> dict[int, tuple[float, float | None]]:
 
 def traffic_table(run_dir: Path, flows: pd.DataFrame) -> pd.DataFrame:
     """One row per traffic entry of raw/traffic/plan.json."""
-    plan_path = run_dir / "raw" / TRAFFIC_DIR / "plan.json"
+    plan_path = RunPaths(run_dir).traffic_plan
     if not plan_path.exists():
         return pd.DataFrame()
     plan = json.loads(plan_path.read_text())
@@ -110,8 +114,8 @@ def fct_by_bucket(flows: pd.DataFrame) -> pd.DataFrame:
 def iperf3_summary(run_dir: Path, entry: dict) -> dict:
     """Bytes, receiver throughput and losses from the client's (and server's) JSON."""
     i = entry["entry"]
-    client = read_json(run_dir / "raw" / TRAFFIC_DIR / f"iperf3-{i}-client.json")
-    server = read_json(run_dir / "raw" / TRAFFIC_DIR / f"iperf3-{i}-server.json")
+    client = read_json(RunPaths(run_dir).traffic_file(f"iperf3-{i}-client"))
+    server = read_json(RunPaths(run_dir).traffic_file(f"iperf3-{i}-server"))
     out = {"src": entry["src"], "dst": entry["dst"], "proto": entry["proto"],
            "rate_mbps": entry["rate_mbps"], "parallel": entry["parallel"]}  # fmt: skip
     end = client.get("end", {})
@@ -131,16 +135,16 @@ def iperf3_summary(run_dir: Path, entry: dict) -> dict:
 
 def _run_end(run_dir: Path) -> float | None:
     """When an untimed entry's window closed: when the harness stopped the traffic."""
-    path = run_dir / "raw" / TRAFFIC_DIR / "stopped.json"
+    path = RunPaths(run_dir).traffic_stopped
     return json.loads(path.read_text())["stopped_unix"] if path.exists() else None
 
 
 def write_traffic_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Write flows.csv and traffic.csv if the run had traffic; return them."""
-    if not (run_dir / "raw" / TRAFFIC_DIR / "plan.json").exists():
+    if not RunPaths(run_dir).traffic_plan.exists():
         return {}
     flows = flows_table(run_dir)
     frames = {"flows": flows, "traffic": traffic_table(run_dir, flows)}
     for name, frame in frames.items():
-        frame.to_csv(run_dir / f"{name}.csv", index=False)
+        frame.to_csv(RunPaths(run_dir).table(name), index=False)
     return frames
