@@ -25,7 +25,7 @@ from testbed.ledger import Ledger
 from testbed.network.cluster import controller_address
 from testbed.network.cluster_net import ClusterNetwork
 from testbed.platform import probe
-from testbed.runner import controller_jobs
+from testbed.run.build import controller_jobs
 from testbed.spec import validate
 from topologies import build_topology
 

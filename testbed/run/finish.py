@@ -1,0 +1,79 @@
+"""Finish: stop what ran, tear the network down, then write the tables, the fidelity
+verdict and the final metadata. Each step is guarded: one that fails is noted in the
+run's error and the next still runs, and whatever fits on disk is kept."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from testbed.faults.runner import FaultRunner
+from testbed.results.fidelity import assess
+from testbed.results.metadata import Metadata, now_utc
+from testbed.results.tables import write_tables
+from testbed.run.build import Testbed
+from testbed.run.signals import describe, no_sigint
+from testbed.run.start import Work
+
+log = logging.getLogger("testbed")
+
+
+def stop(work: Work, testbed: Testbed, meta: Metadata) -> list[dict]:
+    """Stop the work, read the switches' per-job counters, tear the testbed down;
+    return the link report."""
+    with no_sigint():  # each step guarded: the network must come down
+        steps = [
+            ("cpu sampler", work.cpu and work.cpu.stop),
+            ("jobs", work.jobs and work.jobs.stop_all),
+            ("traffic", work.traffic and work.traffic.stop_all),
+            ("faults", work.faults and (lambda: _finish_faults(work.faults, meta))),
+            ("forkserver", work.forkserver and work.forkserver.stop),
+            # the network came up and jobs ran on it:
+            ("tier counters", work.jobs and (
+                lambda: testbed.save_tier_bytes(testbed.paths.tier_bytes))),
+        ]  # fmt: skip
+        for what, step in steps:
+            if step:
+                testbed.attempt(what, step)
+    return testbed.close()
+
+
+def record_teardown(testbed: Testbed, meta: Metadata, status: str, error: str) -> tuple[str, str]:
+    """Teardown's time and steps into metadata (written with the final metadata); a
+    teardown step that failed fails the run."""
+    meta.data["teardown_s"] = testbed.teardown_s
+    meta.data["teardown_profile"] = testbed.network.teardown_profile
+    if testbed.teardown_errors:
+        status = "interrupted" if status == "interrupted" else "failed"
+        error = "; ".join(filter(None, [error, *testbed.teardown_errors]))
+    return status, error
+
+
+def finish(
+    testbed: Testbed, links: list[dict], meta: Metadata, status: str, error: str
+) -> tuple[dict, dict | None, str, str]:
+    """The tables, the fidelity verdict and the final metadata, after teardown. On a
+    full disk, whatever fits is kept and the error says what did not."""
+    run_dir, frames, fidelity = testbed.run_dir, {}, None
+    try:
+        frames = write_tables(run_dir)
+        fidelity = assess(run_dir, links, frames["param_divergence"])
+    except Exception as exc:  # a full disk, or records it left half-written
+        log.error("tables not written\n%s", traceback.format_exc())
+        error = "; ".join(filter(None, [error, f"tables not written: {describe(exc)}"]))
+        status = "interrupted" if status == "interrupted" else "failed"
+    try:
+        meta.update(status=status, error=error, ended_utc=now_utc(), links=links,
+                    fidelity=fidelity, duration_s=round(time.time() - testbed.t0, 3))  # fmt: skip
+    except OSError as exc:
+        log.error("metadata.json not updated: %s", exc.strerror)
+    log.info("run %s: %s %s", run_dir, status, error)
+    return frames, fidelity, status, error
+
+
+def _finish_faults(faults: FaultRunner, meta: Metadata) -> None:
+    """faults.csv, and the controller's deaths and restarts in metadata.json."""
+    faults.finish()
+    if faults.controller_events:
+        meta.update(controller_deaths=faults.controller_events)
