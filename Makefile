@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 SPEC ?= configs/quickstart.yaml
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap run test unit smoke vm-test vm-tier cluster-test cluster-tier vm-clean lint clean-runs
+.PHONY: bootstrap run test unit smoke vm-test vm-tier cluster-test cluster-tier vm-clean lint docs docs/index.md clean-runs
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -51,9 +51,18 @@ cluster-tier: bootstrap
 vm-clean:
 	python3 -m testbed.vm clean
 
-lint: bootstrap
+lint: bootstrap docs/index.md
 	$(VENV)/bin/ruff check testbed controllers topologies tests benchmarks examples
 	$(VENV)/bin/ruff format --check testbed controllers topologies tests benchmarks examples
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
+
+# The manual as a site, in site/ (docs/*.md; the home page is the README's text).
+docs: bootstrap docs/index.md
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+# Generated, not tracked: the README with its links made relative to docs/.
+docs/index.md: README.md
+	sed -e 's#](docs/#](#g' README.md > $@
 
 # Remove leftovers of crashed runs of ours (bridges, interfaces, processes, nft tables).
 clean-runs: bootstrap

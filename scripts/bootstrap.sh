@@ -6,7 +6,10 @@
 #   Open vSwitch     -> started with ovs-ctl when its daemons are not up (no systemd here)
 #   .venv            -> /usr/bin/python3 --system-site-packages (Mininet's module is a distro package)
 #   torch            -> CPU build (a bare `torch` requirement pulls a multi-GB CUDA build)
-#   the project      -> editable install with its test extras
+#   the project      -> editable install with its run, test and docs extras
+#   /usr/local/bin/testbed -> a link to .venv/bin/testbed, so `sudo testbed ...` works
+#                    as `sudo mn` does (sudo's secure_path has /usr/local/bin); made only
+#                    where nothing else stands there
 #
 #   --vm             also install what `make vm-test` needs on this host (QEMU, mmdebstrap)
 #   --in-image       run inside the CI guest image's chroot while it is built
@@ -75,6 +78,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x .venv/bin/tes
     $pip install -q "torch==$TORCH_VERSION"
   fi
   say "installing mlnet-testbed into .venv (editable)"
-  $pip install -q -e '.[test]'
+  $pip install -q -e '.[run,test,docs]'
   echo "$want" > "$stamp"
+fi
+
+# Root's PATH: link our entry point where sudo finds it, unless something else is there
+# (another clone's link that still works, or a file we did not make).
+link=/usr/local/bin/testbed
+ours="$PWD/.venv/bin/testbed"
+if [ "$(readlink "$link" 2>/dev/null)" != "$ours" ]; then
+  if [ ! -e "$link" ] || { [ -L "$link" ] && [ ! -e "$(readlink "$link")" ]; } \
+     || { [ -L "$link" ] && [ "$(basename "$(readlink "$link")")" = testbed ] \
+          && [ "$(basename "$(dirname "$(dirname "$(readlink "$link")")")")" = .venv ]; }; then
+    ln -sfn "$ours" "$link"
+    say "linked $link -> $ours (sudo testbed ... now runs this clone)"
+  else
+    say "left $link alone (not a link to a .venv of ours); run $ours instead"
+  fi
 fi

@@ -7,6 +7,7 @@ arguments), 130 interrupted. Errors are one line on stderr, no traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -232,7 +233,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# What running needs beyond analysis: Mininet (a distro package) and the `run` extra.
+HARNESS_MODULES = {"mininet": "Mininet", "torch": "torch", "os_ken": "os-ken"}
+
+
 def _need_root(what: str) -> None:
+    """Running builds networks: root, and the harness's modules (analysis needs neither)."""
+    missing = [name for mod, name in HARNESS_MODULES.items() if not importlib.util.find_spec(mod)]
+    if missing:
+        raise TestbedError(
+            f"{what} needs {', '.join(missing)}, which this Python ({sys.executable}) lacks; "
+            "in a clone, `sudo make bootstrap` installs them into .venv"
+        )
     if os.geteuid() != 0:
         raise TestbedError(
             f"{what} needs root (it creates namespaces and OVS bridges); run it with sudo"
