@@ -54,7 +54,7 @@ vm-clean:
 lint: bootstrap docs/index.md
 	$(VENV)/bin/ruff check testbed controllers topologies tests benchmarks examples
 	$(VENV)/bin/ruff format --check testbed controllers topologies tests benchmarks examples
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 # The manual as a site, in site/ (docs/*.md; the home page is the README's text).
 docs: bootstrap docs/index.md

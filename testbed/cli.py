@@ -217,7 +217,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """APNet §2.2: final accuracy against drop fraction, and the loss bound."""
-    from testbed.study.profile import plan_profile, run_profile
+    from testbed.profile import plan_profile, run_profile
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in cmd_run
     plan = plan_profile(args)

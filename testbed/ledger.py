@@ -29,6 +29,7 @@ from pathlib import Path
 
 from testbed import shell
 from testbed.errors import TestbedError
+from testbed.shell import ssh_argv
 
 _SAVING = threading.Lock()
 
@@ -172,7 +173,6 @@ def release_on(server: str, part: ServerPart, run_id: str) -> list[str]:
     server. A server that cannot be reached is reported, not skipped silently."""
     if server == LOCAL:
         return part.release(run_id)
-    from testbed.network.cluster import ssh_argv  # only cluster runs come here
 
     argv = ssh_argv(server, ["sudo", "-n", sys.executable, "-m", "testbed.ledger", run_id])
     payload = json.dumps(asdict(part))
@@ -187,7 +187,6 @@ def remote_identities(server: str, pids: list[int]) -> list[list[int]]:
     """[pid, start time] of processes on `server` (one ssh call)."""
     if server == LOCAL:
         return [identity(p) for p in pids]
-    from testbed.network.cluster import ssh_argv
 
     script = (
         "import sys; from testbed.ledger import identity; "

@@ -9,6 +9,7 @@ process start-ups when a fat-tree has hundreds of ports.
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -83,3 +84,12 @@ def run_batch(
 def have(tool: str) -> bool:
     """Whether `tool` is on PATH."""
     return shutil.which(tool) is not None
+
+
+SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=5")
+
+
+def ssh_argv(server: str, argv: list[str], *options: str) -> list[str]:
+    """`argv` run on `server` over ssh. ssh joins the remote words into one shell line,
+    so each is quoted; `server` is a validated name (it cannot start with a dash)."""
+    return ["ssh", *SSH_OPTIONS, *options, server, "--", shlex.join(argv)]

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import PIPE, Popen
 
-from testbed.jobs.placement import Placement
 from testbed.results.layout import RunPaths
+from testbed.spec.placement import Placement
 from testbed.spec.rules import command_workdir, expand_command
 from testbed.spec.schema import JobSpec
 

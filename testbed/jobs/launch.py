@@ -27,12 +27,12 @@ from subprocess import STDOUT, Popen, TimeoutExpired
 from testbed.jobs import command
 from testbed.jobs.command import CommandProcess
 from testbed.jobs.forkserver import ForkedProcess, ForkServer, log_tail
-from testbed.jobs.placement import Placement
 from testbed.jobs.remote import ClusterLauncher, RemoteProcess
 from testbed.jobs.trees import Tree, build_trees, plan_edges, racks_of
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.protocol import Network
 from testbed.results.layout import RunPaths
+from testbed.spec.placement import Placement
 from testbed.spec.schema import Experiment, JobSpec
 from testbed.training.role import RoleConfig
 

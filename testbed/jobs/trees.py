@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from testbed.jobs.placement import Placement
+from testbed.spec.placement import Placement
 from testbed.spec.schema import JobSpec
 
 

@@ -24,18 +24,12 @@ import time
 from dataclasses import dataclass, field
 
 from testbed.errors import TestbedError
+from testbed.shell import ssh_argv
 
-SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=5")
 SSH_TIMEOUT_S = 30
 CLOCK_SAMPLES = 5
 MAX_CLOCK_OFFSET_S = 0.05  # an offset this large shifts a server's rows by a whole RTT
 _IPV4 = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b")
-
-
-def ssh_argv(server: str, argv: list[str], *options: str) -> list[str]:
-    """`argv` run on `server` over ssh. ssh joins the remote words into one shell line,
-    so each is quoted; `server` is a validated name (it cannot start with a dash)."""
-    return ["ssh", *SSH_OPTIONS, *options, server, "--", shlex.join(argv)]
 
 
 @dataclass

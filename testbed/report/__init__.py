@@ -21,7 +21,7 @@ from testbed.report.study import (
 )
 from testbed.results.layout import RunPaths, StudyPaths
 from testbed.results.read import read_csv
-from testbed.study.reference import REFERENCE_FILE, load_reference
+from testbed.spec.reference import REFERENCE_FILE, load_reference
 
 REPORT = "report.md"
 

@@ -11,8 +11,8 @@ import pandas as pd
 
 from testbed.report.figures import distribution_axis, figure, legend, legend_below, save, step_cdf
 from testbed.report.run import table
+from testbed.spec.reference import Reference
 from testbed.study.against import arm_distributions, claims_table, points_table
-from testbed.study.reference import Reference
 
 
 def paper_section(ref: Reference, runs: pd.DataFrame, swept: list[str], study_dir: Path) -> str:

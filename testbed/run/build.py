@@ -18,7 +18,6 @@ from controllers.contract import JobRecord, JobsDoc
 from controllers.cookies import TIERS
 from testbed.control import ControllerProcess
 from testbed.errors import TestbedError
-from testbed.jobs.placement import Placement, place
 from testbed.ledger import Ledger, summarize_removed
 from testbed.network import reach
 from testbed.network.cluster import controller_address
@@ -33,6 +32,7 @@ from testbed.progress import RunProgress
 from testbed.results.layout import RunPaths
 from testbed.run.signals import describe, no_sigint, raise_interrupted
 from testbed.runlock import RunLock
+from testbed.spec.placement import Placement, place
 from testbed.spec.schema import Experiment
 from testbed.training.size import total_bytes
 from topologies import GraphTopo

@@ -11,18 +11,22 @@ import shutil
 import sys
 from pathlib import Path
 
+from testbed.cdf import CdfError, cdf_path, load_cdf
 from testbed.errors import SpecError
 from testbed.spec.paths import resolve
-from testbed.spec.schema import BUILTIN_ONLY, MODEL_DATASETS, Experiment, JobSpec
-from testbed.traffic.cdf import CdfError, cdf_path, load_cdf
-
-MAX_SUBTREE = 127  # testbed.training.tree.MAX_COUNT: the largest per-entry count
+from testbed.spec.placement import place
+from testbed.spec.schema import (
+    BUILTIN_ONLY,
+    MAX_TREE_COUNT,
+    MODEL_DATASETS,
+    Experiment,
+    JobSpec,
+)
+from topologies import build_topology
 
 
 def check_rules(exp: Experiment, source: str) -> None:
     """Raise `SpecError` for the first rule `exp` breaks."""
-    from topologies import build_topology  # deferred: pulls in Mininet's Topo
-
     topo = build_topology(exp.topology)
     hosts = topo.host_names()
     _check_directed(exp, source, topo)
@@ -209,7 +213,6 @@ def _program(name: str, workdir: Path) -> str | None:
 
 def _check_traffic(exp: Experiment, source: str, topo) -> None:
     """Traffic hosts exist and avoid the jobs' hosts unless told otherwise; CDFs parse."""
-    from testbed.jobs.placement import place  # where jobs will run, as the run places them
 
     known = set(topo.host_names())
     used = {h for p in place(exp, topo).values() for h in p.hosts} if exp.traffic else set()
@@ -276,7 +279,6 @@ def _check_on_failure(job: JobSpec, path: str, source: str) -> None:
 
 def _check_faults(exp: Experiment, source: str, topo) -> None:
     """Faults name a link, switch or job host of the topology."""
-    from testbed.jobs.placement import place  # where jobs will run, as the run places them
 
     neighbours: dict[str, set[str]] = {}
     for link in topo.link_info:
@@ -349,12 +351,12 @@ def _check_aggregation(job: JobSpec, path: str, source: str) -> None:
     fanin = getattr(job.aggregation, "fanin", None)
     if fanin is not None and fanin < 2:
         raise SpecError(source, f"{path}.aggregation.fanin", fanin, "expected an integer >= 2")
-    if job.workers > MAX_SUBTREE:
+    if job.workers > MAX_TREE_COUNT:
         raise SpecError(
             source,
             f"{path}.workers",
             job.workers,
-            f"expected <= {MAX_SUBTREE} with aggregation (per-entry counts travel as one byte)",
+            f"expected <= {MAX_TREE_COUNT} with aggregation (per-entry counts travel as one byte)",
         )
 
 

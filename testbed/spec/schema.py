@@ -244,6 +244,10 @@ class LstmSpec(Frozen):
 ModelSpec = Annotated[Union[MlpSpec, CnnSpec, MfSpec, LstmSpec], Field(discriminator="name")]
 
 # Which dataset each model trains on (the APNet workload types: MLP, CNN, MF, RNN).
+# Aggregation trees count per gradient entry how many workers it sums, in one byte
+# (testbed.training.tree): a job with aggregation has at most this many workers.
+MAX_TREE_COUNT = 127
+
 MODEL_DATASETS = {
     "mlp": ("digits",),
     "cnn": ("digits",),

@@ -27,7 +27,9 @@ import yaml
 from pydantic import Field, ValidationError
 
 from testbed.errors import SpecError
+from testbed.spec.labels import label
 from testbed.spec.load import apply_overrides, parse_override, read_yaml, set_path, validate
+from testbed.spec.reference import load_reference
 from testbed.spec.schema import Experiment, Frozen, Int, Str
 
 STUDY_KEYS = ("sweep", "zip", "repeats", "report")
@@ -45,7 +47,7 @@ class StudyReport(Frozen):
     # Distributions drawn as CDFs, one line per arm, pooled over repeats: the JCTs of a
     # run's jobs, or the bytes each link carried (links.bytes).
     cdf: tuple[Literal[CDFS], ...] = ()  # type: ignore[valid-type]
-    # A paper's reference file (testbed.study.reference), relative to the spec: the
+    # A paper's reference file (testbed.spec.reference), relative to the spec: the
     # report then puts our values beside the paper's, with verdicts.
     reference: Str | None = None
 
@@ -203,8 +205,6 @@ def _reference(
     """The reference file's path, after validating it (before anything runs)."""
     if report.reference is None:
         return None
-    from testbed.study.reference import load_reference
-
     path = Path(source).parent / report.reference
     load_reference(path, swept, source, zips)
     return path
@@ -273,11 +273,3 @@ def _plan(
         raw["seed"] = seed + repeat
     exp = validate(raw, f"{source} (point {point})", values, by="sweep")
     return PlannedRun(f"p{point:03d}-r{repeat}", point, repeat, exp.seed, values, exp)
-
-
-def label(value: Any) -> str:
-    """A swept value as a column entry or legend label: scalars as written, mappings
-    and lists in YAML flow style ({kind: blt, loss_bound: 0.1})."""
-    if isinstance(value, (dict, list)):
-        return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-    return str(value)

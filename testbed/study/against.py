@@ -1,4 +1,4 @@
-"""Our values beside a paper's (`testbed.study.reference`): per point of its figure and
+"""Our values beside a paper's (`testbed.spec.reference`): per point of its figure and
 per headline claim, computed from a study directory alone, with a verdict per claim.
 
 Every value is a per-repeat ratio (the arm over its baseline, both from the same
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from testbed.results.read import read_csv
+from testbed.spec.reference import Claim, Quantity, Reference
 from testbed.spec.study import label
-from testbed.study.reference import Claim, Quantity, Reference
 from testbed.study.tables import ci95, counted
 
 VERDICTS = ("reproduced", "not reproduced", "opposite")

@@ -39,8 +39,8 @@ from testbed.results.layout import StudyPaths
 from testbed.results.rundir import hand_over, make_dirs, refuse_non_empty, utc_stamp
 from testbed.results.verdict import read_verdict
 from testbed.runner import interrupt_pending, quiet, run_experiment
+from testbed.spec.reference import REFERENCE_FILE
 from testbed.spec.study import Study, expand, label
-from testbed.study.reference import REFERENCE_FILE
 from testbed.study.tables import run_status, write_study_tables
 
 STUDY_FILE = "study.yaml"

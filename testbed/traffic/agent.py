@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from testbed.traffic.cdf import FlowSizes
+from testbed.cdf import FlowSizes
 
 CHUNK = 64 * 1024
 CONNECT_RETRY_S = 3.0  # a peer's sink starts at the same moment as this agent

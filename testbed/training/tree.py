@@ -34,11 +34,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from testbed.spec.schema import MAX_TREE_COUNT
 from testbed.training.messages import Message, drop_entries
 from testbed.training.ps import CONNECT_TIMEOUT_S, ShardSGD, shard_bounds
 from testbed.transports import Channel, MessageStats, Transport
 
-MAX_COUNT = 127  # per-entry count limit of the one-byte encoding (see the docstring)
+MAX_COUNT = MAX_TREE_COUNT  # per-entry count limit of the one-byte encoding (see the docstring)
 
 
 @dataclass(frozen=True)

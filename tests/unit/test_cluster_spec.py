@@ -9,6 +9,7 @@ import shlex
 import pytest
 import yaml
 
+from testbed import shell
 from testbed.errors import SpecError
 from testbed.network import cluster
 from testbed.spec import load_experiment, validate
@@ -60,8 +61,8 @@ def test_a_cluster_section_defaults_and_round_trips(tmp_path):
 
 
 def test_the_remote_command_is_one_quoted_line():
-    argv = cluster.ssh_argv("b", ["sh", "-c", "echo $HOME; true"])
-    assert argv[:-2] == ["ssh", *cluster.SSH_OPTIONS, "b"] and argv[-2] == "--"
+    argv = shell.ssh_argv("b", ["sh", "-c", "echo $HOME; true"])
+    assert argv[:-2] == ["ssh", *shell.SSH_OPTIONS, "b"] and argv[-2] == "--"
     assert shlex.split(argv[-1]) == ["sh", "-c", "echo $HOME; true"]
 
 

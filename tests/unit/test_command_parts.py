@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from testbed.jobs.command import metrics_record, torchrun_env
-from testbed.jobs.placement import Placement
 from testbed.results.tables import iterations_table
+from testbed.spec.placement import Placement
 from testbed.spec.schema import JobSpec
 
 

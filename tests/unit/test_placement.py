@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from testbed.jobs.placement import place, spread_order
 from testbed.spec import validate
+from testbed.spec.placement import place, spread_order
 from topologies import build_topology
 
 

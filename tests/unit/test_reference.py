@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from testbed.errors import SpecError
+from testbed.spec.reference import Claim, load_reference
 from testbed.study.against import claims_table, points_table, verdict
-from testbed.study.reference import Claim, load_reference
 
 SWEPT = ["jobs.0.servers", "jobs.0.aggregation"]
 

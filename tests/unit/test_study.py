@@ -12,9 +12,9 @@ from scipy import stats
 
 from testbed.cli import main
 from testbed.errors import SpecError
+from testbed.profile import bound_table, loss_bound, parse_drops, single_job
 from testbed.spec.export import spec_json_schema
 from testbed.spec.study import expand, is_study
-from testbed.study.profile import bound_table, loss_bound, parse_drops, single_job
 from testbed.study.tables import ci95, summary_table
 
 BASE = {

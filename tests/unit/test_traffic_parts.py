@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from testbed.cdf import NAMED, SHIPPED, FlowSizes, cdf_path, load_cdf
 from testbed.results.flows import fct_by_bucket, flows_summary
-from testbed.traffic.cdf import NAMED, SHIPPED, FlowSizes, cdf_path, load_cdf
 
 
 def test_shipped_cdfs_parse_with_their_published_means():

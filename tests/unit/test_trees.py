@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.jobs.placement import place
 from testbed.jobs.trees import build_trees, racks_of
 from testbed.spec import validate
+from testbed.spec.placement import place
 from topologies import build_topology
 
 

@@ -40,8 +40,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from testbed.errors import NO_VALUE, SpecError
+from testbed.spec.labels import label
 from testbed.spec.schema import Float, Frozen, Int, Str
-from testbed.spec.study import label
 
 REFERENCE_FILE = "reference.yaml"  # the study's copy, in its directory
 Scalar = str | int | float | bool
