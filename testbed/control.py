@@ -17,10 +17,49 @@ import sys
 import time
 from pathlib import Path
 
-from controllers.contract import JobsDoc, ReadyReport, TopologyDoc
+from controllers.contract import JobRecord, JobsDoc, ReadyReport, TopologyDoc
 from testbed.errors import TestbedError
 from testbed.ledger import Ledger, identity, kill_group
+from testbed.network.tc import CLASS_DSCP
 from testbed.results.layout import RunPaths
+from testbed.spec.placement import Placement
+from testbed.spec.schema import Experiment
+from testbed.training.size import total_bytes
+
+
+def controller_jobs(
+    exp: Experiment,
+    placements: dict[str, Placement],
+    t0: float,
+    events_csv: Path,
+    ports_csv: Path | None = None,
+) -> JobsDoc:
+    """What the controller's priority policy needs to know (the contract's jobs document)."""
+    policy = exp.controller.priority
+    return JobsDoc(
+        policy=policy,
+        order=exp.controller.priority_order,
+        seed=exp.seed,  # for a random order
+        classes=exp.controller.priority_classes,
+        dscp=tuple(CLASS_DSCP),
+        poll_ms=exp.controller.poll_ms,
+        thresholds_bytes=tuple(exp.controller.thresholds_bytes()),
+        t0=t0,
+        events_csv=str(events_csv),
+        # the policy's state, for a restarted controller to resume (controllers/priority.py)
+        state_json=str(events_csv.with_name("raw") / "controller_state.json"),
+        ports_csv=str(ports_csv) if ports_csv else None,  # port changes, for faults.csv
+        jobs=tuple(
+            JobRecord(
+                name=job.name,
+                hosts=tuple(placements[job.name].hosts),
+                priority=job.priority,
+                # MLNET's "communication cost": the model bytes the job will send
+                total_bytes=total_bytes(job) if policy == "smallest-first" else 0,
+            )
+            for job in exp.jobs
+        ),
+    )
 
 
 def free_port() -> int:

@@ -30,9 +30,9 @@ from testbed.results.rundir import hand_over
 from testbed.run.build import Testbed
 from testbed.run.finish import finish, record_teardown, stop
 from testbed.run.observe import observe
-from testbed.run.prepare import open_metadata, prepare
+from testbed.run.prepare import prepare, prepare_run
 from testbed.run.signals import Interrupted, describe, interrupt_pending
-from testbed.run.start import plan_work, start_network, start_work
+from testbed.run.start import plan_work, start
 from testbed.spec import validate
 from testbed.spec.schema import Experiment
 
@@ -57,16 +57,14 @@ def run_experiment(
 ) -> RunResult:
     """Run `exp` (validated from `source`) and return where its results are."""
     progress = progress or RunProgress()
-    testbed = prepare(exp, source, out, progress)
-    meta = open_metadata(testbed, source)
+    testbed, meta = prepare_run(exp, source, out, progress)
     work = plan_work(exp, testbed.paths)
     links: list[dict] = []
     status, error = "failed", ""
     try:
         with progress:
             try:
-                start_network(testbed, work, meta)
-                start_work(testbed, work, meta, progress, source)
+                start(testbed, work, meta, progress, source)
                 status, error = observe(work, progress)
             finally:
                 links = stop(work, testbed, meta)

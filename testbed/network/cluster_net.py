@@ -138,6 +138,21 @@ class ClusterNetwork:
         """The servers as MininetCluster names them: this machine is ``localhost``."""
         return [LOCAL, *self.cluster.servers[1:]]
 
+    def cluster_report(self) -> dict:
+        """metadata.json's `cluster`: each server's hosts and the tunnelled links."""
+        hosts: dict[str, list[str]] = {server: [] for server in self.cluster.servers}
+        for name in self.topo.host_names():
+            hosts[self.server_of(name)].append(name)
+        return {
+            "servers": list(self.cluster.servers),
+            "controller_address": self.controller_ip,
+            "placement": self.cluster.placement,
+            "tunnel": self.cluster.tunnel,
+            "hosts": hosts,
+            "tunnelled_links": [f"{a}-{b}" for a, b in self.cross_links()],
+            "launcher": "exec on each host's server (testbed.jobs.remote)",
+        }
+
     def server_of(self, node: str) -> str:
         """The server that holds `node` (after `start`), by its spec name."""
         server = self.net.get(node).server

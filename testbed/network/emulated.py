@@ -171,6 +171,10 @@ class EmulatedNetwork:
 
     # ------------------------------------------------------------------ queries
 
+    def cluster_report(self) -> None:
+        """None: one machine, no cluster section in metadata.json."""
+        return None
+
     def interface_stats(self) -> None:
         """None: the monitor reads each interface's sysfs counters here."""
         return None

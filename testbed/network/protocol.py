@@ -53,6 +53,9 @@ class Network(Protocol):
     def bands_of(self, src: str) -> int:
         """Priority bands of the tc tree on `src`'s egress interfaces."""
 
+    def cluster_report(self) -> dict | None:
+        """metadata.json's `cluster` (servers, hosts per server, tunnels); None: one machine."""
+
     def interface_stats(self) -> dict[str, dict[str, int]] | None:
         """Root-namespace interface counters, all at once; None: read sysfs here."""
 

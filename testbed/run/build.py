@@ -7,34 +7,28 @@ over the spec's topology, checked end to end, and torn down however the run ends
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
 import traceback
 from pathlib import Path
 
-from controllers.contract import JobRecord, JobsDoc
-from controllers.cookies import TIERS
-from testbed.control import ControllerProcess
+from testbed.control import ControllerProcess, controller_jobs
 from testbed.errors import TestbedError
 from testbed.ledger import Ledger, summarize_removed
 from testbed.network import reach
 from testbed.network.cluster import controller_address
-from testbed.network.counters import job_tier_bytes
 from testbed.network.emulated import EmulatedNetwork, LinkEmulation
 from testbed.network.monitor import LinkMonitor
 from testbed.network.plane import Plane
 from testbed.network.protocol import Network
-from testbed.network.tc import CLASS_DSCP
 from testbed.platform import Platform
 from testbed.progress import RunProgress
 from testbed.results.layout import RunPaths
 from testbed.run.signals import describe, no_sigint, raise_interrupted
 from testbed.runlock import RunLock
-from testbed.spec.placement import Placement, place
+from testbed.spec.placement import place
 from testbed.spec.schema import Experiment
-from testbed.training.size import total_bytes
 from topologies import GraphTopo
 
 log = logging.getLogger("testbed")
@@ -161,23 +155,6 @@ class Testbed:
             raise
         return self
 
-    def cluster_report(self) -> dict:
-        """metadata.json's `cluster`: each server's hosts and the tunnelled links."""
-        net = self.network
-        hosts: dict[str, list[str]] = {server: [] for server in self.exp.cluster.servers}
-        for name in self.topo.host_names():
-            hosts[net.server_of(name)].append(name)
-        tunnels = [f"{a}-{b}" for a, b in net.cross_links()]
-        return {
-            "servers": list(self.exp.cluster.servers),
-            "controller_address": self.address,
-            "placement": self.exp.cluster.placement,
-            "tunnel": self.exp.cluster.tunnel,
-            "hosts": hosts,
-            "tunnelled_links": tunnels,
-            "launcher": "exec on each host's server (testbed.jobs.remote)",
-        }
-
     def _watched_hosts(self) -> list[str] | None:
         """Hosts whose egress queues the link monitor reads: all of them, or on a large
         fabric (more than reach.FULL_CHECK_MAX_HOSTS hosts) those jobs and traffic use."""
@@ -237,17 +214,6 @@ class Testbed:
         monitor.stop()
         return monitor.report()
 
-    def save_tier_bytes(self, path: Path) -> None:
-        """Write the bytes each job put on each tier (the controller's per-job counters)
-        to `path`; a failure is logged, the run goes on to teardown."""
-        try:
-            tiers = sorted({link.tier for link in self.topo.link_info}, key=TIERS.index)
-            jobs = [job.name for job in self.exp.jobs]
-            counted = job_tier_bytes(self.topo.switch_info, jobs, tiers, self.network)
-            path.write_text(json.dumps({"tiers": tiers, "jobs": counted}, indent=1) + "\n")
-        except Exception:
-            log.error("per-job tier bytes not read\n%s", traceback.format_exc())
-
     def _check_reachability(self) -> None:
         plan = reach.probe_plan(self.topo.host_names(), self.exp.seed)
         self.reachability = reach.describe(plan)
@@ -265,38 +231,3 @@ class Testbed:
                 f"{r['pairs']} sampled host pairs reachable ({r['targets_per_host']} per host, "
                 f"of {r['all_pairs']:,}; see reachability in metadata.json)"
             )
-
-
-def controller_jobs(
-    exp: Experiment,
-    placements: dict[str, Placement],
-    t0: float,
-    events_csv: Path,
-    ports_csv: Path | None = None,
-) -> JobsDoc:
-    """What the controller's priority policy needs to know (the contract's jobs document)."""
-    policy = exp.controller.priority
-    return JobsDoc(
-        policy=policy,
-        order=exp.controller.priority_order,
-        seed=exp.seed,  # for a random order
-        classes=exp.controller.priority_classes,
-        dscp=tuple(CLASS_DSCP),
-        poll_ms=exp.controller.poll_ms,
-        thresholds_bytes=tuple(exp.controller.thresholds_bytes()),
-        t0=t0,
-        events_csv=str(events_csv),
-        # the policy's state, for a restarted controller to resume (controllers/priority.py)
-        state_json=str(events_csv.with_name("raw") / "controller_state.json"),
-        ports_csv=str(ports_csv) if ports_csv else None,  # port changes, for faults.csv
-        jobs=tuple(
-            JobRecord(
-                name=job.name,
-                hosts=tuple(placements[job.name].hosts),
-                priority=job.priority,
-                # MLNET's "communication cost": the model bytes the job will send
-                total_bytes=total_bytes(job) if policy == "smallest-first" else 0,
-            )
-            for job in exp.jobs
-        ),
-    )

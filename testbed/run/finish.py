@@ -4,11 +4,14 @@ run's error and the next still runs, and whatever fits on disk is kept."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
 
+from controllers.cookies import TIERS
 from testbed.faults.runner import FaultRunner
+from testbed.network.counters import job_tier_bytes
 from testbed.results.fidelity import assess
 from testbed.results.metadata import Metadata, now_utc
 from testbed.results.tables import write_tables
@@ -30,13 +33,25 @@ def stop(work: Work, testbed: Testbed, meta: Metadata) -> list[dict]:
             ("faults", work.faults and (lambda: _finish_faults(work.faults, meta))),
             ("forkserver", work.forkserver and work.forkserver.stop),
             # the network came up and jobs ran on it:
-            ("tier counters", work.jobs and (
-                lambda: testbed.save_tier_bytes(testbed.paths.tier_bytes))),
+            ("tier counters", work.jobs and (lambda: save_tier_bytes(testbed))),
         ]  # fmt: skip
         for what, step in steps:
             if step:
                 testbed.attempt(what, step)
     return testbed.close()
+
+
+def save_tier_bytes(testbed: Testbed) -> None:
+    """raw/tiers.json: the bytes each job put on each tier (the controller's per-job
+    counters); a failure is logged, the run goes on to teardown."""
+    try:
+        tiers = sorted({link.tier for link in testbed.topo.link_info}, key=TIERS.index)
+        jobs = [job.name for job in testbed.exp.jobs]
+        counted = job_tier_bytes(testbed.topo.switch_info, jobs, tiers, testbed.network)
+        doc = {"tiers": tiers, "jobs": counted}
+        testbed.paths.tier_bytes.write_text(json.dumps(doc, indent=1) + "\n")
+    except Exception:
+        log.error("per-job tier bytes not read\n%s", traceback.format_exc())
 
 
 def record_teardown(testbed: Testbed, meta: Metadata, status: str, error: str) -> tuple[str, str]:

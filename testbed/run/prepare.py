@@ -43,6 +43,14 @@ def prepare(
         raise
 
 
+def prepare_run(
+    exp: Experiment, source: str, out: str | None, progress: RunProgress
+) -> tuple[Testbed, Metadata]:
+    """`prepare`, then metadata.json as the run starts."""
+    testbed = prepare(exp, source, out, progress)
+    return testbed, open_metadata(testbed, source)
+
+
 def open_metadata(testbed: Testbed, source: str) -> Metadata:
     """metadata.json as the run starts: what it is, where it runs, how links are emulated."""
     exp, platform = testbed.exp, testbed.platform

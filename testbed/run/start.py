@@ -42,24 +42,19 @@ def plan_work(exp: Experiment, paths: RunPaths) -> Work:
     return Work()
 
 
-def start_network(testbed: Testbed, work: Work, meta: Metadata) -> None:
-    """Bring the network up; the forkserver imports torch while it is being built."""
+def start(testbed: Testbed, work: Work, meta: Metadata, progress: RunProgress, source: str) -> None:
+    """Bring the network up (the forkserver imports torch meanwhile), then make the job,
+    traffic and fault runners and start sampling CPU; jobs and traffic start later, at
+    their offsets (`testbed.run.observe`)."""
+    exp, net, ledger, run_dir = testbed.exp, testbed.network, testbed.ledger, testbed.run_dir
     if work.forkserver:
-        work.forkserver.start(testbed.ledger)
+        work.forkserver.start(ledger)
     testbed.start()
     meta.update(**testbed.timings, reachability=testbed.reachability,
-                network_profile=testbed.network.profile,
-                pmd_maxsleep_us=testbed.network.pmd_maxsleep_us)  # fmt: skip
-    if testbed.exp.cluster is not None:
-        meta.update(cluster=testbed.cluster_report())
-
-
-def start_work(
-    testbed: Testbed, work: Work, meta: Metadata, progress: RunProgress, source: str
-) -> None:
-    """Make the job, traffic and fault runners and start sampling CPU; jobs and traffic
-    start later, at their offsets (`testbed.run.observe`)."""
-    exp, net, ledger, run_dir = testbed.exp, testbed.network, testbed.ledger, testbed.run_dir
+                network_profile=net.profile, pmd_maxsleep_us=net.pmd_maxsleep_us)  # fmt: skip
+    cluster = net.cluster_report()
+    if cluster is not None:
+        meta.update(cluster=cluster)
     if work.forkserver:
         work.forkserver.wait_ready()
         ready_s = round(work.forkserver.ready_at - testbed.t0, 3)

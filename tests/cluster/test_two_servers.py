@@ -20,12 +20,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from testbed.control import ControllerProcess
+from testbed.control import ControllerProcess, controller_jobs
 from testbed.ledger import Ledger
 from testbed.network.cluster import controller_address
 from testbed.network.cluster_net import ClusterNetwork
 from testbed.platform import probe
-from testbed.run.build import controller_jobs
 from testbed.spec import validate
 from topologies import build_topology
 

@@ -23,17 +23,23 @@ def plain_venv(tmp_path_factory) -> Path:
     copy of the sources (no extras: no torch, no os-ken)."""
     root = tmp_path_factory.mktemp("plain")
     src = root / "src"
-    shutil.copytree(
-        REPO,
-        src,
-        ignore=shutil.ignore_patterns(".venv", ".git", "results", "*.egg-info", "__pycache__"),
-    )
+    shutil.copytree(REPO, src, ignore=_not_sources)
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(src)]
     proc = subprocess.run(pip, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return venv
+
+
+def _not_sources(directory: str, names: list[str]) -> set[str]:
+    """What a copy of the sources leaves out: the venv, git, caches, and the top-level
+    results/ and site/ (testbed/results/ is code)."""
+    top = Path(directory) == REPO
+    skip = {".venv", ".git", "__pycache__", ".pytest_cache", "build"}
+    return {n for n in names if n in skip or n.endswith(".egg-info")} | (
+        {"results", "site"} & set(names) if top else set()
+    )
 
 
 def _run(venv: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
