@@ -1,7 +1,9 @@
-"""Live progress on the terminal (stderr) while a run is under way."""
+"""What a run tells its user: live progress on the terminal (stderr) while it is under
+way, and everything else in the harness log (`log_to`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -65,3 +67,16 @@ class RunProgress:
     def update_job(self, name: str, status: str) -> None:
         task, counter = self.tasks[name]
         self.progress.update(task, completed=counter.update(), status=status)
+
+
+def log_to(path: Path) -> None:
+    """Send the harness's log (logger "testbed") to `path`, replacing an earlier file."""
+    # A full disk must not print a traceback per log line; the run reports it once.
+    logging.raiseExceptions = False
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("testbed")
+    for old in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)

@@ -28,7 +28,7 @@ from testbed.errors import TestbedError
 from testbed.progress import RunProgress
 from testbed.results.rundir import hand_over
 from testbed.run.build import Testbed
-from testbed.run.finish import finish, record_teardown, stop
+from testbed.run.finish import finish, stop
 from testbed.run.observe import observe
 from testbed.run.prepare import prepare, prepare_run
 from testbed.run.signals import Interrupted, describe, interrupt_pending
@@ -65,7 +65,7 @@ def run_experiment(
         with progress:
             try:
                 start(testbed, work, meta, progress, source)
-                status, error = observe(work, progress)
+                status, error = observe(testbed, work, progress)
             finally:
                 links = stop(work, testbed, meta)
     except (KeyboardInterrupt, Interrupted):
@@ -78,7 +78,6 @@ def run_experiment(
     except Exception as exc:  # a bug: keep the traceback in the log, results on disk
         log.error("unexpected error\n%s", traceback.format_exc())
         error = f"unexpected {type(exc).__name__}: {exc} (traceback in logs/harness.log)"
-    status, error = record_teardown(testbed, meta, status, error)
     frames, fidelity, status, error = finish(testbed, links, meta, status, error)
     hand_over(testbed.run_dir)
     return RunResult(testbed.run_dir, status, error, frames.get("jobs", pd.DataFrame()), fidelity)

@@ -18,9 +18,9 @@ from testbed.errors import TestbedError
 from testbed.ledger import Ledger, summarize_removed
 from testbed.network import reach
 from testbed.network.cluster import controller_address
-from testbed.network.emulated import EmulatedNetwork, LinkEmulation
+from testbed.network.emulated import LinkEmulation
+from testbed.network.make import make_network
 from testbed.network.monitor import LinkMonitor
-from testbed.network.plane import Plane
 from testbed.network.protocol import Network
 from testbed.platform import Platform
 from testbed.progress import RunProgress
@@ -80,7 +80,15 @@ class Testbed:
         self.controller = ControllerProcess(
             topo.document(), jobs, exp.controller.routing, run_dir, self.ledger, self.address
         )
-        self.network = self._network()
+        emulation = LinkEmulation(
+            loss_backend=self.loss_backend,
+            seed=exp.seed if platform.netem_seed else None,
+            bands=exp.switch_bands(),
+            burst_ms=exp.network.shaper_burst_ms,
+        )
+        self.network: Network = make_network(
+            topo, self.datapath, self.ports, self.ledger, emulation, exp.cluster, self.address
+        )
         self.monitor: LinkMonitor | None = None
         self.timings: dict[str, float] = {}
         self.reachability: dict = {}  # what the reachability check covered
@@ -88,23 +96,6 @@ class Testbed:
         self._inherited: dict[int, object] = {}  # signal -> handler before `start`
         self.teardown_errors: list[str] = []  # what `attempt` caught, for the run's error
         self.teardown_s: float | None = None  # how long `close` took
-
-    def _network(self) -> Network:
-        """The run's network, unstarted: on this machine, or over the cluster's servers."""
-        emulation = LinkEmulation(
-            loss_backend=self.loss_backend,
-            seed=self.exp.seed if self.platform.netem_seed else None,
-            bands=self.exp.switch_bands(),
-            burst_ms=self.exp.network.shaper_burst_ms,
-        )
-        if self.exp.cluster is None:
-            plane = Plane(self.ports)
-            return EmulatedNetwork(self.topo, self.datapath, 0, self.ledger, emulation, plane)
-        from testbed.network.cluster_net import ClusterNetwork  # Mininet's examples
-
-        return ClusterNetwork(
-            self.topo, self.exp.cluster, self.address, 0, self.ledger, self.datapath, emulation
-        )
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -120,6 +111,7 @@ class Testbed:
         whatever was inherited: a shell starts a background job (``cmd &``) with SIGINT
         ignored, and Python then never raises KeyboardInterrupt on its own.
         """
+        watched = self._watched_hosts()
         self._inherited = {
             signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
             signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupted),
@@ -147,7 +139,7 @@ class Testbed:
                 self.exp.results.sample_s,
                 self.t0,
                 classes_path=self.paths.table("link_classes"),
-                hosts=self._watched_hosts(),
+                hosts=watched,
             )
             self.monitor.start()
         except BaseException:

@@ -27,7 +27,6 @@ def stop(work: Work, testbed: Testbed, meta: Metadata) -> list[dict]:
     return the link report."""
     with no_sigint():  # each step guarded: the network must come down
         steps = [
-            ("cpu sampler", work.cpu and work.cpu.stop),
             ("jobs", work.jobs and work.jobs.stop_all),
             ("traffic", work.traffic and work.traffic.stop_all),
             ("faults", work.faults and (lambda: _finish_faults(work.faults, meta))),
@@ -54,22 +53,17 @@ def save_tier_bytes(testbed: Testbed) -> None:
         log.error("per-job tier bytes not read\n%s", traceback.format_exc())
 
 
-def record_teardown(testbed: Testbed, meta: Metadata, status: str, error: str) -> tuple[str, str]:
-    """Teardown's time and steps into metadata (written with the final metadata); a
-    teardown step that failed fails the run."""
-    meta.data["teardown_s"] = testbed.teardown_s
+def finish(
+    testbed: Testbed, links: list[dict], meta: Metadata, status: str, error: str
+) -> tuple[dict, dict | None, str, str]:
+    """The teardown's record, the tables, the fidelity verdict and the final metadata,
+    after teardown. A teardown step that failed fails the run. On a full disk, whatever
+    fits is kept and the error says what did not."""
+    meta.data["teardown_s"] = testbed.teardown_s  # written with the final metadata
     meta.data["teardown_profile"] = testbed.network.teardown_profile
     if testbed.teardown_errors:
         status = "interrupted" if status == "interrupted" else "failed"
         error = "; ".join(filter(None, [error, *testbed.teardown_errors]))
-    return status, error
-
-
-def finish(
-    testbed: Testbed, links: list[dict], meta: Metadata, status: str, error: str
-) -> tuple[dict, dict | None, str, str]:
-    """The tables, the fidelity verdict and the final metadata, after teardown. On a
-    full disk, whatever fits is kept and the error says what did not."""
     run_dir, frames, fidelity = testbed.run_dir, {}, None
     try:
         frames = write_tables(run_dir)

@@ -4,14 +4,11 @@ system before preflight passes."""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import yaml
 
 from testbed import preflight
-from testbed.platform import Platform, probe
-from testbed.progress import RunProgress
+from testbed.platform import probe
+from testbed.progress import RunProgress, log_to
 from testbed.results.layout import RunPaths
 from testbed.results.metadata import Metadata
 from testbed.results.rundir import create_run_dir
@@ -70,7 +67,13 @@ def open_metadata(testbed: Testbed, source: str) -> Metadata:
             "nftables_egress": platform.nftables_egress,
             "loss_backend": testbed.loss_backend,
             "loss_backend_reason": testbed.loss_reason,
-            "loss_seeded": _seeding(testbed.loss_backend, platform),
+            "loss_seeded": (
+                "not seeded: nftables numgen uses the kernel's PRNG"
+                if testbed.loss_backend != "netem"
+                else "netem seed per link direction"
+                if platform.netem_seed
+                else "not seeded: this tc/kernel has no netem seed option"
+            ),
             "tcp_congestion_control": sorted({j.transport.congestion_control for j in builtin}),
         },
         placement={
@@ -80,26 +83,3 @@ def open_metadata(testbed: Testbed, source: str) -> Metadata:
         hosts={name: info.ip for name, info in testbed.topo.host_info.items()},
         t0_unix=testbed.t0,
     )
-
-
-def _seeding(backend: str, platform: Platform) -> str:
-    if backend == "netem":
-        return (
-            "netem seed per link direction"
-            if platform.netem_seed
-            else "not seeded: this tc/kernel has no netem seed option"
-        )
-    return "not seeded: nftables numgen uses the kernel's PRNG"
-
-
-def log_to(path: Path) -> None:
-    """Send the harness's log (logger "testbed") to `path`, replacing an earlier file."""
-    # A full disk must not print a traceback per log line; the run reports it once.
-    logging.raiseExceptions = False
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("testbed")
-    for old in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)

@@ -1,6 +1,6 @@
 """Start: the network (with the forkserver importing torch meanwhile), then what runs
-on it: jobs, background traffic, faults and the CPU sampler, each given only the
-parts of the testbed it uses."""
+on it: jobs, background traffic and faults, each given only the parts of the testbed
+it uses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from testbed.faults.runner import FaultRunner
 from testbed.jobs.forkserver import ForkServer
 from testbed.jobs.launch import PROCESS_ENV, JobRunner
 from testbed.progress import RunProgress
-from testbed.results.fidelity import CpuSampler
 from testbed.results.layout import RunPaths
 from testbed.results.metadata import Metadata
 from testbed.run.build import Testbed
@@ -28,7 +27,6 @@ class Work:
     jobs: JobRunner | None = None
     traffic: TrafficRunner | None = None
     faults: FaultRunner | None = None
-    cpu: CpuSampler | None = None
 
 
 def plan_work(exp: Experiment, paths: RunPaths) -> Work:
@@ -44,8 +42,8 @@ def plan_work(exp: Experiment, paths: RunPaths) -> Work:
 
 def start(testbed: Testbed, work: Work, meta: Metadata, progress: RunProgress, source: str) -> None:
     """Bring the network up (the forkserver imports torch meanwhile), then make the job,
-    traffic and fault runners and start sampling CPU; jobs and traffic start later, at
-    their offsets (`testbed.run.observe`)."""
+    traffic and fault runners; jobs and traffic start later, at their offsets
+    (`testbed.run.observe`)."""
     exp, net, ledger, run_dir = testbed.exp, testbed.network, testbed.ledger, testbed.run_dir
     if work.forkserver:
         work.forkserver.start(ledger)
@@ -67,26 +65,3 @@ def start(testbed: Testbed, work: Work, meta: Metadata, progress: RunProgress, s
     if exp.traffic:
         meta.update(traffic=work.traffic.plan())
     work.faults = FaultRunner(exp, net, testbed.controller, ledger, work.jobs, run_dir, testbed.t0)
-    work.cpu = CpuSampler(
-        testbed.paths.table("cpu"),
-        exp.results.sample_s,
-        testbed.t0,
-        lambda: process_groups(testbed, work),
-    )
-    work.cpu.start()
-
-
-def process_groups(testbed: Testbed, work: Work) -> dict[str, list[int]]:
-    """The run's own process groups by name, for cpu.csv (each was started in a group
-    of its own: the ledger kills them the same way)."""
-    groups = {}
-    if testbed.controller.popen is not None:
-        groups["controller"] = [testbed.controller.popen.pid]
-    if work.forkserver is not None and work.forkserver.proc is not None:
-        groups["forkserver"] = [work.forkserver.proc.pid]
-    for job in work.jobs.jobs:
-        groups[f"job:{job.spec.name}"] = [p.popen.pid for p in job.processes if p.popen]
-    for entry in work.traffic.entries:
-        if entry.procs:
-            groups[f"traffic:{entry.index}"] = [popen.pid for popen, _, _ in entry.procs]
-    return groups

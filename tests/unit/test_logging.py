@@ -14,7 +14,7 @@ import logging, pathlib
 import mininet.log                    # first, as through topologies in the CLI
 import testbed.cli, testbed.runner
 from testbed import shell
-from testbed.run.prepare import log_to as _log_to
+from testbed.progress import log_to as _log_to
 _log_to(pathlib.Path({str(tmp_path)!r}) / "h.log")
 shell.run(["true", "marker-arg"])
 logging.getLogger("testbed.ledger").warning("a warning")
