@@ -20,8 +20,8 @@ from pathlib import Path
 from subprocess import PIPE, Popen
 
 from testbed.results.layout import RunPaths
+from testbed.spec.job_rules import command_workdir, expand_command
 from testbed.spec.placement import Placement
-from testbed.spec.rules import command_workdir, expand_command
 from testbed.spec.schema import JobSpec
 
 # torchrun's default; free because the first host runs this job's rank 0 alone.

@@ -10,7 +10,7 @@ import yaml
 
 from testbed.errors import SpecError
 from testbed.spec import load_experiment
-from testbed.spec.rules import command_workdir, expand_command
+from testbed.spec.job_rules import command_workdir, expand_command
 
 
 def write(tmp_path, spec: dict):
