@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from testbed.network.monitor import qdisc_stats, summarize
+from testbed.network.monitor import summarize
+from testbed.network.qdiscs import qdisc_stats
 from testbed.results.fidelity import loss_outliers
 from testbed.spec.schema import DumbbellSpec, LinkParams
 from topologies import build_topology
@@ -122,7 +123,7 @@ class htb 1:1 root rate 10Mbit ceil 10Mbit burst 6053b cburst 6053b
 
 
 def test_shaper_states_read_the_link_class_tokens_of_backlogged_trees():
-    from testbed.network.monitor import shaper_states
+    from testbed.network.qdiscs import shaper_states
 
     assert shaper_states(CLASS_LISTING) == {
         "e0_0-eth1": {"link_tokens_us": -13307.8, "held_back": 0},
@@ -134,7 +135,7 @@ def test_a_batch_listing_is_split_by_its_qdisc_lines():
     """`tc -s -j -batch` prints each device's qdiscs as one JSON line, then its classes
     as text (no device name in either): the JSON lines tell the devices apart; a device
     that has gone (its lines missing) voids the whole listing rather than shift it."""
-    from testbed.network.monitor import shaper_states, split_listing
+    from testbed.network.qdiscs import shaper_states, split_listing
 
     qdisc = '[{"kind":"htb","handle":"1:","qlen":74}]'
     blocks = CLASS_LISTING.split("@dev ")[1:3]  # e0_0-eth1 (in debt), h1-eth0 (held back)
