@@ -46,12 +46,30 @@ def _parser() -> argparse.ArgumentParser:
         prog="testbed", description="Emulated data-centre network experiments on distributed ML."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
     check = sub.add_parser("check", help="validate a spec and print it resolved (no root)")
     _spec_arguments(check)
     check.set_defaults(func=cmd_check)
 
-    run = sub.add_parser("run", help="run an experiment or a study (root)")
+    _run_parser(sub.add_parser("run", help="run an experiment or a study (root)"))
+    _report_parser(
+        sub.add_parser("report", help="plots and report.md for a run or study directory")
+    )
+    _profile_parser(sub.add_parser("profile", help="a job's loss bound, by APNet's method (root)"))
+    schema = sub.add_parser("schema", help="print the spec's JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+    doctor = sub.add_parser("doctor", help="report what this machine offers")
+    doctor.add_argument(
+        "--cluster",
+        metavar="SPEC",
+        help="instead, check every server of SPEC's cluster: ssh, sudo, Mininet, OVS, clock",
+    )
+    doctor.set_defaults(func=cmd_doctor)
+    clean = sub.add_parser("clean", help="remove leftovers of crashed runs of ours")
+    clean.set_defaults(func=cmd_clean)
+    return parser
+
+
+def _run_parser(run: argparse.ArgumentParser) -> None:
     _spec_arguments(run, required=False)
     run.add_argument(
         "--sweep",
@@ -72,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run or study directory (default results/<name>/...)")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="plots and report.md for a run or study directory")
+
+def _report_parser(report: argparse.ArgumentParser) -> None:
     report.add_argument("dirs", nargs="+", metavar="DIR")
     report.add_argument("--compare", action="store_true", help="overlay several run directories")
     report.add_argument("--out", help="where --compare writes (default results/compare-<UTC>)")
@@ -83,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=cmd_report)
 
-    profile = sub.add_parser("profile", help="a job's loss bound, by APNet's method (root)")
+
+def _profile_parser(profile: argparse.ArgumentParser) -> None:
     _spec_arguments(profile)
     profile.add_argument("--job", help="the job to profile (default: the first)")
     profile.add_argument(
@@ -100,21 +120,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("--out", help="study directory (default results/<name>/profile-<UTC>)")
     profile.set_defaults(func=cmd_profile)
-
-    schema = sub.add_parser("schema", help="print the spec's JSON Schema")
-    schema.set_defaults(func=cmd_schema)
-
-    doctor = sub.add_parser("doctor", help="report what this machine offers")
-    doctor.add_argument(
-        "--cluster",
-        metavar="SPEC",
-        help="instead, check every server of SPEC's cluster: ssh, sudo, Mininet, OVS, clock",
-    )
-    doctor.set_defaults(func=cmd_doctor)
-
-    clean = sub.add_parser("clean", help="remove leftovers of crashed runs of ours")
-    clean.set_defaults(func=cmd_clean)
-    return parser
 
 
 def _spec_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:

@@ -51,27 +51,8 @@ after `recv` has returned.
 Missing entries are left untouched in the receiver's buffer and reported in the
 `MessageStats.mask`; the sync layer applies the job's fill policy.
 
-Congestion response (the paper designs none): each channel is paced at a rate the
-sync layer sets, by default the fair share of the slower of the sender's uplink and
-the receiver's downlink given how many messages each carries at once (an incast of
-W workers gets 1/W each); pacing counts Ethernet/IP/UDP headers too. On top, a
-per-channel AIMD on what first passes lose. The receiver counts the packets missing
-when it answers a first END, and says so in its answer whichever it is: a NACK or a
-STOP (a first pass that lost no more than `loss_bound` is complete, yet its losses
-may well be congestion). An early STOP covers the packets up to the highest one that
-arrived, and counts as lost the gaps below it (the rest was never sent). The sender
-adds first passes up until they hold at least `AIMD_WINDOW_PACKETS` packets (one
-message, or several small ones), then decides: when more than `congestion_loss` of
-them were lost (default 0.2) — more than the random loss a job is run with, so most
-likely congestion — the rate halves (down to 1/16 of the share); otherwise it grows
-by a tenth of the share, up to the share. The window keeps one random loss from reading
-as congestion: alone, a lost packet of a 4-packet message is 25% loss, while in a
-window of 10 it is 10% and halving takes 3 losses (1.2% likely at 5% random loss).
-The threshold is its own parameter, not a multiple of `loss_bound`: tied to the bound
-(it was 2 x loss_bound), a reliable `loss_bound: 0` channel halved at every lost
-packet and ran 15x slower than the 0.1 arm at 1% loss, so the two arms differed in
-pacing, not only in tolerance. It acts whatever the bound: with `loss_bound` at or
-above `congestion_loss`, tolerated first-pass losses still halve the rate.
+The sender's side (pacing, passes, probes and the congestion response) is
+`testbed.transports.blt_send.Sender`.
 """
 
 from __future__ import annotations
@@ -88,58 +69,35 @@ from collections.abc import Callable
 import numpy as np
 
 from testbed.transports.base import Channel, Listener, MessageStats, Transport
+from testbed.transports.blt_send import Sender
+from testbed.transports.blt_wire import (
+    COMPLETIONS,
+    CONTROL,
+    DATA,
+    END,
+    ENTRIES_PER_PACKET,
+    IO_TIMEOUT_S,
+    KIND_DATA,
+    LINGER_S,
+    NACK,
+    PORT,
+    STOP,
+    UDP_ROOM,
+    Pacer,
+    Reassembly,
+    packet_count,
+)
 from testbed.transports.tcp import HelloListener, _recv_exact, dial
 
-# Every UDP datagram starts with a kind byte. Data: kind, message id, packet index,
-# first entry, entry count, the sender's start time (an early STOP's FCT needs it).
-DATA = struct.Struct("!BIIIHd")
-# Control: kind, message id, attempt, count, value, sender's start time. END: (entries
-# in the message, bytes resent so far); NACK: (packets missing, bitmap length); STOP:
-# (packets it covers, of them missing) -- what the sender's AIMD counts.
-CONTROL = struct.Struct("!BIHQQd")
-KIND_DATA, END, STOP, NACK, PORT = range(5)
-MTU = 1500
-UDP_ROOM = MTU - 20 - 8  # IPv4 + UDP headers
-ENTRIES_PER_PACKET = (UDP_ROOM - DATA.size) // 4  # 362 floats
-COMPLETIONS = ("end", "early")
-WIRE_OVERHEAD = 14 + 20 + 8  # Ethernet, IPv4, UDP headers: what the link really carries
-MIN_RATE_FRACTION = 1 / 16
-INCREASE_FRACTION = 0.1
-AIMD_WINDOW_PACKETS = 10  # first-pass packets per AIMD decision (module docstring)
-LINGER_S = 10.0  # how long `close` waits for the peer's kernel to acknowledge our data
-IO_TIMEOUT_S = 300.0
-# The sender's re-sent END: first after 50 ms, beyond the RTTs seen here once training
-# runs (1-40 ms), so an answer on its way is rarely duplicated; then doubling up to
-# 250 ms, about TCP's 200 ms minimum retransmission timeout. A peer busy elsewhere
-# gets at most 4 probes of 31 B a second.
-PROBE_FIRST_S = 0.05
-PROBE_MAX_S = 0.25
+# The transport's public names (the wire format's among them, as its users know them).
+__all__ = ["DATA", "ENTRIES_PER_PACKET", "KIND_DATA", "BltChannel", "BltTransport", "Pacer",
+           "packet_count"]  # fmt: skip
 
 # (message id, packet index, attempt) -> drop it? For deterministic unit tests only.
 DropRule = Callable[[int, int, int], bool]
 
 
-def packet_count(entries: int) -> int:
-    """Packets needed for a message of `entries` float32 entries."""
-    return max(1, -(-entries // ENTRIES_PER_PACKET))
-
-
-class Pacer:
-    """Sleeps so that bytes leave at no more than `rate_mbps` (token bucket, 1 ms burst)."""
-
-    def __init__(self, rate_mbps: float):
-        self.rate_mbps = rate_mbps
-        self.next_time = time.perf_counter()
-
-    def wait(self, nbytes: int) -> None:
-        now = time.perf_counter()
-        self.next_time = max(self.next_time, now - 0.001)
-        self.next_time += nbytes * 8 / (self.rate_mbps * 1e6)
-        if self.next_time > now:
-            time.sleep(self.next_time - now)
-
-
-class BltChannel(Channel):
+class BltChannel(Sender, Channel):
     """One peer pair: a TCP control socket and a connected UDP socket."""
 
     def __init__(
@@ -174,142 +132,9 @@ class BltChannel(Channel):
         self.heard = time.monotonic()  # when either socket last had something for us
         self.window = [0, 0]  # first-pass packets (sent, lost) since the last AIMD step
 
-    def set_share(self, mbps: float) -> None:
-        """The fair-share rate of this channel (also the AIMD ceiling)."""
-        self.share_mbps = mbps
-        self.pacer.rate_mbps = mbps
-
-    # ------------------------------------------------------------------ sending
-
-    def send(self, msg_id: int, data: np.ndarray) -> None:
-        payload = np.ascontiguousarray(data, dtype=np.float32)
-        entries, start = len(payload), time.time()
-        missing = self._send_order(msg_id, packet_count(entries), self.udp).tolist()
-        resent = attempt = 0
-        while True:
-            reply = self._send_pass(msg_id, attempt, missing, payload, start)
-            if attempt:
-                resent += sum(4 * _count(seq, entries) for seq in missing[: reply[4]])
-            if reply[0] is None:  # the whole pass went out: probe
-                end = CONTROL.pack(END, msg_id, attempt, entries, resent, start)
-                self._control(end)
-                reply = self._await_reply(msg_id, attempt, end)
-            kind, count, value, bitmap = reply[:4]
-            if attempt == 0:
-                # a STOP says (packets covered, of them lost); a NACK (lost, bitmap size)
-                lost, covered = (value, count) if kind == STOP else (count, len(missing))
-                self._after_first_pass(lost, covered)
-            if kind == STOP:
-                return
-            missing = _missing(bitmap, packet_count(entries))
-            attempt += 1
-
-    def _send_order(self, msg_id: int, packets: int, udp, sender: bool = True) -> np.ndarray:
-        """The order a message's packets are first sent in. Under early completion, a
-        random permutation drawn from (message id, the sender's UDP port), which both
-        ends know: the part never sent is then a different random share of the entries
-        each message, as SGD's bounded loss tolerance assumes, not always the model's
-        last layers (which in order it was: the MLP's accuracy fell 0.88 -> 0.75-0.83).
-        Otherwise in order."""
-        if not self.early_stop:
-            return np.arange(packets)
-        port = (udp.getsockname() if sender else udp.getpeername())[1]
-        return np.random.default_rng([msg_id, port]).permutation(packets)
-
-    def _send_pass(self, msg_id, attempt, missing, payload, start) -> tuple:
-        """Send the packets `missing`; under early completion, stop at a STOP.
-        Returns the STOP as `_await_reply` does, else (None, ...), with the number of
-        packets sent last."""
-        for done, seq in enumerate(missing, 1):
-            if self.drop is None or not self.drop(msg_id, seq, attempt):
-                self._send_packet(msg_id, seq, payload, start)
-            else:  # injected loss: pace as if sent, so timing stays comparable
-                self.pacer.wait(WIRE_OVERHEAD + DATA.size + 4 * _count(seq, len(payload)))
-            if not self.early_stop:
-                continue
-            readable = select.select([self.ctl, self.udp], [], [], 0)[0]
-            reply = self._take_reply(msg_id, attempt, readable) if readable else None
-            if reply is not None and reply[0] == STOP:
-                return (*reply, done)
-        return (None, 0, 0, b"", len(missing))
-
-    def _send_packet(self, msg_id: int, seq: int, payload: np.ndarray, start: float) -> None:
-        first = seq * ENTRIES_PER_PACKET
-        count = _count(seq, len(payload))
-        DATA.pack_into(self.tx, 0, KIND_DATA, msg_id, seq, first, count, start)
-        size = DATA.size + 4 * count
-        self.tx[DATA.size : size] = memoryview(payload[first : first + count]).cast("B")
-        self.pacer.wait(WIRE_OVERHEAD + size)
-        self._udp(memoryview(self.tx)[:size])
-
-    def _await_reply(self, msg_id: int, attempt: int, end: bytes) -> tuple:
-        """The first STOP of msg_id or NACK of (msg_id, attempt) from either socket, as
-        (kind, count, value, bitmap); `end` (the probe) goes out again as a datagram
-        while none comes."""
-        # On a clock of its own: the peer's datagrams (its own probes among them) must
-        # not keep postponing ours, or two waiting sides slow each other down.
-        self.heard = time.monotonic()
-        interval, probe_at = PROBE_FIRST_S, self.heard + PROBE_FIRST_S
-        while True:
-            readable = self._wait(max(0.0, probe_at - time.monotonic()))
-            if time.monotonic() >= probe_at:
-                self._udp(end)
-                interval = min(2 * interval, PROBE_MAX_S)
-                probe_at = time.monotonic() + interval
-            reply = self._take_reply(msg_id, attempt, readable)
-            if reply is not None:
-                return reply
-
-    def _take_reply(self, msg_id: int, attempt: int, readable: list) -> tuple | None:
-        """Read one datagram and one control message from the `readable` sockets: the
-        reply to our sending, or None. The peer's own traffic read meanwhile is kept
-        for our next `recv`; duplicates of replies already handled are dropped. A STOP
-        ends a message whatever attempt it answers (an early one answers none)."""
-        if self.udp in readable:
-            size = self._recv_udp()
-            if size and self.rx[0] == KIND_DATA:
-                self.early.append(bytes(self.rx[:size]))  # the peer's next message
-            elif size >= CONTROL.size:
-                kind, got, att, count, value, _ = CONTROL.unpack_from(self.rx)
-                if kind == STOP and got == msg_id:
-                    return kind, count, value, b""
-                if kind == NACK and (got, att) == (msg_id, attempt):
-                    bitmap = bytes(self.rx[CONTROL.size : CONTROL.size + value])
-                    return kind, count, value, bitmap
-                if kind == END and not self._answer_again(got, att):
-                    self.early.append(bytes(self.rx[:size]))  # ends the next one
-        if self.ctl in readable:
-            kind, got, att, count, value, _ = self._read_control()
-            bitmap = _recv_exact(self.ctl, value) if kind == NACK else b""
-            if (kind == STOP and got == msg_id) or (
-                kind == NACK and (got, att) == (msg_id, attempt)
-            ):
-                return kind, count, value, bitmap
-            # otherwise a duplicate of something already handled
-        return None
-
-    def _after_first_pass(self, lost: int, packets: int) -> None:
-        """AIMD on first passes, a decision per `AIMD_WINDOW_PACKETS` (module docstring)."""
-        self.window[0] += packets
-        self.window[1] += lost
-        sent, lost = self.window
-        if sent < AIMD_WINDOW_PACKETS:
-            return
-        self.window = [0, 0]
-        if lost > self.congestion_loss * sent:
-            self.pacer.rate_mbps = max(
-                self.share_mbps * MIN_RATE_FRACTION, self.pacer.rate_mbps / 2
-            )
-        else:
-            self.pacer.rate_mbps = min(
-                self.share_mbps, self.pacer.rate_mbps + INCREASE_FRACTION * self.share_mbps
-            )
-
-    # ------------------------------------------------------------------ receiving
-
     def recv(self, msg_id: int, out: np.ndarray, reliable: bool = False) -> MessageStats:
         order = self._send_order(msg_id, packet_count(len(out)), self.udp, sender=False)
-        state = _Reassembly(msg_id, out, order)
+        state = Reassembly(msg_id, out, order)
         enough = 1.0 if reliable else 1 - self.loss_bound
         early = self.early_stop and not reliable
         ends: list[tuple] = []
@@ -348,7 +173,7 @@ class BltChannel(Channel):
                 )
                 state.nacked = True
 
-    def _stop_early(self, state: _Reassembly, att: int) -> MessageStats:
+    def _stop_early(self, state: Reassembly, att: int) -> MessageStats:
         """Complete a message before (or without) its END: enough of it is here."""
         covered, lost = state.gaps()
         self._reply(CONTROL.pack(STOP, state.msg_id, att, covered, lost, 0.0))
@@ -365,7 +190,7 @@ class BltChannel(Channel):
             _recv_exact(self.ctl, value)  # skip its bitmap
         return (att, entries, value, start) if kind == END and got == msg_id else None
 
-    def _drain(self, state: _Reassembly) -> list[tuple]:
+    def _drain(self, state: Reassembly) -> list[tuple]:
         """Take every queued datagram; return the END probes among them."""
         ends: list[tuple] = []
         self.udp.setblocking(False)
@@ -380,7 +205,7 @@ class BltChannel(Channel):
         finally:
             self.udp.setblocking(True)
 
-    def _take(self, datagram, state: _Reassembly, ends: list[tuple]) -> None:
+    def _take(self, datagram, state: Reassembly, ends: list[tuple]) -> None:
         """One datagram while receiving: data into `state`, this message's END into
         `ends`; an END of a message we finished receiving is answered again."""
         if datagram[0] == KIND_DATA:
@@ -510,102 +335,6 @@ def _discard_unread(sock: socket.socket) -> None:
 def _unacknowledged(sock: socket.socket) -> int:
     """Bytes we sent that the peer has not acknowledged yet (Linux SIOCOUTQ)."""
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-
-
-class _Reassembly:
-    """Receiver state of one message: which packets arrived, entries written in place."""
-
-    def __init__(self, msg_id: int, out: np.ndarray, order: np.ndarray | None = None):
-        self.msg_id, self.out = msg_id, out
-        self.entries = len(out)
-        self.have = bytearray(packet_count(self.entries))
-        # Each packet's place in the sender's first pass (the order it was sent in).
-        order = np.arange(len(self.have)) if order is None else order
-        self.place = np.empty(len(order), np.int64)
-        self.place[order] = np.arange(len(order))
-        self.view = memoryview(out).cast("B")
-        self.got = 0  # entries delivered, counted as packets come (the completion rule)
-        self.highest = -1  # the latest place in the sender's order delivered
-        self.start: float | None = None  # the sender's, carried by every packet
-        # Bytes resent: as the last END declared them, and delivered since its NACK.
-        self.resent_sent = self.resent_since = 0
-        self.nacked = False
-
-    def take(self, datagram) -> None:
-        """Store one data datagram if it belongs to this message (else it is stale)."""
-        if len(datagram) < DATA.size:
-            return
-        _, got, seq, first, count, start = DATA.unpack_from(datagram)
-        if (
-            got != self.msg_id
-            or first + count > self.entries
-            or seq >= len(self.have)
-            or len(datagram) != DATA.size + 4 * count
-        ):
-            return
-        if self.have[seq]:
-            return  # a duplicate (a late copy of a resent packet)
-        self.view[4 * first : 4 * (first + count)] = datagram[DATA.size :]
-        self.have[seq] = 1
-        self.got += count
-        self.highest = max(self.highest, int(self.place[seq]))
-        self.start = start
-        if self.nacked:  # everything new after our NACK was resent
-            self.resent_since += 4 * count
-
-    @property
-    def mask(self) -> np.ndarray:
-        """Per-entry delivered flags."""
-        flags = np.frombuffer(self.have, np.uint8).astype(bool)
-        return np.repeat(flags, ENTRIES_PER_PACKET)[: self.entries]
-
-    @property
-    def delivered(self) -> float:
-        return self.got / self.entries if self.entries else 1.0
-
-    @property
-    def missing_packets(self) -> int:
-        return len(self.have) - sum(self.have)
-
-    def gaps(self) -> tuple[int, int]:
-        """(packets sent up to the latest delivered, of them missing): what an early
-        STOP can say was lost; packets after it were most likely never sent."""
-        covered = self.highest + 1
-        return covered, covered - sum(self.have)
-
-    def needed(self, enough: float) -> int:
-        """How many more packets the fraction `enough` needs (full ones, so at most
-        that many; the last, shorter packet is not counted on)."""
-        short = enough * self.entries - self.got
-        return max(0, -(-int(np.ceil(short)) // ENTRIES_PER_PACKET))
-
-    def missing_bitmap(self, limit: int | None = None) -> bytes:
-        """The missing packets; if `limit` is given, the first that many of them in the
-        sender's order (so the ones left out differ from message to message)."""
-        missing = np.frombuffer(self.have, np.uint8) == 0
-        if limit is not None:
-            seqs = np.flatnonzero(missing)
-            missing[seqs[np.argsort(self.place[seqs])][limit:]] = False
-        return bytes(np.packbits(missing))
-
-    def stats(self, fct_s: float, resent: int) -> MessageStats:
-        mask = self.mask
-        return MessageStats(
-            self.msg_id,
-            self.out.nbytes,
-            fct_s,
-            float(mask.mean()),
-            int(resent),
-            None if mask.all() else mask,
-        )
-
-
-def _count(seq: int, entries: int) -> int:
-    return min(ENTRIES_PER_PACKET, entries - seq * ENTRIES_PER_PACKET)
-
-
-def _missing(bitmap: bytes, packets: int) -> list[int]:
-    return np.flatnonzero(np.unpackbits(np.frombuffer(bitmap, np.uint8))[:packets]).tolist()
 
 
 def _udp_pair(ctl: socket.socket, local_ip: str) -> socket.socket:

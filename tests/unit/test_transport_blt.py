@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from testbed.spec.schema import BltSpec
-from testbed.transports import blt
+from testbed.transports import blt, blt_wire
 from testbed.transports.blt import ENTRIES_PER_PACKET, BltTransport, packet_count
 
 PACKETS = 10
@@ -57,7 +57,7 @@ def entries_of(packets):
 
 
 def test_datagrams_fit_the_mtu_and_never_split_a_float():
-    assert blt.DATA.size + 4 * ENTRIES_PER_PACKET + 20 + 8 <= blt.MTU
+    assert blt.DATA.size + 4 * ENTRIES_PER_PACKET + 20 + 8 <= blt_wire.MTU
     assert packet_count(N) == PACKETS and packet_count(1) == 1
     assert packet_count(ENTRIES_PER_PACKET) == 1 and packet_count(ENTRIES_PER_PACKET + 1) == 2
 
