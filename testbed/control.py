@@ -47,7 +47,7 @@ def controller_jobs(
         t0=t0,
         events_csv=str(events_csv),
         # the policy's state, for a restarted controller to resume (controllers/priority.py)
-        state_json=str(events_csv.with_name("raw") / "controller_state.json"),
+        state_json=str(RunPaths(events_csv.parent).controller_state),
         ports_csv=str(ports_csv) if ports_csv else None,  # port changes, for faults.csv
         jobs=tuple(
             JobRecord(

@@ -36,13 +36,13 @@ from rich.table import Table
 from testbed.errors import SpecError
 from testbed.report import report
 from testbed.report.figures import axis_label, figure, save
+from testbed.results.layout import StudyPaths
 from testbed.results.rundir import utc_stamp
 from testbed.spec.load import apply_overrides, read_yaml
 from testbed.spec.study import STUDY_KEYS, Study, expand
 from testbed.study.runner import create_study_dir, run_study
 from testbed.study.tables import ci95, counted
 
-PROFILE_CSV = "profile.csv"
 DROP_KEY = "jobs.0.transport.drop_packets"
 EXIT_INTERRUPTED = 130
 
@@ -85,7 +85,7 @@ def run_profile(plan: ProfilePlan) -> int:
         print(result.study_dir)
         return EXIT_INTERRUPTED
     table = bound_table(result.runs, plan.tolerance)
-    table.to_csv(result.study_dir / PROFILE_CSV, index=False)
+    table.to_csv(StudyPaths(result.study_dir).table("profile"), index=False)
     bound = loss_bound(table)
     plot = accuracy_against_drop(table, plan.tolerance, bound, result.study_dir)
     path = report(result.study_dir)

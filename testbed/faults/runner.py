@@ -30,7 +30,7 @@ from testbed.jobs.launch import JobRunner
 from testbed.ledger import Ledger
 from testbed.network.protocol import Network
 from testbed.network.tc import CLASS_DSCP
-from testbed.results.layout import RunPaths
+from testbed.results.layout import RunPaths, records_name
 from testbed.results.read import read_csv
 from testbed.spec.schema import Experiment
 
@@ -369,7 +369,7 @@ def _lost_records(run_dir: Path, job: str, proc) -> list[dict]:
     from testbed.results.read import read_jsonl
 
     found = []
-    for path in sorted(RunPaths(run_dir).job(job).glob("server*.jsonl")):
+    for path in sorted(RunPaths(run_dir).job(job).glob(records_name("server*"))):
         found += [
             r for r in read_jsonl(path)
             if r.get("type") == "worker_lost" and r.get("worker") == proc.config.rank

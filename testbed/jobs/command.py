@@ -93,7 +93,9 @@ def plan_command(
         env = {**base_env, **torchrun_env(job, rank, placement, ips, run_dir), **job.env}
         planned.append(
             CommandProcess(
-                RankConfig(job.name, rank, host, str(raw / f"worker{rank}.jsonl")),
+                RankConfig(
+                    job.name, rank, host, str(RunPaths(run_dir).records(job.name, f"worker{rank}"))
+                ),
                 argv,
                 env,
                 workdir,

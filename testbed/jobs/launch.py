@@ -88,8 +88,8 @@ class JobRunner:
     def _plan(
         self, exp: Experiment, job: JobSpec, placement: Placement, trees: list[Tree], run_dir: Path
     ) -> list[RoleProcess]:
-        raw = RunPaths(run_dir).job(job.name)
-        raw.mkdir(parents=True, exist_ok=True)
+        paths = RunPaths(run_dir)
+        paths.job(job.name).mkdir(parents=True, exist_ok=True)
         ips = {name: info.ip for name, info in self.net.topo.host_info.items()}
         servers = [[ips[h], PS_PORT] for h in placement.servers]
         workers = [[ips[h], PS_PORT] for h in placement.workers]
@@ -118,7 +118,7 @@ class JobRunner:
                 host=host,
                 ip=ips[host],
                 seed=exp.seed,
-                records=self._records(host, raw / f"{stem}.jsonl"),
+                records=self._records(host, paths.records(job.name, stem)),
                 servers=servers,
                 workers=workers,
                 port=PS_PORT,
@@ -126,10 +126,12 @@ class JobRunner:
                 tree=edges.get(stem, []),
                 fan_in=fan_in,
             )
-            config.save(raw / f"{stem}.json")
+            config.save(paths.role_config(job.name, stem))
             planned.append(
                 RoleProcess(
-                    config, raw / f"{stem}.json", RunPaths(run_dir).log(f"{job.name}-{stem}-{host}")
+                    config,
+                    paths.role_config(job.name, stem),
+                    paths.log(f"{job.name}-{stem}-{host}"),
                 )
             )
         return planned

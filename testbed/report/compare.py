@@ -14,6 +14,7 @@ from testbed.report.run import (
     iteration_time,
     table,
 )
+from testbed.results.layout import RunPaths
 from testbed.results.read import read_csv
 
 
@@ -23,10 +24,10 @@ def _name(directory: Path) -> str:
 
 
 def _stacked(directories: list[Path], csv: str) -> pd.DataFrame:
-    """One CSV of every run, its `job` column prefixed with the run's label."""
+    """One table (by name) of every run, its `job` column prefixed with the run's label."""
     frames = []
     for directory in directories:
-        frame = read_csv(directory / csv)
+        frame = read_csv(RunPaths(directory).table(csv))
         if frame is not None and len(frame):
             frames.append(frame.assign(job=_name(directory) + ": " + frame["job"].astype(str)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -34,7 +35,7 @@ def _stacked(directories: list[Path], csv: str) -> pd.DataFrame:
 
 def compare_plots(directories: list[Path], out: Path) -> list[tuple[str, Path]]:
     """Iteration time and accuracy of every job of every run, on shared axes."""
-    its = _stacked(directories, "iterations.csv")
+    its = _stacked(directories, "iterations")
     plots = []
     if len(its):
         plots.append(("Iteration time", iteration_time(its, out)))
@@ -47,7 +48,7 @@ def compare_plots(directories: list[Path], out: Path) -> list[tuple[str, Path]]:
 def compare_markdown(directories: list[Path], plots: list[tuple[str, Path]]) -> str:
     """report.md of a comparison: the runs, their jobs side by side, the plots."""
     lines = ["# Comparison", "", *[f"- `{d}`" for d in directories], ""]
-    jobs = _stacked(directories, "jobs.csv")
+    jobs = _stacked(directories, "jobs")
     if len(jobs):
         lines += ["## Jobs", "", table(jobs[[c for c in JOB_SUMMARY if c in jobs]]), ""]
     lines += figures_markdown(plots)

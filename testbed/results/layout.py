@@ -27,6 +27,12 @@ TRAFFIC = "traffic"  # raw/traffic/
 FAULTS = "faults"  # raw/faults/
 
 
+def records_name(stem: str) -> str:
+    """The file name of one process's records: worker0 -> worker0.jsonl (a stem with
+    `*` makes a glob pattern)."""
+    return f"{stem}.jsonl"
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """The files of the run directory `root` (nothing is created by asking)."""
@@ -70,6 +76,15 @@ class RunPaths:
 
     def job_state(self, name: str) -> Path:
         return self.job(name) / JOB_STATE
+
+    def records(self, job: str, stem: str = "*") -> Path:
+        """raw/<job>/<stem>.jsonl: one process's records (stem: worker0, server1, ...;
+        the default makes a glob pattern)."""
+        return self.job(job) / records_name(stem)
+
+    def role_config(self, job: str, stem: str) -> Path:
+        """raw/<job>/<stem>.json: one process's `RoleConfig`."""
+        return self.job(job) / f"{stem}.json"
 
     @property
     def traffic(self) -> Path:

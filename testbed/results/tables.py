@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from testbed.results.flows import write_traffic_tables
-from testbed.results.layout import JOB_STATE, TIER_BYTES, TRAFFIC, RunPaths
+from testbed.results.layout import JOB_STATE, TIER_BYTES, TRAFFIC, RunPaths, records_name
 from testbed.results.read import read_csv, read_jsonl, run_start
 from testbed.training.role import snapshot_path
 
@@ -76,8 +76,8 @@ def param_divergence(run_dir: Path, records: list[dict]) -> pd.DataFrame:
     comparison of fewer replicas than there are could read 0 while they differ."""
     rows = []
     for (job, it), ranks in sorted(_evaluated(records).items()):
-        records_of = RunPaths(run_dir).job(job) / "worker{}.jsonl"
-        snapshots = {r: _snapshot(snapshot_path(str(records_of).format(r), it)) for r in ranks}
+        records_of = str(RunPaths(run_dir).records(job, "worker{}"))  # .format(rank)
+        snapshots = {r: _snapshot(snapshot_path(records_of.format(r), it)) for r in ranks}
         missing = [f"worker{r}" for r, v in snapshots.items() if v is None]
         divergence = None
         if not missing:
@@ -115,7 +115,7 @@ def snapshot_gaps(divergence: pd.DataFrame) -> list[str]:
 def read_records(run_dir: Path) -> list[dict]:
     """Every JSONL record of the jobs (raw/traffic/ holds the traffic's own)."""
     records = []
-    for path in sorted(RunPaths(run_dir).raw.rglob("*.jsonl")):
+    for path in sorted(RunPaths(run_dir).raw.rglob(records_name("*"))):
         if path.parent.name != TRAFFIC:
             records += read_jsonl(path)
     return records

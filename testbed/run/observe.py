@@ -9,6 +9,7 @@ from pathlib import Path
 
 from testbed.progress import RunProgress
 from testbed.results.fidelity import CpuSampler
+from testbed.results.layout import records_name
 from testbed.run.build import Testbed
 from testbed.run.signals import no_sigint
 from testbed.run.start import Work
@@ -42,7 +43,7 @@ def follow(work: Work, progress: RunProgress) -> None:
     job has ended and every timed traffic entry has run its duration_s."""
     jobs, traffic = work.jobs, work.traffic
     for job in jobs.jobs:
-        records = Path(job.processes[-1].config.records).with_name("worker0.jsonl")
+        records = Path(job.processes[-1].config.records).with_name(records_name("worker0"))
         total = None if job.spec.is_command else job.spec.iterations  # a script's: unknown
         progress.add_job(job.spec.name, total, records)
     start = time.monotonic()

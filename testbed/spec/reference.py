@@ -40,10 +40,11 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from testbed.errors import NO_VALUE, SpecError
+from testbed.results.layout import REFERENCE
 from testbed.spec.labels import label
 from testbed.spec.schema import Float, Frozen, Int, Str
 
-REFERENCE_FILE = "reference.yaml"  # the study's copy, in its directory
+REFERENCE_FILE = REFERENCE  # the study's copy, in its directory (results.layout)
 Scalar = str | int | float | bool
 # A swept key's value: a scalar, or a mapping swept whole (a transport such as
 # {kind: blt, loss_bound: 0.15}), matched by its label in runs.csv.

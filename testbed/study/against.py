@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from testbed.results.layout import StudyPaths
 from testbed.results.read import read_csv
 from testbed.spec.reference import Claim, Quantity, Reference
 from testbed.spec.study import label
@@ -57,7 +58,7 @@ def distribution(metric: str, rows: pd.DataFrame, study_dir: Path) -> np.ndarray
     """The values one run contributes to `metric`, a distribution (links.bytes, or
     jobs.<column>); `rows` are its runs.csv rows, one per job."""
     if metric == "links.bytes":
-        links = read_csv(study_dir / rows["run"].iloc[0] / "link_bytes.csv")
+        links = read_csv(StudyPaths(study_dir).run(rows["run"].iloc[0]).table("link_bytes"))
         if links is None:
             return np.array([])
         per_link = links.groupby("link")["bytes"].sum()

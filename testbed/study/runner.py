@@ -35,15 +35,12 @@ from rich.progress import (
 )
 
 from testbed.errors import TestbedError
-from testbed.results.layout import StudyPaths
+from testbed.results.layout import STUDY_SPEC, StudyPaths
 from testbed.results.rundir import hand_over, make_dirs, refuse_non_empty, utc_stamp
 from testbed.results.verdict import read_verdict
 from testbed.runner import interrupt_pending, quiet, run_experiment
-from testbed.spec.reference import REFERENCE_FILE
 from testbed.spec.study import Study, expand, label
 from testbed.study.tables import run_status, write_study_tables
-
-STUDY_FILE = "study.yaml"
 
 
 @dataclass
@@ -65,16 +62,16 @@ def create_study_dir(name: str, out: str | Path | None, root: str | Path = "resu
 def load_resumable(study_dir: Path) -> Study:
     """The study recorded in `study_dir`/study.yaml, expanded again (and checked to be
     the same runs)."""
-    path = study_dir / STUDY_FILE
+    path = StudyPaths(study_dir).spec
     try:
         recorded = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise TestbedError(f"--resume {study_dir}: cannot read {STUDY_FILE} ({exc})") from None
+        raise TestbedError(f"--resume {study_dir}: cannot read {STUDY_SPEC} ({exc})") from None
     spec = recorded["spec"]
-    if (study_dir / REFERENCE_FILE).exists():  # the study's own copy, wherever it moved
+    if StudyPaths(study_dir).reference.exists():  # the study's own copy, wherever it moved
         spec["report"] = {
             **spec["report"],
-            "reference": str((study_dir / REFERENCE_FILE).resolve()),
+            "reference": str(StudyPaths(study_dir).reference.resolve()),
         }
     study = expand(spec, str(path))
     if [r.name for r in study.runs] != [r["name"] for r in recorded["runs"]]:
@@ -90,8 +87,8 @@ def run_study(
     trust them (e.g. a CPU another program saturated); return the study's tables. A
     replaced attempt is kept under attempts/."""
     console = console or Console(stderr=True)
-    (study_dir / STUDY_FILE).write_text(study.as_yaml())
-    copy = study_dir / REFERENCE_FILE
+    StudyPaths(study_dir).spec.write_text(study.as_yaml())
+    copy = StudyPaths(study_dir).reference
     if study.reference and study.reference.resolve() != copy.resolve():
         shutil.copyfile(study.reference, copy)  # the report reads it there
     todo = [r for r in study.runs if _to_run(study_dir / r.name, retry_untrustworthy)]
