@@ -19,9 +19,9 @@ from pathlib import Path
 
 from controllers.contract import JobRecord, JobsDoc, ReadyReport, TopologyDoc
 from testbed.errors import TestbedError
+from testbed.layout import RunPaths
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.tc import CLASS_DSCP
-from testbed.results.layout import RunPaths
 from testbed.spec.placement import Placement
 from testbed.spec.schema import Experiment
 from testbed.training.size import total_bytes

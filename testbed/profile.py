@@ -34,9 +34,9 @@ from rich.console import Console
 from rich.table import Table
 
 from testbed.errors import SpecError
+from testbed.layout import StudyPaths
 from testbed.report import report
 from testbed.report.figures import axis_label, figure, save
-from testbed.results.layout import StudyPaths
 from testbed.results.rundir import utc_stamp
 from testbed.spec.load import apply_overrides, read_yaml
 from testbed.spec.study import STUDY_KEYS, Study, expand

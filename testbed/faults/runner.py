@@ -27,10 +27,10 @@ from testbed import shell
 from testbed.control import ControllerProcess
 from testbed.faults import paths, probe
 from testbed.jobs.launch import JobRunner
+from testbed.layout import RunPaths, records_name
 from testbed.ledger import Ledger
 from testbed.network.protocol import Network
 from testbed.network.tc import CLASS_DSCP
-from testbed.results.layout import RunPaths, records_name
 from testbed.results.read import read_csv
 from testbed.spec.schema import Experiment
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import PIPE, Popen
 
-from testbed.results.layout import RunPaths
+from testbed.layout import RunPaths
 from testbed.spec.job_rules import command_workdir, expand_command
 from testbed.spec.placement import Placement
 from testbed.spec.schema import JobSpec

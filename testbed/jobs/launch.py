@@ -29,9 +29,9 @@ from testbed.jobs.forkserver import ForkServer
 from testbed.jobs.remote import ClusterLauncher, RemoteProcess
 from testbed.jobs.runs import JobRun, RoleProcess, culprit, exit_codes, summary
 from testbed.jobs.trees import Tree, build_trees, plan_edges, racks_of
+from testbed.layout import RunPaths
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.protocol import Network
-from testbed.results.layout import RunPaths
 from testbed.spec.placement import Placement
 from testbed.spec.schema import Experiment, JobSpec
 from testbed.training.role import RoleConfig

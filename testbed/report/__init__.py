@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from testbed.errors import TestbedError
+from testbed.layout import RunPaths, StudyPaths
 from testbed.report.compare import compare_markdown, compare_plots
 from testbed.report.run import run_markdown, run_plots
 from testbed.report.study import (
@@ -19,7 +20,6 @@ from testbed.report.study import (
     study_markdown,
     study_plots,
 )
-from testbed.results.layout import RunPaths, StudyPaths
 from testbed.results.read import read_csv
 from testbed.spec.reference import REFERENCE_FILE, load_reference
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from testbed.layout import RunPaths
 from testbed.report.run import (
     JOB_SUMMARY,
     accuracy,
@@ -14,7 +15,6 @@ from testbed.report.run import (
     iteration_time,
     table,
 )
-from testbed.results.layout import RunPaths
 from testbed.results.read import read_csv
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from testbed.layout import RunPaths
 from testbed.report.figures import axis_label, figure, legend, save
-from testbed.results.layout import RunPaths
 from testbed.results.read import read_csv, read_json
 
 JOB_SUMMARY = ["job", "status", "transport", "iterations", "jct_s", "mean_iter_s",

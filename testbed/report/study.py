@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from testbed.layout import StudyPaths
 from testbed.report.figures import (
     axis_label,
     distribution_axis,
@@ -21,7 +22,6 @@ from testbed.report.figures import (
     step_cdf,
 )
 from testbed.report.run import figures_markdown, table
-from testbed.results.layout import StudyPaths
 from testbed.results.read import read_csv
 from testbed.study.against import arm, arm_distributions, in_arm
 from testbed.study.tables import ci95, counted

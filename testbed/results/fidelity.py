@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.results.layout import RunPaths
+from testbed.layout import RunPaths
 from testbed.results.tables import snapshot_gaps
 from testbed.sampling import Periodic
 from testbed.stats import binomial_interval

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.results.layout import RunPaths
+from testbed.layout import RunPaths
 from testbed.results.read import read_json, read_jsonl, run_start
 
 FLOW_COLUMNS = "entry src dst size_bytes start_s fct_s sent_bytes completed error".split()

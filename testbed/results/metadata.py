@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import testbed
-from testbed.results.layout import RunPaths
+from testbed.layout import RunPaths
 
 REPO = Path(testbed.__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from testbed.results.layout import RunPaths
+from testbed.layout import RunPaths
 
 
 def read_csv(path: Path):

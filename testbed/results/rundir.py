@@ -1,6 +1,6 @@
 """The run directory: a fresh folder per run, never reusing an existing one.
 
-Its layout is named in `testbed.results.layout`.
+Its layout is named in `testbed.layout`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from testbed.errors import TestbedError
-from testbed.results.layout import LOGS, RAW
+from testbed.layout import LOGS, RAW
 
 
 def utc_stamp(when: dt.datetime | None = None) -> str:

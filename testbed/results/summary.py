@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
-from testbed.results.layout import RunPaths
+from testbed.layout import RunPaths
 
 
 def summary_table(jobs: pd.DataFrame) -> Table:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from testbed.layout import JOB_STATE, TIER_BYTES, TRAFFIC, RunPaths, records_name
 from testbed.results.flows import write_traffic_tables
-from testbed.results.layout import JOB_STATE, TIER_BYTES, TRAFFIC, RunPaths, records_name
 from testbed.results.read import read_csv, read_jsonl, run_start
 from testbed.training.role import snapshot_path
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.results.layout import RunPaths
+from testbed.layout import RunPaths
 from testbed.results.read import read_json
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from testbed.control import ControllerProcess, controller_jobs
 from testbed.errors import TestbedError
+from testbed.layout import RunPaths
 from testbed.ledger import Ledger, summarize_removed
 from testbed.network import reach
 from testbed.network.cluster import controller_address
@@ -24,7 +25,6 @@ from testbed.network.monitor import LinkMonitor
 from testbed.network.protocol import Network
 from testbed.platform import Platform
 from testbed.progress import RunProgress
-from testbed.results.layout import RunPaths
 from testbed.run.signals import describe, no_sigint, raise_interrupted
 from testbed.runlock import RunLock
 from testbed.spec.placement import place

@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from testbed.layout import records_name
 from testbed.progress import RunProgress
 from testbed.results.fidelity import CpuSampler
-from testbed.results.layout import records_name
 from testbed.run.build import Testbed
 from testbed.run.signals import no_sigint
 from testbed.run.start import Work

@@ -7,9 +7,9 @@ from __future__ import annotations
 import yaml
 
 from testbed import preflight
+from testbed.layout import RunPaths
 from testbed.platform import probe
 from testbed.progress import RunProgress, log_to
-from testbed.results.layout import RunPaths
 from testbed.results.metadata import Metadata
 from testbed.results.rundir import create_run_dir
 from testbed.run.build import Testbed

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from testbed.faults.runner import FaultRunner
 from testbed.jobs.forkserver import ForkServer
 from testbed.jobs.launch import PROCESS_ENV, JobRunner
+from testbed.layout import RunPaths
 from testbed.progress import RunProgress
-from testbed.results.layout import RunPaths
 from testbed.results.metadata import Metadata
 from testbed.run.build import Testbed
 from testbed.spec.schema import Experiment

@@ -40,7 +40,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from testbed.errors import NO_VALUE, SpecError
-from testbed.results.layout import REFERENCE
+from testbed.layout import REFERENCE
 from testbed.spec.labels import label
 from testbed.spec.schema import Float, Frozen, Int, Str
 

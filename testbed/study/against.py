@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.results.layout import StudyPaths
+from testbed.layout import StudyPaths
 from testbed.results.read import read_csv
 from testbed.spec.reference import Claim, Quantity, Reference
 from testbed.spec.study import label

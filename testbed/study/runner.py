@@ -35,7 +35,7 @@ from rich.progress import (
 )
 
 from testbed.errors import TestbedError
-from testbed.results.layout import STUDY_SPEC, StudyPaths
+from testbed.layout import STUDY_SPEC, StudyPaths
 from testbed.results.rundir import hand_over, make_dirs, refuse_non_empty, utc_stamp
 from testbed.results.verdict import read_verdict
 from testbed.runner import interrupt_pending, quiet, run_experiment

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from testbed.results.layout import RunPaths, StudyPaths
+from testbed.layout import RunPaths, StudyPaths
 from testbed.results.read import read_csv
 from testbed.results.verdict import read_verdict
 from testbed.spec.study import Study, label

@@ -25,9 +25,9 @@ from subprocess import DEVNULL, Popen
 from testbed.cdf import cdf_path, load_cdf
 from testbed.errors import TestbedError
 from testbed.jobs.forkserver import log_tail
+from testbed.layout import RunPaths
 from testbed.ledger import Ledger, identity, kill_group
 from testbed.network.tc import CLASS_DSCP
-from testbed.results.layout import RunPaths
 from testbed.spec.paths import spec_dir
 from testbed.spec.placement import Placement
 from testbed.spec.schema import Experiment, FlowsTraffic, Iperf3Traffic
