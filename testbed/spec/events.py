@@ -28,7 +28,7 @@ class _TrafficBase(Frozen):
 
 
 class Iperf3Traffic(_TrafficBase):
-    """One iperf3 client -> server pair (testbed.traffic.iperf)."""
+    """One iperf3 client -> server pair (testbed.traffic.runner)."""
 
     kind: Literal["iperf3"]
     src: Name
@@ -40,7 +40,7 @@ class Iperf3Traffic(_TrafficBase):
 
 class FlowsTraffic(_TrafficBase):
     """Poisson flow arrivals between random host pairs at a fraction of the hosts'
-    access bandwidth, sizes from an empirical CDF (testbed.traffic.flows)."""
+    access bandwidth, sizes from an empirical CDF (testbed.traffic.agent)."""
 
     kind: Literal["flows"]
     load: Float = Field(gt=0, le=1)
