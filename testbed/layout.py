@@ -33,6 +33,16 @@ def records_name(stem: str) -> str:
     return f"{stem}.jsonl"
 
 
+SNAPSHOTS = "params"  # raw/<job>/params/it<iteration>-worker<rank>.npy, at evaluations
+
+
+def snapshot_path(records: str | Path, iteration: int) -> Path:
+    """Where the worker whose records file is `records` saves its parameters at an
+    evaluation of `iteration` (raw/<job>/params/it000019-worker2.npy)."""
+    records = Path(records)
+    return records.parent / SNAPSHOTS / f"it{iteration:06d}-{records.stem}.npy"
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """The files of the run directory `root` (nothing is created by asking)."""

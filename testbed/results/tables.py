@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.layout import JOB_STATE, TIER_BYTES, TRAFFIC, RunPaths, records_name
+from testbed.layout import JOB_STATE, TIER_BYTES, TRAFFIC, RunPaths, records_name, snapshot_path
 from testbed.results.flows import write_traffic_tables
 from testbed.results.read import read_csv, read_jsonl, run_start
-from testbed.training.role import snapshot_path
 
 # Column orders are part of the contract (design.md §3, results/README.md).
 ITERATION_COLUMNS = (

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from testbed.layout import snapshot_path
 from testbed.spec.schema import DEFAULT_WORKER_TIMEOUT_S
 from testbed.training import datasets, models
 from testbed.training.messages import Message
 from testbed.training.ps import PSServer, PSWorker, shard_bounds
-from testbed.training.role import RecordWriter, RoleConfig, snapshot_path
+from testbed.training.role import RecordWriter, RoleConfig
 from testbed.training.tree import TreeServer, TreeWorker
 from testbed.transports import make_transport
 

@@ -10,15 +10,6 @@ from pathlib import Path
 
 from testbed.spec.schema import JobSpec
 
-SNAPSHOTS = "params"  # raw/<job>/params/it<iteration>-worker<rank>.npy, at evaluations
-
-
-def snapshot_path(records: str | Path, iteration: int) -> Path:
-    """Where the worker whose records file is `records` saves its parameters at an
-    evaluation of `iteration` (raw/<job>/params/it000019-worker2.npy)."""
-    records = Path(records)
-    return records.parent / SNAPSHOTS / f"it{iteration:06d}-{records.stem}.npy"
-
 
 @dataclass
 class RoleConfig:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from testbed.layout import snapshot_path
 from testbed.results.rundir import create_run_dir
 from testbed.results.tables import (
     ITERATION_COLUMNS,
@@ -16,7 +17,7 @@ from testbed.results.tables import (
     MESSAGE_COLUMNS,
     write_tables,
 )
-from testbed.training.role import RecordWriter, snapshot_path
+from testbed.training.role import RecordWriter
 
 T0 = 1000.0
 
