@@ -16,6 +16,7 @@
 #                    (testbed/vm/image.py): packages come with the image and no daemon
 #                    may start, since a chroot shares the build host's kernel
 #   --print-packages print the distro packages a machine needs, one line, and exit
+#   --print-extras   print the project's extras it installs (for the guest image's wheels)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,7 @@ TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 PACKAGES="mininet openvswitch-switch iproute2 nftables ethtool iperf3 fping procps python3-venv python3-pip"
 VM_PACKAGES="qemu-system-x86 mmdebstrap e2fsprogs openssh-client"
+EXTRAS="run,test,docs"
 
 mode="${1:-}"
 case "$mode" in
@@ -30,7 +32,8 @@ case "$mode" in
   --vm) PACKAGES="$PACKAGES $VM_PACKAGES" ;;
   --in-image) ;;
   --print-packages) echo "$PACKAGES"; exit 0 ;;
-  *) echo "bootstrap: unknown option '$mode' (expected --vm, --in-image or --print-packages)" >&2; exit 2 ;;
+  --print-extras) echo "$EXTRAS"; exit 0 ;;
+  *) echo "bootstrap: unknown option '$mode' (expected --vm, --in-image, --print-packages or --print-extras)" >&2; exit 2 ;;
 esac
 
 say() { echo "bootstrap: $*"; }
@@ -78,7 +81,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x .venv/bin/tes
     $pip install -q "torch==$TORCH_VERSION"
   fi
   say "installing mlnet-testbed into .venv (editable)"
-  $pip install -q -e '.[run,test,docs]'
+  $pip install -q -e ".[$EXTRAS]"
   echo "$want" > "$stamp"
 fi
 

@@ -111,6 +111,12 @@ def bootstrap_packages() -> list[str]:
     return out.split()
 
 
+def bootstrap_extras() -> str:
+    """The project's extras bootstrap.sh installs, comma-separated (its own list)."""
+    out = _run(["bash", str(REPO / "scripts/bootstrap.sh"), "--print-extras"], "bootstrap.sh")
+    return out.strip()
+
+
 def frozen_requirements(python: str) -> list[str]:
     """The host venv's packages at their exact versions (the project itself excluded)."""
     out = _run([python, "-m", "pip", "freeze", "--local", "--exclude-editable"], "pip freeze")
@@ -199,7 +205,7 @@ def _wheelhouse(constraints: list[str], python: str, work: Path) -> None:
     (out / "constraints.txt").write_text("\n".join(constraints) + "\n")
     pip = [python, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(out)]
     pip += ["--constraint", str(out / "constraints.txt")]
-    wanted = [f"{work / 'project'}[test]", *BUILD_WHEELS]
+    wanted = [f"{work / 'project'}[{bootstrap_extras()}]", *BUILD_WHEELS]
     try:  # the CPU build of torch: pip's find-links on these machines, else PyTorch's index
         _run([*pip, *wanted], "pip wheel", log_to=log)
     except VmError:
