@@ -82,12 +82,17 @@ def tc_listing(pid: int | None, devices: list[str]) -> tuple[list[dict], str]:
 
 def split_listing(stdout: str, devices: list[str]) -> tuple[list[dict], str]:
     """`tc_listing`'s output by device (see there); nothing unless every device's
-    qdisc line is there, in order."""
+    qdisc line is there, in order. tc 6.1 (Debian 12) prints the classes as text; tc
+    6.15 (Debian 13) prints them as JSON too, which becomes the same text here."""
     qdiscs, text, pending = [], [], iter(devices)
     for line in stdout.splitlines():
         if line.startswith("["):
             try:
-                listing, dev = json.loads(line), next(pending)
+                listing = json.loads(line)
+                if text and all("class" in entry for entry in listing):
+                    text += _class_text(listing)  # the current device's classes
+                    continue
+                dev = next(pending)
             except (json.JSONDecodeError, StopIteration):
                 return [], ""
             qdiscs += [{**q, "dev": q.get("dev", dev)} for q in listing]
@@ -97,6 +102,19 @@ def split_listing(stdout: str, devices: list[str]) -> tuple[list[dict], str]:
     if next(pending, None) is not None:
         return [], ""
     return qdiscs, "\n".join(text) + "\n"
+
+
+def _class_text(classes: list[dict]) -> list[str]:
+    """tc's text for the class fields `shaper_states` reads, from its JSON entries."""
+    lines = []
+    for c in classes:
+        stats = c.get("stats", {})
+        lines.append(f"class {c['class']} {c.get('handle', '?')} ")
+        if "qlen" in stats:
+            lines.append(f" backlog {stats.get('backlog', 0)}b {stats['qlen']}p requeues 0")
+        if "tokens" in stats:
+            lines.append(f" tokens: {stats['tokens']} ctokens: {stats.get('ctokens', 0)}")
+    return lines
 
 
 def tc_stats(pid: int | None, dev: str | None = None) -> list[dict]:
