@@ -5,6 +5,9 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SPEC ?= configs/quickstart.yaml
 PYTEST_ARGS ?=
+# vm-test's guest: a Debian suite (bookworm, trixie) and its tier (vm, or smoke only).
+DISTRO ?= bookworm
+TIER ?= vm
 
 .PHONY: bootstrap run test unit smoke vm-test vm-tier cluster-test cluster-tier vm-clean lint docs docs/index.md clean-runs
 
@@ -25,11 +28,12 @@ unit: bootstrap
 smoke: bootstrap
 	$(PYTHON) -m pytest tests -m smoke $(PYTEST_ARGS)
 
-# Boots a Debian 12 guest with a stock kernel (netem, OVS kernel module) under QEMU
-# and runs `vm-tier` there. The image is built once and cached (see testbed/vm).
+# Boots a Debian guest (DISTRO: bookworm = 12, the default; trixie = 13) with a stock
+# kernel (netem, OVS kernel module) under QEMU and runs `vm-tier` there (TIER=smoke:
+# `smoke` only). One image per release is built once and cached (see testbed/vm).
 vm-test:
 	@bash scripts/bootstrap.sh --vm
-	$(PYTHON) -m testbed.vm test -- $(PYTEST_ARGS)
+	$(PYTHON) -m testbed.vm test --distro $(DISTRO) --tier $(TIER) -- $(PYTEST_ARGS)
 
 # What vm-test runs inside the guest: smoke plus the tests only a stock kernel can run.
 vm-tier: bootstrap
@@ -41,7 +45,7 @@ vm-tier: bootstrap
 # Slow under TCG; not part of `make test`.
 cluster-test:
 	@bash scripts/bootstrap.sh --vm
-	$(PYTHON) -m testbed.vm cluster-test -- $(PYTEST_ARGS)
+	$(PYTHON) -m testbed.vm cluster-test --distro $(DISTRO) -- $(PYTEST_ARGS)
 
 # What cluster-test runs on its first guest (the second is mlnet-b).
 cluster-tier: bootstrap

@@ -4,9 +4,10 @@ Why: a stock kernel is what almost every user has, and it offers what a CI machi
 like ours may lack: sch_netem (delay, jitter, netem loss) and the openvswitch kernel
 module (the OVS kernel datapath). `sudo make vm-test` exercises both.
 
-    image.py   the guest image: Debian 12 + cloud kernel + what bootstrap.sh installs,
-               built once with mmdebstrap and cached outside the repo, keyed by a hash
-               of its inputs
+    distros.py the Debian releases a guest can run (bookworm = 12, trixie = 13)
+    image.py   a guest image: a Debian release + cloud kernel + what bootstrap.sh
+               installs, built once with mmdebstrap and cached outside the repo (one per
+               release), keyed by a hash of its inputs
     qemu.py    the accelerator probe (KVM where it works, else TCG) and the boot
     guest.py   one job in a fresh guest: the checkout goes in on a work disk, the
                results come back from it

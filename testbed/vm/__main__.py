@@ -2,8 +2,9 @@
 
     build   build the guest image, or say that the cached one is current
     test    boot the guest, run `make vm-tier` there (the smoke tier plus the tests
-            only a stock kernel can run), bring the results back to
-            results/vm-test/<UTC>/, and print the summary as the last line
+            only a stock kernel can run; `--tier smoke`: `make smoke`), bring the
+            results back to results/vm-test/<UTC>-<distro>/, and print the summary as
+            the last line
     run     boot the guest and run any command in the checkout there, e.g.
             `python -m testbed.vm run -- .venv/bin/python benchmarks/link_fidelity.py`
     cluster-test
@@ -11,6 +12,9 @@
             `make cluster-tier` on the first, results in results/cluster-test/<UTC>/
     clean   remove the image cache
     facts   (inside the guest) the kernel's features as JSON
+
+Every command but facts and clean takes `--distro` (a Debian suite: bookworm, the
+default, or trixie); each release has its own cached image.
 
 Exit codes: the job's own exit code for test and run; 1 for a failed build or boot;
 130 when interrupted.
@@ -26,11 +30,11 @@ import signal
 import sys
 
 from testbed.results.rundir import utc_stamp
-from testbed.vm import guest, image, pair, qemu, report
+from testbed.vm import distros, guest, image, pair, qemu, report
 from testbed.vm.image import VmError
 
 OUT = "/mnt/work/out"  # the guest's side of the work disk's out/ folder
-VM_TIER = ["make", "vm-tier"]
+TIERS = {"vm": "vm-tier", "smoke": "smoke"}  # --tier -> the make target the guest runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
-    except VmError as exc:
+    except (VmError, distros.UnknownDistro) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -52,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m testbed.vm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build or reuse the guest image").set_defaults(func=cmd_build)
+    build = sub.add_parser("build", help="build or reuse the guest image")
+    build.set_defaults(func=cmd_build)
     test = sub.add_parser("test", help="run the VM tier of the tests in the guest")
     test.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    test.add_argument("--tier", choices=sorted(TIERS), default="vm", help="vm (default) or smoke")
     test.set_defaults(func=cmd_test)
     run = sub.add_parser("run", help="run a command in the checkout inside the guest")
     run.add_argument("argv", nargs="+", help="the command (after --)")
@@ -62,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster-test", help="run the cluster tier on two guests")
     cluster.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     cluster.set_defaults(func=cmd_cluster_test)
+    for p in (build, test, run, cluster):
+        p.add_argument("--distro", default=distros.DEFAULT, help="Debian suite of the guest")
     for p in (test, run, cluster):
         p.add_argument("--timeout-s", type=float, default=45 * 60, help="stop the guest then")
         p.add_argument("--memory-mb", type=int, default=4096)
@@ -77,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the image unless the cached one matches the recipe."""
-    built = image.ensure(sys.executable)
+    built = image.ensure(sys.executable, distros.get(args.distro))
     print(f"vm image: {built.directory} (kernel {built.manifest['kernel']})")
     return 0
 
@@ -85,7 +93,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     """The VM tier in a fresh guest; the summary line is printed last."""
     pytest_args = [f"--junitxml={OUT}/junit.xml", f"--basetemp={OUT}/pytest", "-v"]
-    make = [*VM_TIER, "PYTEST_ARGS=" + shlex.join([*pytest_args, *args.pytest_args])]
+    make = [
+        "make",
+        TIERS[args.tier],
+        "PYTEST_ARGS=" + shlex.join([*pytest_args, *args.pytest_args]),
+    ]
     result = _boot(args, shlex.join(make), "vm-test")
     counts = report.junit_counts(result.out_dir / "junit.xml")
     if counts is None:
@@ -105,7 +117,7 @@ def cmd_cluster_test(args: argparse.Namespace) -> int:
     # -s: the tests' own progress (Mininet's, the doctor's table) shows on the console.
     pytest_args = [f"--junitxml={OUT}/junit.xml", f"--basetemp={OUT}/pytest", "-v", "-s"]
     make = ["make", "cluster-tier", "PYTEST_ARGS=" + shlex.join([*pytest_args, *args.pytest_args])]
-    built = image.ensure(sys.executable)
+    built = image.ensure(sys.executable, distros.get(args.distro))
     accel, why = qemu.probe_accel(built) if args.accel == "auto" else (args.accel, "requested")
     out_dir = image.REPO / "results" / "cluster-test" / utc_stamp()
     print(f"vm: booting two guests under {accel} ({why}); {args.cpus} vCPUs and "
@@ -143,11 +155,12 @@ def cmd_facts(args: argparse.Namespace) -> int:
 
 def _boot(args: argparse.Namespace, command: str, kind: str) -> guest.GuestRun:
     """Build or reuse the image, pick the accelerator, run `command` in a fresh guest."""
-    built = image.ensure(sys.executable)
+    distro = distros.get(args.distro)
+    built = image.ensure(sys.executable, distro)
     accel, why = qemu.probe_accel(built) if args.accel == "auto" else (args.accel, "requested")
-    out_dir = image.REPO / "results" / kind / utc_stamp()
+    out_dir = image.REPO / "results" / kind / f"{utc_stamp()}-{distro.suite}"
     out_dir.mkdir(parents=True)
-    print(f"vm: booting kernel {built.manifest['kernel']} under {accel} ({why}); "
+    print(f"vm: booting {distro.name}, kernel {built.manifest['kernel']}, under {accel} ({why}); "
           f"{args.cpus} vCPUs, {args.memory_mb} MiB; results in {out_dir}")  # fmt: skip
     print(f"vm: guest runs: {command}")
     result = guest.run(

@@ -3,19 +3,22 @@
 What goes in (the *recipe*; its hash is the cache key, so the image is rebuilt only
 when one of these changes):
 
-- Debian 12 (minbase) from the Debian archive, with the distro's cloud kernel and
-  initramfs, and the packages ``scripts/bootstrap.sh --print-packages`` names;
+- a Debian release (minbase; ``testbed/vm/distros.py``: bookworm by default, trixie)
+  from the Debian archive, with its cloud kernel and initramfs, and the packages
+  ``scripts/bootstrap.sh --print-packages`` names;
 - the project's ``.venv``, made *by bootstrap.sh itself* (``--in-image``) inside the
-  image's chroot, from wheels of the project's dependency tree pinned to the versions
-  in this host's ``.venv`` (``pip freeze`` as constraints) — so the guest runs the
-  same Python stack as the host, and the chroot needs no network;
+  image's chroot, from a wheelhouse built here, so the chroot needs no network. When
+  the guest's Python is the host venv's, the wheels are pinned to the versions in this
+  host's ``.venv`` (``pip freeze`` as constraints), so the guest runs the same Python
+  stack as the host; for another Python they are the newest with a wheel for it;
 - ``init.sh`` as the guest's PID 1;
 - this file, the bootstrap script and the package metadata it stamps.
 
 mmdebstrap runs in ``unshare`` mode: its mounts live in a private mount namespace
 and its processes in a private PID namespace, so a build that is killed leaves no
 mount or daemon on the host, only a ``.build-*`` directory in the cache, which the
-next build removes. The cache holds one image; a new one replaces the old.
+next build removes. The cache holds one image per release; a new one replaces the old
+one of its release.
 """
 
 from __future__ import annotations
@@ -28,21 +31,19 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.errors import TestbedError
+from testbed.vm import distros
+from testbed.vm.distros import Distro
 
 REPO = Path(__file__).resolve().parents[2]
+BOOTSTRAP = REPO / "scripts" / "bootstrap.sh"
 CACHE = Path(os.environ.get("MLNET_VM_CACHE", "/var/cache/mlnet-testbed/vm"))
-SUITE = "bookworm"
-SOURCES = (
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-)
 # What the guest needs beyond bootstrap.sh's packages: a kernel that boots under
 # QEMU (virtio disk, serial console) with netem and openvswitch as modules, and the
 # tools the guest's own scripts call.
@@ -54,6 +55,7 @@ GUEST_PACKAGES = (
 # isolation, which in the offline chroot can only use the wheelhouse.
 BUILD_WHEELS = ("setuptools>=61", "wheel")
 TORCH_CPU_INDEX = os.environ.get("TORCH_CPU_INDEX", "https://download.pytorch.org/whl/cpu")
+GUEST_CA = "/var/tmp/host-ca.crt"  # only while the chroot's pip runs
 GUEST_REPO = "/opt/mlnet-testbed"  # where guest.sh copies the checkout, beside .venv
 FREE_SPACE_BYTES = 2 << 30  # room on the root disk for what the tests write
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")  # paths that go into mmdebstrap hooks
@@ -86,16 +88,20 @@ class Image:
         return json.loads((self.directory / "manifest.json").read_text())
 
 
-def recipe(python: str) -> dict:
+def recipe(python: str, distro: Distro) -> dict:
     """Everything that decides the image's content (the cache key hashes this)."""
     files = ["scripts/bootstrap.sh", "setup.cfg", "pyproject.toml", "testbed/vm/image.py"]
-    files.append("testbed/vm/init.sh")
+    files += ["testbed/vm/distros.py", "testbed/vm/init.sh"]
+    same_python = python_version(python) == distro.python
     return {
-        "suite": SUITE,
-        "sources": list(SOURCES),
-        "packages": sorted({*GUEST_PACKAGES, *bootstrap_packages()}),
+        "suite": distro.suite,
+        "sources": list(distro.sources),
+        "python": distro.python,
+        "packages": sorted({*GUEST_PACKAGES, *bootstrap_packages(), *distro.packages}),
         "files": {name: _sha256((REPO / name).read_bytes()) for name in files},
-        "wheels": frozen_requirements(python),
+        # pinned to the host venv when the ABI matches; else the newest for the guest's
+        "wheels": frozen_requirements(python) if same_python else guest_requirements(distro),
+        "pinned": same_python,
         "build_wheels": list(BUILD_WHEELS),
     }
 
@@ -107,14 +113,29 @@ def cache_key(recipe_: dict) -> str:
 
 def bootstrap_packages() -> list[str]:
     """The distro packages bootstrap.sh installs on a machine (its own list)."""
-    out = _run(["bash", str(REPO / "scripts/bootstrap.sh"), "--print-packages"], "bootstrap.sh")
-    return out.split()
+    return _run(["bash", str(BOOTSTRAP), "--print-packages"], "bootstrap.sh").split()
 
 
 def bootstrap_extras() -> str:
     """The project's extras bootstrap.sh installs, comma-separated (its own list)."""
-    out = _run(["bash", str(REPO / "scripts/bootstrap.sh"), "--print-extras"], "bootstrap.sh")
+    return _run(["bash", str(BOOTSTRAP), "--print-extras"], "bootstrap.sh").strip()
+
+
+def python_version(python: str) -> str:
+    """`python`'s major.minor."""
+    out = _run([python, "-c", "import sys; print(*sys.version_info[:2], sep='.')"], "python")
     return out.strip()
+
+
+def guest_requirements(distro: Distro) -> list[str]:
+    """What a guest of another Python installs: the project's requirements, with torch
+    at bootstrap.sh's version unless the release's own package provides it."""
+    reqs = distros.project_requirements(REPO / "setup.cfg", bootstrap_extras())
+    reqs = [r for r in reqs if distros.requirement_name(r) != "torch"]
+    if not distro.torch_from_distro:
+        version = _run(["bash", str(BOOTSTRAP), "--print-torch-version"], "bootstrap.sh")
+        reqs.append(f"torch=={version.strip()}")
+    return sorted(reqs)
 
 
 def frozen_requirements(python: str) -> list[str]:
@@ -123,11 +144,11 @@ def frozen_requirements(python: str) -> list[str]:
     return sorted(line for line in out.splitlines() if line and not line.startswith("#"))
 
 
-def ensure(python: str, log=print) -> Image:
-    """The cached image for the current recipe, built first if missing."""
+def ensure(python: str, distro: Distro, log=print) -> Image:
+    """The cached image of `distro` for the current recipe, built first if missing."""
     _check_cache_path()
     CACHE.mkdir(parents=True, exist_ok=True)
-    want = recipe(python)
+    want = recipe(python, distro)
     key = cache_key(want)
     with _locked(CACHE / ".lock"):
         image = Image(CACHE / key)
@@ -136,15 +157,29 @@ def ensure(python: str, log=print) -> Image:
             return image
         for stale in CACHE.glob(".build-*"):
             shutil.rmtree(stale, ignore_errors=True)  # a build killed earlier; we hold the lock
-        log(f"vm image {key}: building (Debian {SUITE}, cloud kernel, the project's venv)")
-        build(want, key, python, log)
-        for other in CACHE.iterdir():  # one image at a time: the old one is garbage now
-            if other.is_dir() and other.name != key:
-                shutil.rmtree(other, ignore_errors=True)
+        log(f"vm image {key}: building ({distro.name}, cloud kernel, the project's venv)")
+        build(want, key, python, distro, log)
+        for old in stale_images(key, distro.suite):  # one image per release
+            shutil.rmtree(old, ignore_errors=True)
         return image
 
 
-def build(want: dict, key: str, python: str, log) -> None:
+def stale_images(key: str, suite: str) -> list[Path]:
+    """Cached images of `suite` other than `key` (and any whose manifest is unreadable)."""
+    stale = []
+    for other in sorted(p for p in CACHE.iterdir() if p.is_dir() and p.name != key):
+        if other.name.startswith(".build-"):
+            continue  # a build in progress or killed: the next build of its own removes it
+        try:
+            other_suite = Image(other).manifest["recipe"]["suite"]
+        except (OSError, ValueError, KeyError):
+            other_suite = suite
+        if other_suite == suite:
+            stale.append(other)
+    return stale
+
+
+def build(want: dict, key: str, python: str, distro: Distro, log) -> None:
     """Build the image for `want` into ``CACHE/key`` (atomically: all or nothing)."""
     work = CACHE / f".build-{key}-{os.getpid()}"
     work.mkdir()
@@ -159,12 +194,14 @@ def build(want: dict, key: str, python: str, log) -> None:
 
     try:
         stage_checkout(work / "project")
-        step("wheels of the project's dependencies", _wheelhouse, want["wheels"], python, work)
-        step("mmdebstrap + bootstrap.sh in the chroot", _debootstrap, want["packages"], work)
+        if want["pinned"]:
+            step("wheels of the project's dependencies", _wheelhouse, want["wheels"], python, work)
+        step("mmdebstrap + bootstrap.sh in the chroot", _debootstrap, want, work)
         kernel = _boot_files(work)
         step("mke2fs", _filesystem, work / "rootfs", work / "rootfs.img")
         for scratch in ("rootfs", "wheelhouse", "project"):
-            shutil.rmtree(work / scratch)
+            if (work / scratch).exists():  # an unpinned image has no wheelhouse
+                shutil.rmtree(work / scratch)
         manifest = {
             "key": key,
             "kernel": kernel,
@@ -196,7 +233,7 @@ def clean() -> list[Path]:
 
 def _wheelhouse(constraints: list[str], python: str, work: Path) -> None:
     """Wheels of the project's whole dependency tree, built on this host (the same
-    Python ABI as the guest's Debian 12 python3), so that the chroot installs offline
+    Python ABI as the guest's python3), so that the chroot installs offline
     and needs no compiler. `pip wheel` ignores what is installed, so a package this
     host's venv takes from Debian's site-packages is in there too; the host venv's
     exact versions are constraints."""
@@ -228,15 +265,21 @@ def stage_checkout(dest: Path) -> int:
     return count
 
 
-def _debootstrap(packages: list[str], work: Path) -> None:
-    """mmdebstrap the root filesystem, then bootstrap the project inside its chroot."""
-    offline_pip = (
-        "PIP_NO_INDEX=1 PIP_FIND_LINKS=/var/tmp/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1"
-    )
-    chroot_env = f"env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 {offline_pip}"
+def _debootstrap(want: dict, work: Path) -> None:
+    """mmdebstrap the root filesystem, then bootstrap the project inside its chroot:
+    offline from the wheelhouse when it is pinned to the host's venv, else online, as
+    on a fresh machine of that release (pip trusts the CAs this host trusts)."""
+    if want["pinned"]:
+        pip_env = "PIP_NO_INDEX=1 PIP_FIND_LINKS=/var/tmp/wheelhouse"
+        wheels = [f"sync-in {work}/wheelhouse /var/tmp/wheelhouse"]
+    else:
+        pip_env = f"PIP_CERT={GUEST_CA}"
+        wheels = [f"upload {_ca_bundle()} {GUEST_CA}"]
+    chroot_env = "env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8"
+    chroot_env += f" PIP_DISABLE_PIP_VERSION_CHECK=1 {pip_env}"
     hooks = [
         f'mkdir -p "$1/var/tmp/wheelhouse" "$1{GUEST_REPO}"',
-        f"sync-in {work}/wheelhouse /var/tmp/wheelhouse",
+        *wheels,
         f"sync-in {work}/project {GUEST_REPO}",
         f"upload {work}/project/testbed/vm/init.sh /sbin/mlnet-vm-init",
         'chmod 0755 "$1/sbin/mlnet-vm-init"',
@@ -244,15 +287,23 @@ def _debootstrap(packages: list[str], work: Path) -> None:
         # Only the venv stays: the guest copies the checkout in at every boot, so a
         # file deleted from the checkout is not resurrected from the image.
         f'find "$1{GUEST_REPO}" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {{}} +',
-        'rm -rf "$1/var/tmp/wheelhouse" "$1/root/.cache"',
+        f'rm -rf "$1/var/tmp/wheelhouse" "$1/root/.cache" "$1{GUEST_CA}"',
         'echo mlnet-guest > "$1/etc/hostname"',
         'printf "127.0.0.1 localhost mlnet-guest\\n" > "$1/etc/hosts"',
     ]
     argv = ["mmdebstrap", "--mode=unshare", "--variant=minbase"]
-    argv += ["--include=" + ",".join(packages)]
+    argv += ["--include=" + ",".join(want["packages"])]
     argv += [f"--customize-hook={hook}" for hook in hooks]
-    argv += [SUITE, str(work / "rootfs"), *SOURCES]
+    argv += [want["suite"], str(work / "rootfs"), *want["sources"]]
     _run(argv, "mmdebstrap", log_to=work / "build.log", timeout=1800)
+
+
+def _ca_bundle() -> str:
+    """The CA bundle this host's pip trusts (a proxy's CA may be in it)."""
+    for candidate in (os.environ.get("PIP_CERT"), ssl.get_default_verify_paths().cafile):
+        if candidate and Path(candidate).is_file() and SAFE_PATH.match(candidate):
+            return candidate
+    return "/etc/ssl/certs/ca-certificates.crt"
 
 
 def _boot_files(work: Path) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from testbed.vm.image import Image, VmError
 
 QEMU = "qemu-system-x86_64"
+TCG_CPU = "max,-avx2"  # every feature TCG emulates but AVX2 (see machine_args)
 # tsc=reliable: under TCG the kernel finds the vCPUs' TSCs "unsynchronized" and falls
 # back to the HPET, and every clock read (HTB and TCP read it per packet) becomes an
 # emulated MMIO access. Both vCPUs' TSCs come from QEMU's one virtual clock, so they
@@ -52,12 +53,15 @@ def probe_accel(image: Image) -> tuple[str, str]:
 
 def machine_args(accel: str, memory_mb: int, cpus: int, cpu_model: str = "") -> list[str]:
     """The machine: CPUs, memory, serial console on stdio, no NIC, no display.
-    `cpu_model` defaults to `host` under KVM and `max` (every feature TCG emulates)
-    under TCG; TCG runs one host thread per vCPU."""
+    `cpu_model` defaults to `host` under KVM and `TCG_CPU` under TCG; TCG runs one
+    host thread per vCPU."""
     if accel == "kvm":
         cpu = ["-accel", "kvm", "-cpu", cpu_model or "host"]
     else:
-        cpu = ["-accel", "tcg,thread=multi", "-cpu", cpu_model or "max"]
+        # Without AVX2: QEMU 7.2's TCG emulates it imperfectly. Debian 13's numpy 2.2.4
+        # segfaulted in np.argsort's AVX2 kernel in such a guest, every time, and ran
+        # with AVX2 masked (by NPY_DISABLE_CPU_FEATURES, or from the CPU as here).
+        cpu = ["-accel", "tcg,thread=multi", "-cpu", cpu_model or TCG_CPU]
     return [
         *cpu,
         *("-smp", str(cpus), "-m", str(memory_mb)),

@@ -38,7 +38,8 @@ def summary_line(counts: Counts | None, facts: dict, accel: str) -> str:
     kernel = facts.get("kernel", "unknown")
     return (
         f"vm-test: {c.passed} passed, {c.failed} failed, {c.skipped} skipped; "
-        f"kernel {kernel}; netem {_yes(facts.get('netem'))}; "
+        f"{facts.get('distro', 'unknown')}; kernel {kernel}; "
+        f"python {facts.get('python', 'unknown')}; netem {_yes(facts.get('netem'))}; "
         f"ovs-module {_yes(facts.get('ovs_module'))}; accel {accel}"
     )
 
@@ -49,6 +50,8 @@ def guest_facts() -> dict:
 
     p = probe()
     return {
+        "distro": os_release(),
+        "python": platform.python_version(),
         "kernel": platform.release(),
         "netem": bool(p.netem),
         "netem_seed": bool(p.netem_seed),
@@ -56,6 +59,15 @@ def guest_facts() -> dict:
         "tcp_congestion_controls": list(p.tcp_congestion_controls),
         "versions": p.versions,
     }
+
+
+def os_release(path: Path = Path("/etc/os-release")) -> str:
+    """The release's name as it calls itself, e.g. 'Debian GNU/Linux 13 (trixie)'."""
+    try:
+        fields = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    except OSError:
+        return "unknown"
+    return fields.get("PRETTY_NAME", "unknown").strip().strip('"') or "unknown"
 
 
 def _yes(value) -> str:

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from testbed.ledger import alive, identity
-from testbed.vm import guest, image, qemu, report
+from testbed.vm import distros, guest, image, qemu, report
 from testbed.vm.image import Image
 
 SUMMARY = re.compile(
-    r"^vm-test: \d+ passed, \d+ failed, \d+ skipped; kernel \S+; netem (yes|no); "
-    r"ovs-module (yes|no); accel (kvm|tcg)$"
+    r"^vm-test: \d+ passed, \d+ failed, \d+ skipped; [^;]+; kernel \S+; python \S+; "
+    r"netem (yes|no); ovs-module (yes|no); accel (kvm|tcg)$"
 )
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
@@ -30,10 +30,12 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 def test_summary_line_has_the_promised_shape(tmp_path):
     (tmp_path / "junit.xml").write_text(JUNIT)
     counts = report.junit_counts(tmp_path / "junit.xml")
-    facts = {"kernel": "6.1.0-50-cloud-amd64", "netem": True, "ovs_module": False}
+    facts = {"kernel": "6.12.57-cloud-amd64", "netem": True, "ovs_module": False}
+    facts |= {"distro": "Debian GNU/Linux 13 (trixie)", "python": "3.13.5"}
     line = report.summary_line(counts, facts, "tcg")
     assert SUMMARY.match(line), line
     assert line.startswith("vm-test: 14 passed, 3 failed, 3 skipped;")  # errors are failures
+    assert "; Debian GNU/Linux 13 (trixie); kernel 6.12.57-cloud-amd64; python 3.13.5;" in line
     assert "netem yes; ovs-module no; accel tcg" in line
 
 
@@ -53,15 +55,62 @@ def test_cache_key_follows_every_input():
         assert image.cache_key({**base, **change}) != key
 
 
+def test_os_release_names_the_release(tmp_path):
+    (tmp_path / "os-release").write_text('NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian 13"\n')
+    assert report.os_release(tmp_path / "os-release") == "Debian 13"
+    assert report.os_release(tmp_path / "absent") == "unknown"
+
+
+def test_an_unknown_distro_is_one_line_naming_the_choices():
+    with pytest.raises(distros.UnknownDistro, match=r"^DISTRO = 'sid': expected one of "):
+        distros.get("sid")
+    assert distros.get("trixie").name == "Debian 13 (trixie)"
+
+
+def same_python() -> distros.Distro:
+    """A release whose python3 is this interpreter's version (the pinned path)."""
+    return distros.Distro("bookworm", "12", "{}.{}".format(*sys.version_info[:2]))
+
+
+def other_python() -> distros.Distro:
+    """A release whose python3 is not this interpreter's, with torch from the distro."""
+    version = "3.13" if sys.version_info[:2] != (3, 13) else "3.11"
+    return distros.Distro("trixie", "13", version, ("python3-torch",))
+
+
 def test_recipe_takes_bootstrap_packages_and_the_venv_as_they_are():
     assert "qemu-system-x86" not in image.bootstrap_packages()  # `--vm` adds it on hosts
-    recipe = image.recipe(sys.executable)
+    recipe = image.recipe(sys.executable, same_python())
+    assert recipe["pinned"] and recipe["suite"] == "bookworm"
     assert {"mininet", "openvswitch-switch", "nftables", "linux-image-cloud-amd64"} <= set(
         recipe["packages"]
     )
     assert any(w.startswith("torch==") for w in recipe["wheels"])
     assert not any(w.startswith("mlnet-testbed") for w in recipe["wheels"])  # the checkout
     assert set(recipe["files"]) >= {"scripts/bootstrap.sh", "testbed/vm/init.sh"}
+
+
+def test_a_guest_of_another_python_takes_the_projects_requirements_unpinned():
+    distro = other_python()
+    recipe = image.recipe(sys.executable, distro)
+    assert not recipe["pinned"] and recipe["python"] == distro.python
+    assert "python3-torch" in recipe["packages"]
+    names = {distros.requirement_name(r) for r in recipe["wheels"]}
+    assert {"numpy", "os-ken", "pytest", "mkdocs"} <= names  # run, test and docs extras
+    assert "torch" not in names  # the release's own package provides it
+    with_wheel = image.recipe(sys.executable, distros.Distro("x", "1", distro.python))
+    assert any(w.startswith("torch==") for w in with_wheel["wheels"])  # bootstrap's version
+
+
+def test_each_release_keeps_its_own_image(monkeypatch, tmp_path):
+    monkeypatch.setattr(image, "CACHE", tmp_path)
+    for key, suite in (("old12", "bookworm"), ("new12", "bookworm"), ("only13", "trixie")):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "manifest.json").write_text(f'{{"recipe": {{"suite": "{suite}"}}}}')
+    (tmp_path / "broken").mkdir()  # no manifest: nobody can use it
+    (tmp_path / ".build-x-1").mkdir()  # another build's scratch: not ours to remove
+    assert image.stale_images("new12", "bookworm") == [tmp_path / "broken", tmp_path / "old12"]
+    assert image.stale_images("only13", "trixie") == [tmp_path / "broken"]
 
 
 def test_bootstrap_rejects_an_unknown_option():
@@ -81,6 +130,7 @@ def test_boot_argv_keeps_the_image_pristine_and_the_guest_offline(tmp_path):
     ]
     assert argv[argv.index("-nic") + 1] == "none"
     assert argv[argv.index("-accel") + 1] == "tcg,thread=multi"
+    assert argv[argv.index("-cpu") + 1] == "max,-avx2"  # TCG's AVX2 crashed numpy's argsort
     assert "init=/sbin/mlnet-vm-init" in argv[argv.index("-append") + 1]
     kvm = qemu.machine_args("kvm", 512, 1)
     assert kvm[:4] == ["-accel", "kvm", "-cpu", "host"]
@@ -111,7 +161,7 @@ def test_kvm_probe_falls_back_when_a_test_boot_hangs(monkeypatch, tmp_path):
 def test_cache_path_with_shell_characters_is_refused(monkeypatch):
     monkeypatch.setattr(image, "CACHE", Path("/var/cache/my vm;rm -rf"))
     with pytest.raises(image.VmError, match="MLNET_VM_CACHE"):
-        image.ensure("python3")
+        image.ensure("python3", distros.get("bookworm"))
 
 
 @pytest.mark.skipif(not shutil.which("debugfs"), reason="e2fsprogs (mke2fs, debugfs) missing")
