@@ -7,10 +7,11 @@ when one of these changes):
   from the Debian archive, with its cloud kernel and initramfs, and the packages
   ``scripts/bootstrap.sh --print-packages`` names;
 - the project's ``.venv``, made *by bootstrap.sh itself* (``--in-image``) inside the
-  image's chroot, from a wheelhouse built here, so the chroot needs no network. When
-  the guest's Python is the host venv's, the wheels are pinned to the versions in this
-  host's ``.venv`` (``pip freeze`` as constraints), so the guest runs the same Python
-  stack as the host; for another Python they are the newest with a wheel for it;
+  image's chroot. When the guest's Python is the host venv's, from a wheelhouse built
+  here and pinned to the versions in this host's ``.venv`` (``pip freeze`` as
+  constraints), so the guest runs the same Python stack as the host and the chroot
+  needs no network; for another Python, online from PyPI at the newest releases, as on
+  a fresh machine of that release (``distros.py`` says why);
 - ``init.sh`` as the guest's PID 1;
 - this file, the bootstrap script and the package metadata it stamps.
 
