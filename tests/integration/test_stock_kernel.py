@@ -180,9 +180,8 @@ def test_quickstart_trains_on_the_kernel_datapath(quickstart):
 # falls below the link's rate for a reason that is the CPU's, not the shaper's. With 10 ms,
 # 50 Mb/s got 0.955 and 0.958 of the link in a TCG guest on a quiet host but 0.91 and 0.90
 # in two CI runs (late dequeues on a busy host, we infer; not reproduced). 50 ms covers
-# five times the lateness that 10 ms does, and
-# costs the upper bound nothing: one bucket over the 5 s transfer is 1% on top of the
-# header-limited 0.956, still below the link's rate.
+# five times the lateness that 10 ms does, and costs the upper bound nothing: one bucket
+# over the 5 s transfer is 1% on top of the header-limited 0.956, below the link's rate.
 KERNEL_SHAPED = {"datapath": "kernel", "shaper_burst_ms": 50.0}
 # How much faster than the link the machine must forward, before and after, for the
 # shaper and not the CPU to set the rate. 2x was not enough under TCG: a guest that
